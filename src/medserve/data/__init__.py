@@ -1,0 +1,19 @@
+"""Reading tables, inferring and applying the schema, defining the outcome."""
+
+from medserve.data.infer import infer_schema, read_schema_file
+from medserve.data.io import default_target, file_sha256, read_table, write_table
+from medserve.data.outcome import Outcome, resolve_outcome
+from medserve.data.schema import ColumnSpec, Schema
+
+__all__ = [
+    "ColumnSpec",
+    "Outcome",
+    "Schema",
+    "default_target",
+    "file_sha256",
+    "infer_schema",
+    "read_schema_file",
+    "read_table",
+    "resolve_outcome",
+    "write_table",
+]

@@ -1,0 +1,239 @@
+"""Schema inference: guess each column's type and role from the training table."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import ValidationError
+
+from medserve.data.outcome import resolve_outcome
+from medserve.data.schema import ColumnSpec, Schema, category_text
+from medserve.errors import ConfigError, DataError
+
+_ID_NAME = re.compile(
+    r"^(id|.*[_ ]id|patient_?id|subject_?id|record_?id|encounter_?id|mrn|row_?id|index|"
+    r"unnamed: ?0)$",
+    re.IGNORECASE,
+)
+_DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?")
+_OVERRIDE_KEYS = {"type", "role", "missing_tokens", "categories", "note"}
+
+
+def infer_schema(
+    frame: pd.DataFrame,
+    *,
+    target: str | None,
+    positive: str | None = None,
+    positive_if: str | None = None,
+    missing_tokens: dict[str, list[str]] | None = None,
+    ignore: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    detect_zero_missing: bool = True,
+) -> Schema:
+    """Infer types and roles; resolve the outcome; apply declared tokens and overrides."""
+    overrides = overrides or {}
+    column_overrides: dict[str, dict[str, Any]] = overrides.get("columns", {}) or {}
+    target = target or overrides.get("target")
+    positive = positive if positive is not None else overrides.get("positive")
+    positive_if = positive_if if positive_if is not None else overrides.get("positive_if")
+    missing_tokens = dict(missing_tokens or {})
+    for label, names in (
+        ("--ignore", ignore or []),
+        ("--missing", missing_tokens),
+        ("schema file", column_overrides),
+    ):
+        unknown = [n for n in names if n not in frame.columns]
+        if unknown:
+            raise ConfigError(
+                f"{label} names column(s) not in the data: {', '.join(unknown)}; "
+                f"the columns are {', '.join(map(str, frame.columns))}"
+            )
+    if target is None:
+        raise ConfigError("say which column is the outcome with --target COLUMN")
+    if target not in frame.columns:
+        raise DataError(
+            f"target column '{target}' not found; the columns are "
+            f"{', '.join(map(str, frame.columns))}"
+        )
+
+    notices: list[str] = []
+    columns: list[ColumnSpec] = []
+    for name in frame.columns:
+        values = frame[name]
+        override = column_overrides.get(name, {})
+        tokens = [str(t) for t in missing_tokens.get(name, override.get("missing_tokens", []))]
+        if name == target:
+            spec = ColumnSpec(name=name, type=_guess_type(values), role="target")
+        elif name in (ignore or []):
+            spec = ColumnSpec(name=name, type=_guess_type(values), role="ignore")
+        else:
+            spec = _infer_column(name, values, notices)
+            if (
+                detect_zero_missing
+                and name not in missing_tokens
+                and "missing_tokens" not in override
+                and spec.role == "feature"
+            ):
+                tokens = _zero_means_missing(name, values, notices)
+        spec = _apply_override(spec, override)
+        spec.missing_tokens = tokens
+        columns.append(_describe(spec, values))
+
+    outcome = resolve_outcome(frame[target], target, positive, positive_if)
+    empty = [c.name for c in columns if c.role == "feature" and c.missing_fraction >= 1.0]
+    if empty:
+        raise DataError(
+            f"feature column(s) {', '.join(repr(e) for e in empty)} are missing in every row; "
+            "leave them out with --ignore COLUMN"
+        )
+    if not any(c.role == "feature" for c in columns):
+        raise DataError("no feature columns left to learn from")
+    return Schema(columns=columns, outcome=outcome, notices=notices)
+
+
+def _guess_type(values: pd.Series) -> Any:
+    present = values.dropna()
+    if pd.api.types.is_bool_dtype(values):
+        return "binary"
+    numbers = pd.to_numeric(present, errors="coerce")
+    if len(present) and numbers.notna().all():
+        return "binary" if set(np.unique(numbers)) <= {0.0, 1.0} else "numeric"
+    return "categorical"
+
+
+def _infer_column(name: str, values: pd.Series, notices: list[str]) -> ColumnSpec:
+    present = values.dropna()
+    n_unique = present.nunique()
+    if _ID_NAME.match(name) or _looks_like_identifier(present):
+        notices.append(f"'{name}' looks like an identifier: excluded from the features")
+        return ColumnSpec(name=name, type="categorical", role="id")
+    if present.empty:
+        return ColumnSpec(name=name, type="numeric")
+    if pd.api.types.is_bool_dtype(values):
+        return ColumnSpec(name=name, type="binary", categories=["False", "True"])
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.notna().all():
+        if set(np.unique(numbers)) <= {0.0, 1.0}:
+            return ColumnSpec(name=name, type="binary")
+        return ColumnSpec(name=name, type="numeric")
+    text = present.astype(str)
+    if text.str.match(_DATE_LIKE).mean() >= 0.9:
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+        if parsed.notna().mean() >= 0.9:
+            notices.append(
+                f"'{name}' holds dates: not used as a feature (derive intervals such as "
+                "age or length of stay first)"
+            )
+            return ColumnSpec(name=name, type="datetime", role="time")
+    words = text.str.split().str.len().mean()
+    if n_unique > 0.5 * len(present) and words >= 4:
+        notices.append(f"'{name}' is free text: not used as a feature by tabular families")
+        return ColumnSpec(name=name, type="text", role="text")
+    if n_unique > 0.5 * len(present) and len(present) >= 20:
+        notices.append(
+            f"'{name}' has a different value in most rows ({n_unique} levels): treated as "
+            "an identifier and excluded"
+        )
+        return ColumnSpec(name=name, type="categorical", role="id")
+    # An empty level list marks "levels, not numbers"; _describe fills it in.
+    return ColumnSpec(name=name, type="binary" if n_unique == 2 else "categorical", categories=[])
+
+
+def _looks_like_identifier(present: pd.Series) -> bool:
+    """Integer row counters (1, 2, 3, …) unique in every row."""
+    if len(present) < 50 or present.nunique() != len(present):
+        return False
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.isna().any() or (numbers % 1 != 0).any():
+        return False
+    return bool(numbers.is_monotonic_increasing)
+
+
+def _zero_means_missing(name: str, values: pd.Series, notices: list[str]) -> list[str]:
+    """Zero in a measurement whose other values all sit far above it (glucose, BMI,
+    cholesterol, blood pressure) is an unmeasured value, not a reading."""
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    if numbers.empty or (numbers < 0).any():
+        return []
+    zeros = int((numbers == 0).sum())
+    nonzero = numbers[numbers != 0]
+    if zeros == 0 or nonzero.empty or zeros > 0.6 * len(numbers):
+        return []
+    if nonzero.min() < 5 or nonzero.nunique() < 10:
+        return []
+    notices.append(
+        f"'{name}': 0 treated as missing in {zeros} rows (no other value is below "
+        f"{nonzero.min():g}); keep zeros with --missing {name}= (empty)"
+    )
+    return ["0"]
+
+
+def _apply_override(spec: ColumnSpec, override: dict[str, Any]) -> ColumnSpec:
+    unknown = set(override) - _OVERRIDE_KEYS
+    if unknown:
+        raise ConfigError(
+            f"schema file, column '{spec.name}': unknown key(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(_OVERRIDE_KEYS))}"
+        )
+    if not override:
+        return spec
+    try:
+        return ColumnSpec.model_validate({**spec.model_dump(), **override})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ConfigError(
+            f"schema file, column '{spec.name}': {'.'.join(map(str, error['loc']))}: "
+            f"{error['msg']}"
+        ) from exc
+
+
+def _describe(spec: ColumnSpec, values: pd.Series) -> ColumnSpec:
+    """Record missingness, ranges and levels seen in training."""
+    if spec.role in ("id", "text", "time"):
+        spec.missing_fraction = float(values.isna().mean())
+        return spec
+    if spec.numeric_encoded:
+        numbers = pd.to_numeric(values, errors="coerce")
+        if spec.missing_tokens:
+            tokens = pd.to_numeric(pd.Series(spec.missing_tokens), errors="coerce").dropna()
+            numbers = numbers.mask(numbers.isin(tokens.tolist()))
+        spec.missing_fraction = float(numbers.isna().mean())
+        if numbers.notna().any():
+            spec.minimum, spec.maximum = float(numbers.min()), float(numbers.max())
+        return spec
+    text = category_text(values)
+    if spec.missing_tokens:
+        text = text.mask(text.isin(spec.missing_tokens))
+    spec.missing_fraction = float(text.isna().mean())
+    if not spec.categories:
+        spec.categories = sorted(text.dropna().unique().tolist())
+    return spec
+
+
+def read_schema_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON schema override file: {target, positive(_if), columns: {...}}."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"schema file {path}: no such file")
+    try:
+        text = path.read_text()
+        content = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"schema file {path}: does not parse ({exc})") from exc
+    if not isinstance(content, dict):
+        raise ConfigError(f"schema file {path}: expected a mapping with a 'columns' section")
+    unknown = set(content) - {"target", "positive", "positive_if", "columns"}
+    if unknown:
+        raise ConfigError(
+            f"schema file {path}: unknown key(s) {', '.join(sorted(unknown))}; "
+            "allowed: target, positive, positive_if, columns"
+        )
+    if not isinstance(content.get("columns", {}) or {}, dict):
+        raise ConfigError(f"schema file {path}: 'columns' must map column names to settings")
+    return content

@@ -1,0 +1,56 @@
+"""The medserve exception tree. Every error carries a message written for the user.
+
+The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``;
+the HTTP app turns the same errors into RFC 9457 problem+json.
+"""
+
+from __future__ import annotations
+
+
+class MedserveError(Exception):
+    """Base class: a problem the user can act on."""
+
+    exit_code = 1
+    http_status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class DataError(MedserveError):
+    """The input data cannot be read or does not fit what was asked."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class SchemaError(DataError):
+    """A record does not match the model's schema (type, category, range)."""
+
+
+class ConfigError(MedserveError):
+    """A command-line option, setting or schema file is invalid."""
+
+    exit_code = 2
+
+
+class ModelNotFound(MedserveError):
+    """No model (or no such version) in the registry."""
+
+    exit_code = 3
+    http_status = 404
+
+
+class IntegrityError(MedserveError):
+    """A stored artifact or record failed its integrity check."""
+
+    exit_code = 4
+    http_status = 500
+
+
+class RegistryError(MedserveError):
+    """The registry cannot be opened or written."""
+
+    exit_code = 5
+    http_status = 503
