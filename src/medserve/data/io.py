@@ -67,7 +67,10 @@ def _read_csv(path: Path, sep: str) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         first_line = str(exc).strip().splitlines()[0]
         raise DataError(f"{path}: not a readable CSV file ({first_line})") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
+    # pandas renames a repeated header ('a', 'a.1'); read the header as written instead.
+    header = pd.read_csv(path, sep=sep, nrows=1, header=None, dtype=str).iloc[0]
+    if len(header) == frame.shape[1]:
+        frame.columns = [str(c).strip() for c in header]
     return frame
 
 

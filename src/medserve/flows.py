@@ -1,0 +1,305 @@
+"""The user-facing workflows (train, evaluate, predict) as library functions: the CLI and
+the HTTP app are thin shells over these."""
+
+from __future__ import annotations
+
+import getpass
+import platform
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medserve import __version__
+from medserve.config import Settings
+from medserve.data import (
+    Schema,
+    default_target,
+    file_sha256,
+    infer_schema,
+    read_schema_file,
+    read_table,
+    write_table,
+)
+from medserve.errors import ConfigError, DataError
+from medserve.evaluation import Metric, evaluate_predictions
+from medserve.evaluation.report import data_summary, evaluation_report, training_report
+from medserve.modeling import ThresholdRule, TrainedModel, TrainOptions, train_model
+from medserve.modeling.train import CandidateResult, Progress, labelled_rows
+from medserve.registry import ModelVersion, Registry
+
+LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "torch", "interpret-core", "scipy")
+
+
+@dataclass
+class TrainRequest:
+    data: Path
+    target: str | None = None
+    positive: str | None = None
+    positive_if: str | None = None
+    family: str = "auto"
+    name: str | None = None
+    schema_file: Path | None = None
+    seed: int = 0
+    test_size: float = 0.2
+    cv: int = 5
+    threshold_for: str | None = None
+    missing: dict[str, list[str]] | None = None
+    ignore: list[str] | None = None
+
+
+@dataclass
+class TrainOutcome:
+    version: ModelVersion
+    schema: Schema
+    metrics: dict[str, Metric]
+    leaderboard: list[CandidateResult]
+    notices: list[str]
+    n_train: int
+    n_test: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.version.name,
+            "version": self.version.version,
+            "family": self.version.family,
+            "threshold": self.version.threshold,
+            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "report": self.version.report_path,
+        }
+
+
+def model_name_from(path: Path) -> str:
+    """A registry name from a file name: 'Heart Disease_UCI.csv' → 'heart-disease-uci'."""
+    name = re.sub(r"[^a-z0-9.]+", "-", path.stem.lower()).strip("-.")
+    return (name or "model")[:63]
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "medserve": __version__}
+    for library in LIBRARIES:
+        try:
+            versions[library] = metadata.version(library)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def train_and_register(
+    settings: Settings, request: TrainRequest, progress: Progress | None = None
+) -> TrainOutcome:
+    """Read, infer the schema, train and select, evaluate on the held-out split, register."""
+    frame = read_table(request.data)
+    overrides = read_schema_file(request.schema_file) if request.schema_file else None
+    target = request.target or default_target(request.data)
+    schema = infer_schema(
+        frame,
+        target=target,
+        positive=request.positive,
+        positive_if=request.positive_if,
+        missing_tokens=request.missing,
+        ignore=request.ignore,
+        overrides=overrides,
+    )
+    options = TrainOptions(
+        family=request.family,
+        seed=request.seed,
+        test_size=request.test_size,
+        cv=request.cv,
+        threshold_rule=ThresholdRule.parse(request.threshold_for),
+    )
+    name = request.name or model_name_from(request.data)
+    with Registry(settings) as registry:  # opened first: an unusable registry fails fast
+        result = train_model(frame, schema, options, progress)
+        model = result.model
+        test_risk = model.predict_risk(result.split.test)
+        metrics = evaluate_predictions(
+            result.split.y_test, test_risk, model.threshold, seed=request.seed
+        )
+        data_sha256 = file_sha256(request.data)
+        notices = schema.notices + result.notices
+        params = {
+            "family": model.family,
+            "requested_family": request.family,
+            "seed": request.seed,
+            "test_size": request.test_size,
+            "cv_folds": model.info["cv_folds"],
+            "threshold_rule": model.threshold_rule,
+            "calibration": model.info["calibration"],
+            "estimator": _estimator_params(model),
+        }
+        report = training_report(
+            source=request.data.name,
+            data_sha256=data_sha256,
+            summary=data_summary(frame, schema),
+            schema=schema,
+            model=model,
+            leaderboard=[row.to_dict() for row in result.leaderboard],
+            metrics=metrics,
+            n_train=len(result.split.y_train),
+            n_test=len(result.split.y_test),
+            notices=notices,
+        )
+        version = registry.register(
+            name,
+            model,
+            family=model.family,
+            schema=schema.model_dump(mode="json"),
+            metrics={k: m.to_dict() for k, m in metrics.items()},
+            threshold=model.threshold,
+            params=params,
+            lineage={
+                "data_file": request.data.name,
+                "data_sha256": data_sha256,
+                "libraries": library_versions(),
+                "trained_by": _user(),
+            },
+            data_sha256=data_sha256,
+            created_by=_user(),
+            report=report,
+        )
+    return TrainOutcome(
+        version=version,
+        schema=schema,
+        metrics=metrics,
+        leaderboard=result.leaderboard,
+        notices=notices,
+        n_train=len(result.split.y_train),
+        n_test=len(result.split.y_test),
+    )
+
+
+def load_model(registry: Registry, ref: str) -> tuple[ModelVersion, TrainedModel]:
+    version = registry.get(ref)
+    model = registry.load(version)
+    if not isinstance(model, TrainedModel):
+        raise DataError(f"{version.ref}: the stored artifact is not a medserve model")
+    return version, model
+
+
+@dataclass
+class EvaluationOutcome:
+    version: ModelVersion
+    metrics: dict[str, Metric]
+    n_rows: int
+    n_events: int
+    notices: list[str]
+    report_path: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.version.name,
+            "version": self.version.version,
+            "family": self.version.family,
+            "threshold": self.version.threshold,
+            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
+            "n_rows": self.n_rows,
+            "n_events": self.n_events,
+            "report": self.report_path,
+        }
+
+
+def evaluate_stored(
+    settings: Settings, ref: str, data: Path, target: str | None = None, seed: int = 0
+) -> EvaluationOutcome:
+    """External validation: score new labelled data with a stored model and measure it."""
+    frame = read_table(data)
+    with Registry(settings) as registry:
+        version, model = load_model(registry, ref)
+    outcome = model.schema.outcome
+    assert outcome is not None
+    if target is not None and target != outcome.column:
+        outcome = outcome.model_copy(update={"column": target})
+    if outcome.column not in frame.columns:
+        raise DataError(
+            f"{data.name}: outcome column '{outcome.column}' not found; name it with --target"
+        )
+    schema = model.schema.model_copy(update={"outcome": outcome})
+    rows, labels, dropped = labelled_rows(frame, schema)
+    notices = [f"{dropped} rows without an outcome were left out"] if dropped else []
+    if labels.min() == labels.max():
+        raise DataError(
+            f"{data.name}: every row has the same outcome under '{outcome.describe()}'; "
+            "external validation needs both events and non-events"
+        )
+    risk = model.predict_risk(rows)
+    metrics = evaluate_predictions(labels, risk, model.threshold, seed=seed)
+    report = evaluation_report(
+        version=version,
+        source=data.name,
+        data_sha256=file_sha256(data),
+        summary=data_summary(frame, schema),
+        metrics=metrics,
+        notices=notices,
+    )
+    report_path = _write_evaluation_report(settings, version, report)
+    return EvaluationOutcome(
+        version=version,
+        metrics=metrics,
+        n_rows=len(labels),
+        n_events=int(labels.sum()),
+        notices=notices,
+        report_path=report_path,
+    )
+
+
+def predict_file(settings: Settings, ref: str, data: Path, out: Path) -> tuple[ModelVersion, int]:
+    """Batch scoring: every input column kept, `risk` and `label` added."""
+    frame = read_table(data)
+    with Registry(settings) as registry:
+        version, model = load_model(registry, ref)
+    risk = model.predict_risk(frame)
+    scored = frame.copy()
+    scored["risk"] = np.round(risk, 6)
+    scored["label"] = (risk >= model.threshold).astype(int)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_table(scored, out)
+    return version, len(scored)
+
+
+def parse_missing(declarations: list[str]) -> dict[str, list[str]]:
+    """'--missing chol=0' → {'chol': ['0']}; 'chol=' declares no token (keeps zeros)."""
+    tokens: dict[str, list[str]] = {}
+    for item in declarations:
+        if "=" not in item:
+            raise ConfigError(f"--missing '{item}' should look like COLUMN=VALUE (e.g. chol=0)")
+        column, value = item.split("=", 1)
+        values = tokens.setdefault(column.strip(), [])
+        values.extend(v.strip() for v in value.split(",") if v.strip())
+    return tokens
+
+
+def _write_evaluation_report(settings: Settings, version: ModelVersion, report: dict) -> str:
+    from medserve.registry.artifacts import write_json_atomic
+
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
+    relative = Path("reports") / version.name / f"v{version.version}" / f"evaluation-{stamp}.json"
+    write_json_atomic(settings.home / relative, report)
+    return str(settings.home / relative)
+
+
+def _estimator_params(model: TrainedModel) -> dict[str, Any]:
+    estimator = model.pipeline.named_steps["model"]
+    params = {k: v for k, v in estimator.get_params(deep=False).items() if _is_plain(v)}
+    for fitted in ("C_", "n_trees_", "n_epochs_"):
+        value = getattr(estimator, fitted, None)
+        if value is not None:
+            params[fitted.rstrip("_")] = np.asarray(value).ravel().tolist()[0]
+    return params
+
+
+def _is_plain(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool | tuple | list | dict)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
