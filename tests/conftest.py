@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 DATASETS = Path(__file__).resolve().parents[1] / "src" / "medserve" / "datasets"
@@ -17,3 +20,52 @@ def heart_csv() -> Path:
 @pytest.fixture(scope="session")
 def pima_csv() -> Path:
     return DATASETS / "pima_diabetes.csv"
+
+
+POSTGRES_HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+POSTGRES_ADMIN_DB = "test"
+
+
+def _admin_connection(user: str) -> psycopg.Connection:
+    return psycopg.connect(
+        host=POSTGRES_HOST,
+        port=POSTGRES_PORT,
+        user=user,
+        dbname=POSTGRES_ADMIN_DB,
+        autocommit=True,
+        connect_timeout=3,
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_user() -> str:
+    """A role that may create databases on the local server (trust auth), or skip."""
+    failures = []
+    for user in ("postgres", "root"):
+        try:
+            with _admin_connection(user):
+                return user
+        except psycopg.Error as error:
+            failures.append(f"{user}: {str(error).strip().splitlines()[0]}")
+    pytest.skip(
+        f"PostgreSQL at {POSTGRES_HOST}:{POSTGRES_PORT}/{POSTGRES_ADMIN_DB} is unreachable "
+        f"({'; '.join(failures)})"
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (SQLite under the home directory) or the URL of a throwaway PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    user = request.getfixturevalue("postgres_user")
+    database = f"medserve_t_{uuid.uuid4().hex[:8]}"
+    with _admin_connection(user) as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    try:
+        yield f"postgresql+psycopg://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{database}"
+    finally:
+        with _admin_connection(user) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

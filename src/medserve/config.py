@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,21 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the metadata database; SQLite under home when unset.",
     )
+
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 of a 32-byte master key; a key file under home is used when unset.",
+    )
+    max_records: int = Field(default=10_000, ge=1, description="Most records per request.")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    risk_band_cuts: list[float] = Field(
+        default=[0.1, 0.3], description="Upper bounds of each band but the last, ascending."
+    )
+    risk_band_labels: list[str] = Field(default=["low", "moderate", "high"])
+    rate_limit_per_minute: int = Field(
+        default=60_000, ge=0, description="Requests per API key per minute; 0 = unlimited."
+    )
+    serve_stage: str = Field(default="production", description="Stage served by default.")
 
     @property
     def artifacts_dir(self) -> Path:

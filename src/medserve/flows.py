@@ -4,6 +4,7 @@ the HTTP app are thin shells over these."""
 from __future__ import annotations
 
 import getpass
+import json
 import platform
 import re
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from medserve.evaluation.report import data_summary, evaluation_report, training
 from medserve.modeling import ThresholdRule, TrainedModel, TrainOptions, train_model
 from medserve.modeling.train import CandidateResult, Progress, labelled_rows
 from medserve.registry import ModelVersion, Registry
+from medserve.registry.artifacts import write_file_atomic
 
 LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "torch", "interpret-core", "scipy")
 
@@ -61,6 +63,7 @@ class TrainOutcome:
     notices: list[str]
     n_train: int
     n_test: int
+    report_file: str | None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,7 +74,7 @@ class TrainOutcome:
             "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
             "n_train": self.n_train,
             "n_test": self.n_test,
-            "report": self.version.report_path,
+            "report": self.report_file,
         }
 
 
@@ -172,6 +175,9 @@ def train_and_register(
         notices=notices,
         n_train=len(result.split.y_train),
         n_test=len(result.split.y_test),
+        report_file=str((settings.home / version.report_path).resolve())
+        if version.report_path
+        else None,
     )
 
 
@@ -276,12 +282,10 @@ def parse_missing(declarations: list[str]) -> dict[str, list[str]]:
 
 
 def _write_evaluation_report(settings: Settings, version: ModelVersion, report: dict) -> str:
-    from medserve.registry.artifacts import write_json_atomic
-
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
     relative = Path("reports") / version.name / f"v{version.version}" / f"evaluation-{stamp}.json"
-    write_json_atomic(settings.home / relative, report)
-    return str(settings.home / relative)
+    write_file_atomic(settings.home / relative, json.dumps(report, indent=2).encode())
+    return str((settings.home / relative).resolve())
 
 
 def _estimator_params(model: TrainedModel) -> dict[str, Any]:

@@ -53,7 +53,9 @@ def test_prepare_types_values_and_applies_tokens(heart, heart_schema):
     prepared = heart_schema.prepare(heart)
     assert list(prepared.columns) == heart_schema.feature_names
     assert prepared["age"].dtype == float
-    assert prepared["chol"].isna().sum() == (heart["chol"] == "0").sum() + heart["chol"].isna().sum()
+    assert (
+        prepared["chol"].isna().sum() == (heart["chol"] == "0").sum() + heart["chol"].isna().sum()
+    )
 
 
 def test_prepare_names_column_and_row_of_text_in_a_number(heart, heart_schema):

@@ -188,8 +188,7 @@ def _apply_override(spec: ColumnSpec, override: dict[str, Any]) -> ColumnSpec:
     except ValidationError as exc:
         error = exc.errors()[0]
         raise ConfigError(
-            f"schema file, column '{spec.name}': {'.'.join(map(str, error['loc']))}: "
-            f"{error['msg']}"
+            f"schema file, column '{spec.name}': {'.'.join(map(str, error['loc']))}: {error['msg']}"
         ) from exc
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from medserve.data.outcome import Outcome
-from medserve.errors import DataError, SchemaError
+from medserve.errors import SchemaError
 
 ColumnType = Literal["numeric", "categorical", "binary", "datetime", "text"]
 Role = Literal["feature", "target", "id", "group", "time", "text", "ignore"]

@@ -90,8 +90,12 @@ def evaluation_report(
     return {
         "kind": "external validation",
         "created_at": datetime.now(UTC).isoformat(),
-        "model": {"name": version.name, "version": version.version, "family": version.family,
-                  "threshold": version.threshold},
+        "model": {
+            "name": version.name,
+            "version": version.version,
+            "family": version.family,
+            "threshold": version.threshold,
+        },
         "data": {"source": source, "sha256": data_sha256, **summary},
         "metrics": {"split": "all labelled rows", **{k: m.to_dict() for k, m in metrics.items()}},
         "notices": notices,

@@ -51,4 +51,6 @@ def make_pipeline(family: str, schema: Schema, *, seed: int = 0) -> Pipeline:
             n_jobs=2,
         )
         return Pipeline([("preprocess", "passthrough"), ("model", estimator)])
-    raise ConfigError(f"unknown model family '{family}'; choose auto or one of {', '.join(FAMILIES)}")
+    raise ConfigError(
+        f"unknown model family '{family}'; choose auto or one of {', '.join(FAMILIES)}"
+    )

@@ -41,8 +41,7 @@ class TrainOptions:
             return AUTO_CANDIDATES
         if self.family not in FAMILIES:
             raise ConfigError(
-                f"unknown model family '{self.family}'; choose auto or one of "
-                f"{', '.join(FAMILIES)}"
+                f"unknown model family '{self.family}'; choose auto or one of {', '.join(FAMILIES)}"
             )
         return (self.family,)
 
@@ -89,7 +88,9 @@ def labelled_rows(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, np
     return kept, schema.outcome.binarise(target[known]), int((~known).sum())
 
 
-def split_rows(frame: pd.DataFrame, schema: Schema, options: TrainOptions) -> tuple[Split, list[str]]:
+def split_rows(
+    frame: pd.DataFrame, schema: Schema, options: TrainOptions
+) -> tuple[Split, list[str]]:
     notices: list[str] = []
     rows, labels, dropped = labelled_rows(frame, schema)
     if dropped:

@@ -1,0 +1,222 @@
+"""`medserve train|evaluate|predict|schema|demo`: from a table to a registered model."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medserve.cli._common import (
+    JsonFlag,
+    ProgressBar,
+    err,
+    handle_errors,
+    leaderboard_table,
+    metrics_table,
+    out,
+    print_json,
+    schema_table,
+    settings,
+)
+from medserve.config import Settings
+
+app = typer.Typer()
+
+
+@app.command()
+@handle_errors
+def train(
+    data: Annotated[Path, typer.Argument(help="CSV, Parquet or .npy table of patients.")],
+    target: Annotated[str | None, typer.Option(help="Outcome column (.npy: the last).")] = None,
+    positive: Annotated[
+        str | None, typer.Option(help="Value of the target that is the event.")
+    ] = None,
+    positive_if: Annotated[
+        str | None, typer.Option("--positive-if", help="Binarise a numeric target, e.g. '>0'.")
+    ] = None,
+    model: Annotated[str, typer.Option(help="auto|logistic|lightgbm|mlp|ebm")] = "auto",
+    name: Annotated[str | None, typer.Option(help="Registry name (default: file name).")] = None,
+    schema: Annotated[Path | None, typer.Option(help="YAML/JSON schema overrides.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for splits and models.")] = 0,
+    test_size: Annotated[float, typer.Option(help="Share of rows held out for testing.")] = 0.2,
+    cv: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    threshold_for: Annotated[
+        str | None,
+        typer.Option(
+            "--threshold-for", help="youden (default), sensitivity=0.90 or specificity=0.95"
+        ),
+    ] = None,
+    missing: Annotated[
+        list[str] | None,
+        typer.Option(help="COLUMN=VALUE[,VALUE] meaning 'not measured'; COLUMN= keeps zeros."),
+    ] = None,
+    ignore: Annotated[list[str] | None, typer.Option(help="Column to leave out.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train, evaluate on a held-out split and register a risk model."""
+    from medserve.flows import TrainRequest, parse_missing, train_and_register
+
+    request = TrainRequest(
+        data=data,
+        target=target,
+        positive=positive,
+        positive_if=positive_if,
+        family=model,
+        name=name,
+        schema_file=schema,
+        seed=seed,
+        test_size=test_size,
+        cv=cv,
+        threshold_for=threshold_for,
+        missing=parse_missing(missing or []),
+        ignore=ignore or [],
+    )
+    with ProgressBar(enabled=not as_json) as progress:
+        outcome = train_and_register(settings(), request, progress)
+    if as_json:
+        print_json(outcome.to_json())
+        return
+    for notice in outcome.notices:
+        err.print(f"[yellow]notice:[/] {notice}", soft_wrap=True)
+    out.print(schema_table(outcome.schema))
+    out.print(leaderboard_table(outcome.leaderboard))
+    version = outcome.version
+    out.print(
+        metrics_table(
+            outcome.metrics,
+            f"Held-out test metrics ({outcome.n_test} rows; trained on {outcome.n_train})",
+        )
+    )
+    out.print(
+        f"Registered [bold]{version.ref}[/] ({version.family}, stage {version.stage}, "
+        f"threshold {version.threshold:.3f})\n"
+        f"  artifact: {Settings().home / version.artifact_path}\n"
+        f"  report:   {outcome.report_file}"
+    )
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model: Annotated[str, typer.Argument(help="NAME or NAME:VERSION")],
+    data: Annotated[Path, typer.Argument(help="Labelled data from another site or period.")],
+    target: Annotated[
+        str | None, typer.Option(help="Outcome column, if named differently.")
+    ] = None,
+    seed: int = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """External validation of a stored model on new labelled data."""
+    from medserve.flows import evaluate_stored
+
+    outcome = evaluate_stored(settings(), model, data, target=target, seed=seed)
+    if as_json:
+        print_json(outcome.to_json())
+        return
+    for notice in outcome.notices:
+        err.print(f"[yellow]notice:[/] {notice}")
+    out.print(
+        metrics_table(
+            outcome.metrics,
+            f"{outcome.version.ref} on {data.name} ({outcome.n_rows} rows, "
+            f"{outcome.n_events} events)",
+        )
+    )
+    out.print(f"report: {outcome.report_path}")
+
+
+@app.command()
+@handle_errors
+def predict(
+    model: Annotated[str, typer.Argument(help="NAME or NAME:VERSION")],
+    data: Annotated[Path, typer.Argument(help="Records to score (same columns as training).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write scores.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Batch scoring: writes the input columns plus `risk` and `label`."""
+    from medserve.flows import predict_file
+
+    version, rows = predict_file(settings(), model, data, output)
+    if as_json:
+        print_json(
+            {"model": version.name, "version": version.version, "rows": rows, "output": str(output)}
+        )
+    else:
+        out.print(f"scored {rows} rows with {version.ref} → {output}")
+
+
+@app.command("schema")
+@handle_errors
+def show_schema(
+    data: Annotated[Path, typer.Argument(help="Table to inspect.")],
+    target: Annotated[str | None, typer.Option(help="Outcome column.")] = None,
+    positive: str | None = None,
+    positive_if: Annotated[str | None, typer.Option("--positive-if")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write an editable YAML override file.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show the schema medserve infers for a table (and write it out for editing)."""
+    import yaml
+
+    from medserve.data import default_target, infer_schema, read_table
+
+    frame = read_table(data)
+    schema = infer_schema(
+        frame,
+        target=target or default_target(data),
+        positive=positive,
+        positive_if=positive_if,
+    )
+    if output is not None:
+        columns = {
+            c.name: {"type": c.type, "role": c.role, "missing_tokens": c.missing_tokens}
+            for c in schema.columns
+        }
+        outcome = schema.outcome
+        document = {"target": outcome.column, "columns": columns}
+        if outcome.positive_if:
+            document["positive_if"] = outcome.positive_if
+        else:
+            document["positive"] = outcome.positive
+        output.write_text(yaml.safe_dump(document, sort_keys=False))
+    if as_json:
+        print_json(schema.model_dump(mode="json"))
+        return
+    for notice in schema.notices:
+        err.print(f"[yellow]notice:[/] {notice}", soft_wrap=True)
+    out.print(schema_table(schema))
+    out.print(f"outcome: {schema.outcome.describe()}")
+    if output is not None:
+        out.print(f"wrote {output}: edit it and pass it to train with --schema")
+
+
+def bundled_dataset(name: str) -> Path:
+    return Path(str(resources.files("medserve") / "datasets" / name))
+
+
+@app.command()
+@handle_errors
+def demo() -> None:
+    """Train on the bundled UCI heart disease data (outcome: num > 0) and report."""
+    data = bundled_dataset("heart_disease_uci.csv")
+    err.print(f"Training on bundled UCI heart disease data ({data.name}), outcome num > 0")
+    train(
+        data=data,
+        target="num",
+        positive=None,
+        positive_if=">0",
+        model="auto",
+        name="heart-disease",
+        schema=None,
+        seed=0,
+        test_size=0.2,
+        cv=5,
+        threshold_for=None,
+        missing=None,
+        ignore=None,
+        as_json=False,
+    )
