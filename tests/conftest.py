@@ -54,18 +54,22 @@ def postgres_user() -> str:
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None (SQLite under the home directory) or the URL of a throwaway PostgreSQL database."""
-    if request.param == "sqlite":
-        yield None
-        return
-    user = request.getfixturevalue("postgres_user")
+@pytest.fixture
+def postgres_url(postgres_user: str) -> Iterator[str]:
+    """The URL of a throwaway PostgreSQL database, dropped after the test."""
     database = f"medserve_t_{uuid.uuid4().hex[:8]}"
-    with _admin_connection(user) as admin:
+    with _admin_connection(postgres_user) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')
     try:
-        yield f"postgresql+psycopg://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{database}"
+        yield f"postgresql+psycopg://{postgres_user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{database}"
     finally:
-        with _admin_connection(user) as admin:
+        with _admin_connection(postgres_user) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """None (SQLite under the home directory) or the URL of a throwaway PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_url")

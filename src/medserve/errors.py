@@ -54,3 +54,39 @@ class RegistryError(MedserveError):
 
     exit_code = 5
     http_status = 503
+
+
+class AuthError(MedserveError):
+    """A missing, wrong or revoked credential."""
+
+    exit_code = 6
+    http_status = 401
+
+
+class Forbidden(MedserveError):
+    """A valid credential whose role may not do this."""
+
+    exit_code = 6
+    http_status = 403
+
+
+class RateLimited(MedserveError):
+    """Too many requests for one API key in the current window."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PayloadTooLarge(MedserveError):
+    """A request body or record count over the configured maximum."""
+
+    http_status = 413
+
+
+class ModelUnavailable(MedserveError):
+    """A registered model that cannot be loaded right now (e.g. failed its integrity check)."""
+
+    http_status = 503

@@ -1,4 +1,4 @@
-"""Artifacts: atomic private writes, and reads that refuse anything not byte-identical."""
+"""Artifacts: atomic private encrypted writes, and reads that refuse anything altered."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from medserve.config import Settings
 from medserve.errors import IntegrityError
 from medserve.registry import read_artifact, write_artifact
 from medserve.registry.artifacts import delete_artifact
+from medserve.registry.crypto import HEADER_SIZE, MAGIC
 
 PAYLOAD = b"model bytes \x00\x01\x02" * 100
 
@@ -27,9 +28,11 @@ def test_write_artifact_stores_private_file_under_artifacts(home: Settings) -> N
     path = home.home / ref.path
     assert ref.path == f"artifacts/{ref.artifact_id}.bin"
     assert len(ref.artifact_id) == 32
-    assert path.read_bytes() == PAYLOAD
-    assert ref.sha256 == hashlib.sha256(PAYLOAD).hexdigest()
-    assert ref.size == len(PAYLOAD)
+    stored = path.read_bytes()
+    assert stored.startswith(MAGIC)
+    assert PAYLOAD[:24] not in stored  # encrypted at rest
+    assert ref.sha256 == hashlib.sha256(stored[HEADER_SIZE:]).hexdigest()  # body, not header
+    assert ref.size == len(stored)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in home.artifacts_dir.iterdir()] == [path.name]  # no temp file left
 
@@ -57,12 +60,23 @@ def test_read_artifact_refuses_a_modified_byte(home: Settings) -> None:
 def test_read_artifact_refuses_a_truncated_file(home: Settings) -> None:
     ref = write_artifact(home, PAYLOAD)
     path = home.home / ref.path
-    path.write_bytes(PAYLOAD[:10])
+    stored = path.read_bytes()
+    path.write_bytes(stored[:-10])
     with pytest.raises(IntegrityError, match="sha256 mismatch"):
+        read_artifact(home, ref.path, ref.sha256)
+    path.write_bytes(stored[:10])
+    with pytest.raises(IntegrityError, match="truncated"):
         read_artifact(home, ref.path, ref.sha256)
     path.write_bytes(b"")
     with pytest.raises(IntegrityError, match="empty"):
         read_artifact(home, ref.path, ref.sha256)
+
+
+def test_read_artifact_refuses_a_plaintext_file(home: Settings) -> None:
+    ref = write_artifact(home, PAYLOAD)
+    (home.home / ref.path).write_bytes(PAYLOAD)
+    with pytest.raises(IntegrityError, match="not a medserve-encrypted file"):
+        read_artifact(home, ref.path, hashlib.sha256(PAYLOAD).hexdigest())
 
 
 def test_read_artifact_reports_a_missing_file(home: Settings) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from medserve.cli import models, train
+from medserve.cli import audit, demo, keys, models, serve, train
 
 app = typer.Typer(
     name="medserve",
@@ -13,8 +13,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.registered_commands += train.app.registered_commands
+for commands in (train.app, serve.app, demo.app):
+    app.registered_commands += commands.registered_commands
 app.add_typer(models.app, name="models")
+app.add_typer(keys.app, name="keys")
+app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:

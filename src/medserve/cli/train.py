@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +20,9 @@ from medserve.cli._common import (
     settings,
 )
 from medserve.config import Settings
+
+if TYPE_CHECKING:
+    from medserve.flows import TrainOutcome
 
 app = typer.Typer()
 
@@ -78,23 +80,7 @@ def train(
     if as_json:
         print_json(outcome.to_json())
         return
-    for notice in outcome.notices:
-        err.print(f"[yellow]notice:[/] {notice}", soft_wrap=True)
-    out.print(schema_table(outcome.schema))
-    out.print(leaderboard_table(outcome.leaderboard))
-    version = outcome.version
-    out.print(
-        metrics_table(
-            outcome.metrics,
-            f"Held-out test metrics ({outcome.n_test} rows; trained on {outcome.n_train})",
-        )
-    )
-    out.print(
-        f"Registered [bold]{version.ref}[/] ({version.family}, stage {version.stage}, "
-        f"threshold {version.threshold:.3f})\n"
-        f"  artifact: {Settings().home / version.artifact_path}\n"
-        f"  report:   {outcome.report_file}"
-    )
+    show_training(outcome)
 
 
 @app.command()
@@ -194,29 +180,22 @@ def show_schema(
         out.print(f"wrote {output}: edit it and pass it to train with --schema")
 
 
-def bundled_dataset(name: str) -> Path:
-    return Path(str(resources.files("medserve") / "datasets" / name))
-
-
-@app.command()
-@handle_errors
-def demo() -> None:
-    """Train on the bundled UCI heart disease data (outcome: num > 0) and report."""
-    data = bundled_dataset("heart_disease_uci.csv")
-    err.print(f"Training on bundled UCI heart disease data ({data.name}), outcome num > 0")
-    train(
-        data=data,
-        target="num",
-        positive=None,
-        positive_if=">0",
-        model="auto",
-        name="heart-disease",
-        schema=None,
-        seed=0,
-        test_size=0.2,
-        cv=5,
-        threshold_for=None,
-        missing=None,
-        ignore=None,
-        as_json=False,
+def show_training(outcome: TrainOutcome) -> None:
+    """The readable account of a training run: notices, schema, leaderboard, metrics."""
+    for notice in outcome.notices:
+        err.print(f"[yellow]notice:[/] {notice}", soft_wrap=True)
+    out.print(schema_table(outcome.schema))
+    out.print(leaderboard_table(outcome.leaderboard))
+    version = outcome.version
+    out.print(
+        metrics_table(
+            outcome.metrics,
+            f"Held-out test metrics ({outcome.n_test} rows; trained on {outcome.n_train})",
+        )
+    )
+    out.print(
+        f"Registered [bold]{version.ref}[/] ({version.family}, stage {version.stage}, "
+        f"threshold {version.threshold:.3f})\n"
+        f"  artifact: {Settings().home / version.artifact_path}\n"
+        f"  report:   {outcome.report_file}"
     )

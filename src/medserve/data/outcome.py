@@ -50,7 +50,9 @@ class Outcome(BaseModel):
 
     def describe(self) -> str:
         if self.positive_if:
-            return f"{self.column} {self.positive_if.strip()}"
+            match = _RULE.match(self.positive_if)
+            rule = f"{match.group(1)} {match.group(2)}" if match else self.positive_if.strip()
+            return f"{self.column} {rule}"
         return f"{self.column} = {self.positive}"
 
     def binarise(self, values: pd.Series) -> np.ndarray:

@@ -1,0 +1,98 @@
+"""`medserve audit …`: verify and export the audit trail."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import typer
+
+from medserve.cli._common import JsonFlag, err, handle_errors, out, print_json, settings
+from medserve.config import Settings
+from medserve.errors import ConfigError, IntegrityError, RegistryError
+
+app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
+
+
+def audit_key(settings: Settings) -> bytes:
+    """The audit trail's HMAC key: the key store's "audit" purpose key."""
+    try:
+        from medserve.registry.keystore import KeyStore
+    except ImportError as error:
+        raise RegistryError(
+            f"cannot load the audit key: medserve.registry.keystore is unavailable ({error})"
+        ) from error
+    key: bytes = KeyStore(settings).purpose_key("audit")
+    return key
+
+
+@app.command("verify")
+@handle_errors
+def audit_verify(as_json: JsonFlag = False) -> None:
+    """Check every record's hash, chain link and MAC; exit non-zero at the first break."""
+    from medserve.registry import Registry
+    from medserve.service.audit import AuditLog
+
+    current = settings()
+    key = audit_key(current)
+    with Registry(current) as registry:
+        result = AuditLog(registry.engine, key).verify()
+    if as_json:
+        print_json(result.to_dict())
+    elif result.ok:
+        out.print(f"OK: {result.checked} records verified")
+    else:
+        where = f" at record {result.first_broken_seq}" if result.first_broken_seq else ""
+        out.print(f"BROKEN{where}: {result.reason}", soft_wrap=True, markup=False)
+    if not result.ok:
+        raise typer.Exit(IntegrityError.exit_code)
+
+
+@app.command("export")
+@handle_errors
+def audit_export(
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="ISO 8601 start time; UTC when it has no zone."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Write the audit records as JSON lines, oldest first."""
+    from medserve.registry import Registry
+    from medserve.service.audit import export_records
+
+    start = parse_since(since) if since is not None else None
+    with Registry(settings()) as registry:
+        if output is None:
+            write_lines(export_records(registry.engine, start), sys.stdout)
+            return
+        try:
+            with output.open("w", encoding="utf-8") as stream:
+                count = write_lines(export_records(registry.engine, start), stream)
+        except OSError as error:
+            raise ConfigError(f"cannot write {output}: {error.strerror}") from error
+    err.print(f"exported {count} audit records to {output}", soft_wrap=True, markup=False)
+
+
+def parse_since(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--since {text!r} is not an ISO 8601 time (e.g. 2025-11-29 or 2025-11-29T08:00:00Z)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def write_lines(records: Iterable[dict[str, Any]], stream: TextIO) -> int:
+    count = 0
+    for record in records:
+        stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        count += 1
+    return count

@@ -1,0 +1,1 @@
+"""The HTTP service: app, auth, audit, request validation and fast scoring of records."""

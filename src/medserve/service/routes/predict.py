@@ -1,0 +1,66 @@
+"""Scoring: validated JSON records → risk, label and risk band, in record order."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import asdict
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from medserve.errors import PayloadTooLarge
+from medserve.service.problems import InvalidRecords
+from medserve.service.routes.models import ModelName
+from medserve.service.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
+from medserve.service.security import Predictor
+from medserve.service.validation import validate_records
+
+router = APIRouter(prefix="/v1/models", tags=["predict"], responses=ERROR_RESPONSES)
+# A request's problems are listed up to this many (the first is in `detail`).
+MAX_PROBLEMS_LISTED = 100
+
+
+@router.post(
+    "/{name}/predict",
+    response_model=PredictResponse,
+    summary="Risk of the event for each record",
+)
+async def predict(
+    request: Request,
+    body: PredictRequest,
+    key: Predictor,
+    name: str = ModelName,
+    version: int | None = Query(
+        default=None, ge=1, description="A specific version; default: production."
+    ),
+) -> JSONResponse:
+    state = request.app.state
+    request.state.model_name = name
+    records = body.records
+    request.state.n_records = len(records)
+    if len(records) > state.settings.max_records:
+        raise PayloadTooLarge(
+            f"{len(records)} records in one request; the limit is "
+            f"{state.settings.max_records} (MEDSERVE_MAX_RECORDS)"
+        )
+    served = state.catalog.get(name, version)
+    request.state.model_version = served.version.version
+    problems = validate_records(served.schema, records)
+    if problems:
+        raise InvalidRecords([asdict(p) for p in problems[:MAX_PROBLEMS_LISTED]])
+    risk = served.scorer.risk(records)
+    threshold = served.version.threshold
+    cuts, labels = state.settings.risk_band_cuts, state.settings.risk_band_labels
+    predictions = [
+        {"risk": r, "label": int(r >= threshold), "risk_band": labels[bisect.bisect_right(cuts, r)]}
+        for r in risk.tolist()
+    ]
+    state.metrics.records.labels(name, str(served.version.version)).inc(len(records))
+    return JSONResponse(
+        {
+            "model": name,
+            "version": served.version.version,
+            "request_id": request.state.request_id,
+            "predictions": predictions,
+        }
+    )

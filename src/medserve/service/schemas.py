@@ -1,0 +1,121 @@
+"""Request and response bodies of the HTTP API (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JsonValue = str | float | int | bool | None
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "records": [
+                        {
+                            "age": 63,
+                            "sex": "Male",
+                            "cp": "typical angina",
+                            "trestbps": 145,
+                            "chol": 233,
+                            "fbs": True,
+                            "restecg": "lv hypertrophy",
+                            "thalch": 150,
+                            "exang": False,
+                            "oldpeak": 2.3,
+                            "slope": "downsloping",
+                            "ca": 0,
+                            "thal": "fixed defect",
+                            "dataset": "Cleveland",
+                        }
+                    ]
+                }
+            ]
+        },
+    )
+
+    records: list[dict[str, JsonValue]] = Field(
+        min_length=1,
+        description="Raw records, one object per patient, keyed by the model's column names. "
+        "null means 'not measured'.",
+    )
+
+
+class Prediction(BaseModel):
+    risk: float = Field(ge=0, le=1, description="Probability of the event.")
+    label: Literal[0, 1] = Field(description="1 when risk ≥ the model's threshold.")
+    risk_band: str
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: int
+    request_id: str
+    predictions: list[Prediction]
+
+
+class RecordProblemOut(BaseModel):
+    record: int | None = None
+    field: str
+    rule: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[RecordProblemOut] | None = None
+
+
+class ColumnOut(BaseModel):
+    name: str
+    type: str
+    role: str
+    required: bool
+    nullable: bool
+    categories: list[str] | None = None
+    training_range: list[float] | None = None
+    accepted_range: list[float] | None = None
+    missing_tokens: list[str] = []
+
+
+class VersionSummary(BaseModel):
+    name: str
+    version: int
+    stage: str
+    family: str
+    created_at: str
+    threshold: float
+    auroc: float | None = None
+
+
+class VersionDetail(VersionSummary):
+    outcome: str | None
+    columns: list[ColumnOut]
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+    params: dict[str, Any]
+
+
+class ModelOut(BaseModel):
+    name: str
+    production_version: int | None
+    versions: list[VersionSummary]
+
+
+class ModelList(BaseModel):
+    models: list[ModelOut]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}}
+    for status in (401, 403, 404, 413, 422, 429, 503)
+}

@@ -1,0 +1,1 @@
+"""Test helpers importable from every test module (tests/ is on pythonpath)."""

@@ -1,0 +1,78 @@
+"""Helpers shared by HTTP tests: free ports, JSON records, registries, servers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pandas as pd
+import uvicorn
+
+from medserve.config import Settings
+from medserve.registry import Registry
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as a JSON client sends them: numbers as numbers, missing as null."""
+    records = []
+    for row in frame.to_dict(orient="records"):
+        record = {}
+        for column, value in row.items():
+            if pd.isna(value):
+                record[column] = None
+            elif isinstance(value, str):
+                try:
+                    record[column] = float(value) if "." in value else int(value)
+                except ValueError:
+                    record[column] = {"TRUE": True, "FALSE": False}.get(value, value)
+            else:
+                record[column] = value
+        records.append(record)
+    return records
+
+
+def copy_models(source: Settings, target: Settings) -> None:
+    with Registry(source) as seed, Registry(target) as registry:
+        for version in seed.list():
+            registry.register(
+                version.name,
+                seed.load(version),
+                family=version.family,
+                schema=version.schema,
+                metrics=version.metrics,
+                threshold=version.threshold,
+                params=version.params,
+                lineage=version.lineage,
+                data_sha256=version.data_sha256,
+            )
+
+
+class ThreadServer:
+    """uvicorn serving an app from a thread: a real socket, stopped by the test."""
+
+    def __init__(self, app, port: int) -> None:
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
