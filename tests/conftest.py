@@ -6,8 +6,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
+from sqlalchemy import Engine
+
+from medserve.config import Settings
+from medserve.data import Schema, infer_schema, read_table
+from medserve.registry import Registry
 
 DATASETS = Path(__file__).resolve().parents[1] / "src" / "medserve" / "datasets"
 
@@ -73,3 +79,26 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
         return None
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    """A fresh medserve home, on SQLite or on a throwaway PostgreSQL database."""
+    return Settings(home=tmp_path / "home", database_url=database_url)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    """The migrated metadata database of ``settings``."""
+    with Registry(settings) as registry:
+        yield registry.engine
+
+
+@pytest.fixture(scope="session")
+def heart(heart_csv: Path) -> pd.DataFrame:
+    return read_table(heart_csv)
+
+
+@pytest.fixture(scope="session")
+def heart_schema(heart: pd.DataFrame) -> Schema:
+    return infer_schema(heart, target="num", positive_if=">0")

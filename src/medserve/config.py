@@ -21,7 +21,8 @@ class Settings(BaseSettings):
 
     master_key: SecretStr | None = Field(
         default=None,
-        description="Base64 of a 32-byte master key; a key file under home is used when unset.",
+        description="Base64 of a 32-byte master key (several, comma-separated, current first, "
+        "while rotating); a key file under home is used when unset.",
     )
     max_records: int = Field(default=10_000, ge=1, description="Most records per request.")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

@@ -32,7 +32,7 @@ from medserve.evaluation.report import data_summary, evaluation_report, training
 from medserve.modeling import ThresholdRule, TrainedModel, TrainOptions, train_model
 from medserve.modeling.train import CandidateResult, Progress, labelled_rows
 from medserve.registry import ModelVersion, Registry
-from medserve.registry.artifacts import write_file_atomic
+from medserve.registry.files import write_file_atomic
 
 LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "torch", "interpret-core", "scipy")
 
@@ -54,6 +54,17 @@ class TrainRequest:
     ignore: list[str] | None = None
 
 
+def result_json(version: ModelVersion, metrics: dict[str, Metric]) -> dict[str, Any]:
+    """The fields `train --json` and `evaluate --json` share."""
+    return {
+        "model": version.name,
+        "version": version.version,
+        "family": version.family,
+        "threshold": version.threshold,
+        "metrics": {k: m.to_dict() for k, m in metrics.items()},
+    }
+
+
 @dataclass
 class TrainOutcome:
     version: ModelVersion
@@ -67,11 +78,7 @@ class TrainOutcome:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "model": self.version.name,
-            "version": self.version.version,
-            "family": self.version.family,
-            "threshold": self.version.threshold,
-            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
+            **result_json(self.version, self.metrics),
             "n_train": self.n_train,
             "n_test": self.n_test,
             "report": self.report_file,
@@ -200,11 +207,7 @@ class EvaluationOutcome:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "model": self.version.name,
-            "version": self.version.version,
-            "family": self.version.family,
-            "threshold": self.version.threshold,
-            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
+            **result_json(self.version, self.metrics),
             "n_rows": self.n_rows,
             "n_events": self.n_events,
             "report": self.report_path,

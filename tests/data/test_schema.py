@@ -6,16 +6,6 @@ from medserve.data import infer_schema, read_schema_file, read_table
 from medserve.errors import ConfigError, DataError, SchemaError
 
 
-@pytest.fixture(scope="module")
-def heart(heart_csv):
-    return read_table(heart_csv)
-
-
-@pytest.fixture(scope="module")
-def heart_schema(heart):
-    return infer_schema(heart, target="num", positive_if=">0")
-
-
 def test_heart_types_and_roles_are_inferred(heart_schema):
     kinds = {c.name: (c.type, c.role) for c in heart_schema.columns}
     assert kinds["id"] == ("categorical", "id")

@@ -2,20 +2,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import recall_score, roc_auc_score
 
-from medserve.data import infer_schema, read_table
 from medserve.errors import ConfigError, DataError
 from medserve.modeling import ThresholdRule, TrainOptions, make_pipeline, train_model
 from medserve.modeling.train import CandidateResult, select, split_rows
-
-
-@pytest.fixture(scope="module")
-def heart(heart_csv):
-    return read_table(heart_csv)
-
-
-@pytest.fixture(scope="module")
-def heart_schema(heart):
-    return infer_schema(heart, target="num", positive_if=">0")
 
 
 @pytest.mark.parametrize("family", ["logistic", "lightgbm", "mlp"])

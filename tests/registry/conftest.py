@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,11 +13,6 @@ from medserve.config import Settings
 from medserve.registry import ModelVersion, Registry
 
 RegisterModel = Callable[..., ModelVersion]
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    return Settings(home=tmp_path / "home", database_url=database_url)
 
 
 @pytest.fixture

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, Engine, inspect, text
@@ -17,17 +16,6 @@ from medserve.service.audit import AuditEntry, AuditLog, AuditWriter, VerifyResu
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    return Settings(home=tmp_path / "home", database_url=database_url)
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    with Registry(settings) as registry:
-        yield registry.engine
 
 
 @pytest.fixture

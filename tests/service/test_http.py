@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from starlette.routing import Route
-from medserve.registry.keystore import KeyStore
 
 from medserve.modeling import TrainedModel
 from medserve.registry import Registry
+from medserve.registry.keystore import KeyStore
 from medserve.service.app import create_app
 from medserve.service.audit import AuditLog
 from medserve.service.keys import ApiKeyStore

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -13,17 +11,6 @@ from medserve.config import Settings
 from medserve.errors import ConfigError
 from medserve.registry import Registry
 from medserve.service.keys import ROLES, ApiKey, ApiKeyStore
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    return Settings(home=tmp_path / "home", database_url=database_url)
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    with Registry(settings) as registry:
-        yield registry.engine
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from medserve.service.audit import AuditLog
 from medserve.service.keys import ApiKeyStore
 from support.servers import copy_models, free_port
 
-
 # uvicorn finishes in-flight requests, then re-raises SIGTERM so the exit says why.
 GRACEFUL = (0, -signal.SIGTERM)
 

@@ -76,3 +76,34 @@ def keys_revoke(
     with Registry(settings()) as registry:
         key = ApiKeyStore(registry.engine).revoke(key_id)
     out.print(f"revoked key {key.id} (role {key.role})", markup=False)
+
+
+@app.command("rotate-master")
+@handle_errors
+def keys_rotate_master(
+    retire_old: Annotated[
+        bool,
+        typer.Option(help="Drop the old master key once every artifact is re-wrapped."),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-wrap every artifact's data key under a new master key; serving continues."""
+    from dataclasses import asdict
+
+    from medserve.registry.artifacts import rotate_master_key
+
+    result = rotate_master_key(settings(), retire_old=retire_old)
+    if as_json:
+        print_json(asdict(result))
+        return
+    out.print(
+        f"master key {result.old_key_id} → {result.new_key_id}: re-wrapped "
+        f"{result.rewrapped} artifacts and {result.purpose_keys_rewrapped} purpose keys",
+        markup=False,
+    )
+    if result.retired_key_ids:
+        out.print(f"dropped retired keys: {', '.join(result.retired_key_ids)}", markup=False)
+    for path in result.unreadable:
+        err.print(f"could not re-wrap {path}", markup=False)
+    if result.unreadable:
+        raise typer.Exit(4)

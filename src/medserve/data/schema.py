@@ -97,20 +97,33 @@ def _as_numbers(values: pd.Series, spec: ColumnSpec) -> pd.Series:
                     f"column '{spec.name}' row {row + 1}: '{values.iloc[row]}' is not a number"
                 )
         numbers = numbers.astype(float)
+    infinite = np.isinf(numbers.to_numpy())
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        raise SchemaError(
+            f"column '{spec.name}' row {row + 1}: '{values.iloc[row]}' is not a finite number"
+        )
     if spec.missing_tokens:
         tokens = pd.to_numeric(pd.Series(spec.missing_tokens), errors="coerce").dropna()
         numbers = numbers.mask(numbers.isin(tokens.tolist()))
     return numbers
 
 
+def _level_of(value: object) -> object:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return np.nan
+    if isinstance(value, bool | np.bool_):
+        return "True" if value else "False"
+    if isinstance(value, int | float | np.integer | np.floating):
+        return f"{value:g}"
+    return str(value).strip()
+
+
 def category_text(values: pd.Series) -> pd.Series:
-    """Levels as stripped strings (True → 'True', 2.0 → '2'), missing kept as NaN."""
-    if pd.api.types.is_bool_dtype(values):
-        return values.map({True: "True", False: "False"}).astype(object)
-    if pd.api.types.is_numeric_dtype(values):
-        return values.map(lambda v: np.nan if pd.isna(v) else f"{v:g}").astype(object)
-    text = values.map(lambda v: np.nan if pd.isna(v) else str(v).strip())
-    return text.astype(object)
+    """Levels as stripped strings (True → 'True', 2.0 → '2'), missing kept as NaN.
+
+    Value by value, so a record reads the same whatever else is in its batch."""
+    return values.map(_level_of).astype(object)
 
 
 def _as_levels(values: pd.Series, spec: ColumnSpec) -> pd.Series:

@@ -18,7 +18,7 @@ def build_preprocessor(schema: Schema, *, impute: bool = True, scale: bool = Tru
     """A ColumnTransformer from the prepared feature frame to the model's numeric matrix.
 
     ``impute=False`` keeps NaN for families that route missing values themselves
-    (LightGBM); ``scale=False`` skips standardisation (trees, and the reference MLP)."""
+    (LightGBM); ``scale=False`` skips standardisation (trees; the reference network in bench/)."""
     numeric = [c.name for c in schema.features if c.numeric_encoded]
     levels = [c for c in schema.features if not c.numeric_encoded]
     steps = []

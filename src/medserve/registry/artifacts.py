@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +18,10 @@ from pathlib import Path
 from medserve.config import Settings
 from medserve.errors import ConfigError, IntegrityError
 from medserve.registry.crypto import HEADER_SIZE, MAGIC, decrypt, encrypt, parse, rewrap
+from medserve.registry.files import write_file_atomic
 from medserve.registry.keystore import KeyStore, environment_rotation_help, key_lock
 
 logger = logging.getLogger("medserve.keystore")
-
-FILE_MODE = 0o600
-DIR_MODE = 0o700
 
 
 @dataclass(frozen=True)
@@ -41,28 +37,6 @@ class ArtifactRef:
     path: str
     sha256: str
     size: int
-
-
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the whole new one.
-
-    Temp file in the same directory, flush + fsync, ``os.replace``, then fsync
-    the directory so the rename survives a power cut. The file is mode 0600.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, FILE_MODE)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_dir(path.parent)
 
 
 def write_artifact(settings: Settings, payload: bytes) -> ArtifactRef:
@@ -233,11 +207,3 @@ def resolve_in_home(settings: Settings, relative: str) -> Path:
     if not path.is_relative_to(home):
         raise IntegrityError(f"stored path {relative!r} points outside {settings.home}; refused")
     return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

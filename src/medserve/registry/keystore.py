@@ -41,7 +41,6 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -51,14 +50,13 @@ from typing import Any
 from medserve.config import Settings
 from medserve.errors import ConfigError, IntegrityError
 from medserve.registry.crypto import KEY_SIZE, unwrap_key, wrap_key
+from medserve.registry.files import DIR_MODE, FILE_MODE, write_file_atomic
 
 logger = logging.getLogger("medserve.keystore")
 
 KEY_FILE_NAME = "master.key"
 PURPOSE_FILE_NAME = "keys.json"
 LOCK_FILE_NAME = "keys.lock"
-FILE_MODE = 0o600
-DIR_MODE = 0o700
 GENERATE_HINT = (
     "generate one with: python -c "
     "'import os,base64;print(base64.b64encode(os.urandom(32)).decode())'"
@@ -199,7 +197,7 @@ class KeyStore:
                 0, {"id": new_id, "key": _b64(new_key), "created_at": now, "retired_at": None}
             )
             document["current"] = new_id
-            _write_private_file(self.key_file, _dump(document), exclusive=False)
+            write_file_atomic(self.key_file, _dump(document), exclusive=False)
             self._load_key_file()
             return old_id, new_id
 
@@ -231,7 +229,7 @@ class KeyStore:
             dropped = tuple(e["id"] for e in document["keys"] if e["id"] != current_id)
             if dropped:
                 document["keys"] = [e for e in document["keys"] if e["id"] == current_id]
-                _write_private_file(self.key_file, _dump(document), exclusive=False)
+                write_file_atomic(self.key_file, _dump(document), exclusive=False)
             self._keys = {current_id: self._keys[current_id]}
             self._load_key_file()
             return dropped
@@ -299,7 +297,7 @@ class KeyStore:
             "keys": [{"id": key_id(key), "key": _b64(key), "created_at": now, "retired_at": None}],
         }
         try:
-            _write_private_file(self.key_file, _dump(document), exclusive=True)
+            write_file_atomic(self.key_file, _dump(document), exclusive=True)
         except FileExistsError:
             pass  # another process or thread made it first: use theirs
         else:
@@ -335,7 +333,7 @@ class KeyStore:
 
     def _write_purpose_file(self, entries: dict[str, dict[str, Any]]) -> None:
         document = {"format": _PURPOSE_FORMAT, "version": 1, "keys": entries}
-        _write_private_file(self.purpose_file, _dump(document), exclusive=False)
+        write_file_atomic(self.purpose_file, _dump(document), exclusive=False)
 
     def _unwrap_purpose(self, purpose: str, entry: dict[str, Any]) -> bytes:
         subject = f"purpose key {purpose!r} in {self.purpose_file}"
@@ -394,30 +392,6 @@ def key_lock(home: Path, *, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
-
-
-def _write_private_file(path: Path, data: bytes, *, exclusive: bool) -> None:
-    """Write a 0600 file atomically; ``exclusive`` raises FileExistsError if it is there."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, FILE_MODE)
-        if exclusive:
-            os.link(tmp_name, path)  # atomic create-if-absent with the full contents
-        else:
-            os.replace(tmp_name, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _wrap_purpose(

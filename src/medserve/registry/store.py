@@ -26,14 +26,13 @@ from sqlalchemy.orm import Session
 from medserve.config import Settings
 from medserve.errors import ConfigError, ModelNotFound, RegistryError
 from medserve.registry.artifacts import (
-    DIR_MODE,
     delete_artifact,
     read_artifact,
     resolve_in_home,
     write_artifact,
-    write_file_atomic,
 )
 from medserve.registry.database import describe_url, lock_for_write, migrate, one_line, open_engine
+from medserve.registry.files import DIR_MODE, write_file_atomic
 from medserve.registry.tables import ModelVersionRow
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
