@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -40,23 +41,35 @@ def assert_clean_failure(result, message: str, code: int | None = None) -> None:
     assert len(result.output.strip().splitlines()) == 1, result.output
 
 
+@pytest.fixture(scope="module")
+def trained_heart(tmp_path_factory, heart_csv):
+    """Trained once for the module; each test gets its own copy of the home."""
+    home = tmp_path_factory.mktemp("trained") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDSERVE_HOME", str(home))
+        patch.delenv("MEDSERVE_DATABASE_URL", raising=False)
+        payload = run_json(
+            "train",
+            heart_csv,
+            "--target",
+            "num",
+            "--positive-if",
+            ">0",
+            "--model",
+            "logistic",
+            "--cv",
+            "3",
+            "--name",
+            "heart",
+        )
+    return home, payload
+
+
 @pytest.fixture
-def heart_model(home, heart_csv):
-    payload = run_json(
-        "train",
-        heart_csv,
-        "--target",
-        "num",
-        "--positive-if",
-        ">0",
-        "--model",
-        "logistic",
-        "--cv",
-        "3",
-        "--name",
-        "heart",
-    )
-    return payload
+def heart_model(trained_heart, home):
+    source, payload = trained_heart
+    shutil.copytree(source, home)
+    return {**payload, "report": payload["report"].replace(str(source), str(home))}
 
 
 METRICS = {
@@ -118,7 +131,7 @@ def test_versions_increment_and_models_list_and_show(heart_model, heart_csv):
 
 
 def test_human_output_shows_leaderboard_metrics_and_paths(home, pima_csv):
-    result = run("train", pima_csv, "--target", "Outcome", "--cv", "3")
+    result = run("train", pima_csv, "--target", "Outcome", "--model", "lightgbm", "--cv", "3")
     assert result.exit_code == 0, result.output
     for text in (
         "Cross-validation leaderboard",
