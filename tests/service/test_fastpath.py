@@ -94,7 +94,7 @@ def trained(tables, schemas) -> Callable[[str, str], TrainedModel]:
 
     def model_for(dataset: str, family: str) -> TrainedModel:
         if (dataset, family) not in models:
-            options = TrainOptions(family=family, cv=3)
+            options = TrainOptions(family=family, cv=2)
             models[dataset, family] = train_model(tables[dataset], schemas[dataset], options).model
         return models[dataset, family]
 
