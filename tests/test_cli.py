@@ -205,7 +205,14 @@ def test_npy_trains_without_target(home, tmp_path, pima_csv):
 def test_parquet_trains(home, tmp_path, pima_csv):
     pd.read_csv(pima_csv).to_parquet(tmp_path / "pima.parquet")
     payload = run_json(
-        "train", tmp_path / "pima.parquet", "--target", "Outcome", "--model", "lightgbm", "--cv", "3"
+        "train",
+        tmp_path / "pima.parquet",
+        "--target",
+        "Outcome",
+        "--model",
+        "lightgbm",
+        "--cv",
+        "3",
     )
     assert payload["family"] == "lightgbm" and payload["metrics"]["auroc"]["estimate"] > 0.75
 
