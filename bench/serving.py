@@ -20,6 +20,7 @@ audit trail verifies and holds exactly one record per /v1/ request sent.
     .venv/bin/python bench/serving.py                       # lightgbm, 3,000 requests at c=16
     .venv/bin/python bench/serving.py --family logistic
     .venv/bin/python bench/serving.py --profile-out /tmp/serve.svg   # py-spy during c=16
+    .venv/bin/python bench/serving.py --keep-home                    # keep MEDSERVE_HOME
 
 Results go to bench/results/serving.json, one entry per family.
 """
@@ -494,7 +495,6 @@ def run_wrk(
     concurrency: int,
     cap_s: float,
     core: int | None,
-    during: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """wrk with one thread per connection; interrupted (SIGINT makes it report at once)
     as soon as every thread has sent and received its share."""
@@ -504,8 +504,6 @@ def run_wrk(
         core,
     )  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if during is not None:
-        during()
     assert process.stdout is not None
     lines, finished = [], 0
     for line in process.stdout:  # wrk exits by itself after -d at the latest
@@ -588,14 +586,10 @@ async def _httpx_load(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_httpx_load(
-    spec_path: Path, spec: dict[str, Any], core: int | None, during: Callable[[], None] | None
-) -> dict[str, Any]:
+def run_httpx_load(spec_path: Path, spec: dict[str, Any], core: int | None) -> dict[str, Any]:
     spec_path.write_text(json.dumps(spec))
     command = pinned([sys.executable, __file__, "--loadgen-worker", str(spec_path)], core)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if during is not None:
-        during()
     stdout, stderr = process.communicate(timeout=spec["cap_s"] + 120)
     if process.returncode != 0:
         raise RuntimeError(f"the httpx load generator failed: {stderr[-2000:]}")
@@ -619,19 +613,33 @@ def httpx_load_row(name: str, result: dict[str, Any]) -> Row:
     )
 
 
-def profile_during(pid: int, out: Path, seconds: float) -> Callable[[], None]:
-    """Starts py-spy on the server for ``seconds`` (the caller's load runs meanwhile)."""
+@contextmanager
+def profiling(pid: int | None, out: Path | None) -> Iterator[None]:
+    """py-spy recording the server while the block runs (nothing when ``out`` is None).
+
+    ``.txt``: collapsed stacks with thread names (grep- and sort-able); ``.json``:
+    speedscope; anything else: an SVG flame graph."""
+    if pid is None or out is None:
+        yield
+        return
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-
-    def start() -> None:
-        fmt = "speedscope" if out.suffix == ".json" else "flamegraph"
-        subprocess.Popen(
-            [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-             "--rate", "250", "--format", fmt, "--output", str(out), "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-
-    return start
+    fmt = {".txt": "raw", ".json": "speedscope"}.get(out.suffix, "flamegraph")
+    recorder = subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--rate", "250", "--threads", "--nonblocking",
+         "--format", fmt, "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(1.0)  # attaching takes a moment
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes the profile on Ctrl-C
+        try:
+            recorder.wait(60)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+        if recorder.returncode not in (0, -signal.SIGINT) or not out.exists():
+            print(f"py-spy did not write {out}: {recorder.stderr.read()!r}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------
@@ -730,16 +738,17 @@ def print_report(bench: Bench) -> None:
     )
 
 
-def save(bench: Bench) -> None:
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+def save(bench: Bench, path: Path) -> None:
+    """Adds (or replaces) this family's entry in the results file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     results = {}
-    if RESULTS_PATH.exists():
+    if path.exists():
         try:
-            results = json.loads(RESULTS_PATH.read_text())
+            results = json.loads(path.read_text())
         except json.JSONDecodeError:
             results = {}
     results[bench.family] = asdict(bench)
-    RESULTS_PATH.write_text(json.dumps(results, indent=2) + "\n")
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def environment(pinning: bool, load_generator: str) -> dict[str, Any]:
@@ -860,11 +869,7 @@ def run_in(home: Path, args: argparse.Namespace) -> Bench:
             )  # fmt: skip
         )
 
-        profile = (
-            profile_during(server.process.pid, Path(args.profile_out), args.duration_s)
-            if args.profile_out
-            else None
-        )
+        profile_out = Path(args.profile_out) if args.profile_out else None
         if wrk:
             log("wrk, 1 connection …")
             script = wrk_script(scratch / "single.lua", token, single_bodies, args.sequential, 1)
@@ -876,9 +881,10 @@ def run_in(home: Path, args: argparse.Namespace) -> Bench:
             script = wrk_script(
                 scratch / "load.lua", token, single_bodies, args.requests, args.concurrency
             )
-            result = run_wrk(
-                wrk, script, server.url, args.concurrency, args.duration_s, client_core, profile
-            )
+            with profiling(server.process.pid, profile_out):
+                result = run_wrk(
+                    wrk, script, server.url, args.concurrency, args.duration_s, client_core
+                )
             sent.count += result["sent"]
             throughput = wrk_row(f"wrk, {args.concurrency} connections", result, 1)
         else:
@@ -891,7 +897,8 @@ def run_in(home: Path, args: argparse.Namespace) -> Bench:
                 "concurrency": args.concurrency,
                 "cap_s": args.duration_s,
             }
-            result = run_httpx_load(scratch / "load.json", spec, client_core, profile)
+            with profiling(server.process.pid, profile_out):
+                result = run_httpx_load(scratch / "load.json", spec, client_core)
             sent.count += result["sent"]
             throughput = httpx_load_row(
                 f"httpx.AsyncClient, concurrency {args.concurrency}", result
@@ -938,8 +945,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-home", action="store_true", help="Keep the MEDSERVE_HOME.")
     parser.add_argument(
         "--profile-out",
-        help="py-spy record the server during the concurrency phase (.svg flame graph, "
-        ".json speedscope); needs py-spy on PATH or in the venv.",
+        help="py-spy record the server during the concurrency phase (.txt collapsed "
+        "stacks, .json speedscope, else an SVG flame graph); needs py-spy (not a "
+        "dependency: pip install it into the venv yourself).",
+    )
+    parser.add_argument(
+        "--results", default=str(RESULTS_PATH), help="JSON results file (one entry per family)."
     )
     parser.add_argument("--loadgen-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -961,8 +972,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     bench = run(args)
     print_report(bench)
-    save(bench)
-    print(f"wrote {RESULTS_PATH}", file=sys.stderr)
+    save(bench, Path(args.results))
+    print(f"wrote {args.results}", file=sys.stderr)
 
 
 if __name__ == "__main__":
