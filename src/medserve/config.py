@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -34,6 +35,11 @@ class Settings(BaseSettings):
         default=60_000, ge=0, description="Requests per API key per minute; 0 = unlimited."
     )
     serve_stage: str = Field(default="production", description="Stage served by default.")
+
+    def risk_bands(self, risks: list[float]) -> list[str]:
+        """Each risk's band label ("low", "moderate", "high" by default)."""
+        cuts, labels = self.risk_band_cuts, self.risk_band_labels
+        return [labels[bisect.bisect_right(cuts, risk)] for risk in risks]
 
     @property
     def artifacts_dir(self) -> Path:

@@ -90,3 +90,10 @@ class ModelUnavailable(MedserveError):
     """A registered model that cannot be loaded right now (e.g. failed its integrity check)."""
 
     http_status = 503
+
+
+class ExplanationUnavailable(MedserveError):
+    """The model cannot be explained as stored (e.g. trained before explanations existed)."""
+
+    exit_code = 2
+    http_status = 409

@@ -29,6 +29,7 @@ from medserve.data import (
 from medserve.errors import ConfigError, DataError
 from medserve.evaluation import Metric, evaluate_predictions
 from medserve.evaluation.report import data_summary, evaluation_report, training_report
+from medserve.explain import Explainer, explained
 from medserve.modeling import ThresholdRule, TrainedModel, TrainOptions, train_model
 from medserve.modeling.train import CandidateResult, Progress, labelled_rows
 from medserve.registry import ModelVersion, Registry
@@ -258,8 +259,11 @@ def evaluate_stored(
     )
 
 
-def predict_file(settings: Settings, ref: str, data: Path, out: Path) -> tuple[ModelVersion, int]:
-    """Batch scoring: every input column kept, `risk` and `label` added."""
+def predict_file(
+    settings: Settings, ref: str, data: Path, out: Path, *, explain: bool = False
+) -> tuple[ModelVersion, int]:
+    """Batch scoring: every input column kept, `risk` and `label` added; with ``explain``
+    also `risk_band`, `explanation_summary` and `explanation` (a JSON object per row)."""
     frame = read_table(data)
     with Registry(settings) as registry:
         version, model = load_model(registry, ref)
@@ -267,6 +271,13 @@ def predict_file(settings: Settings, ref: str, data: Path, out: Path) -> tuple[M
     scored = frame.copy()
     scored["risk"] = np.round(risk, 6)
     scored["label"] = (risk >= model.threshold).astype(int)
+    if explain:
+        explanations = Explainer(model).explain_frame(frame)
+        bands = settings.risk_bands(risk.tolist())
+        records = explained(explanations, risk.tolist(), bands, frame.to_dict("records"))
+        scored["risk_band"] = bands
+        scored["explanation_summary"] = [record.pop("summary") for record in records]
+        scored["explanation"] = [json.dumps(record) for record in records]
     out.parent.mkdir(parents=True, exist_ok=True)
     write_table(scored, out)
     return version, len(scored)

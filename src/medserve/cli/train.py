@@ -119,12 +119,20 @@ def predict(
     model: Annotated[str, typer.Argument(help="NAME or NAME:VERSION")],
     data: Annotated[Path, typer.Argument(help="Records to score (same columns as training).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write scores.")],
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Add risk_band, explanation_summary and explanation (JSON: space, method, "
+            "base_value, contributions per column) to every row.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Batch scoring: writes the input columns plus `risk` and `label`."""
     from medserve.flows import predict_file
 
-    version, rows = predict_file(settings(), model, data, output)
+    version, rows = predict_file(settings(), model, data, output, explain=explain)
     if as_json:
         print_json(
             {"model": version.name, "version": version.version, "rows": rows, "output": str(output)}

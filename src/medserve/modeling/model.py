@@ -13,6 +13,8 @@ from sklearn.pipeline import Pipeline
 from medserve.data.schema import Schema
 from medserve.modeling.calibration import apply_recalibration
 
+BACKGROUND_ROWS = 100
+
 
 @dataclass
 class TrainedModel:
@@ -25,6 +27,9 @@ class TrainedModel:
     threshold_rule: str
     calibrator: LogisticRegression | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # Up to BACKGROUND_ROWS prepared training rows: the reference population that
+    # explanations measure contributions against (kept inside the encrypted artifact).
+    background: pd.DataFrame | None = None
 
     def predict_risk(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the event for each raw record (validated against the schema)."""

@@ -18,7 +18,7 @@ from medserve.data.schema import Schema
 from medserve.errors import ConfigError, DataError
 from medserve.modeling.calibration import apply_recalibration, fit_recalibration
 from medserve.modeling.families import AUTO_CANDIDATES, FAMILIES, make_pipeline
-from medserve.modeling.model import TrainedModel
+from medserve.modeling.model import BACKGROUND_ROWS, TrainedModel
 from medserve.modeling.threshold import ThresholdRule, choose_threshold
 
 # (what is happening, steps done, steps in all) — the CLI draws it as a progress bar.
@@ -207,5 +207,6 @@ def train_model(
         threshold_rule=options.threshold_rule.describe(),
         calibrator=calibrator,
         info={"calibration": calibration, "cv_folds": folds},
+        background=X.sample(n=min(BACKGROUND_ROWS, len(X)), random_state=options.seed),
     )
     return TrainResult(model=model, leaderboard=leaderboard, split=split, notices=notices)

@@ -9,7 +9,14 @@ import time
 from dataclasses import dataclass
 
 from medserve.data.schema import Schema
-from medserve.errors import IntegrityError, MedserveError, ModelNotFound, ModelUnavailable
+from medserve.errors import (
+    ExplanationUnavailable,
+    IntegrityError,
+    MedserveError,
+    ModelNotFound,
+    ModelUnavailable,
+)
+from medserve.explain import Explainer
 from medserve.modeling import TrainedModel
 from medserve.registry import ModelVersion, Registry
 from medserve.service.fastpath import FastScorer
@@ -24,10 +31,25 @@ class ServedModel:
     version: ModelVersion
     model: TrainedModel
     scorer: FastScorer
+    explainer: Explainer | None = None
+    unexplainable: str | None = None  # why ``explainer`` is None
 
     @property
     def schema(self) -> Schema:
         return self.model.schema
+
+    @classmethod
+    def of(cls, version: ModelVersion, model: TrainedModel) -> ServedModel:
+        try:
+            explainer, why = Explainer(model), None
+        except ExplanationUnavailable as error:
+            explainer, why = None, f"model {version.ref}: {error.message}"
+        return cls(version, model, FastScorer.from_model(model), explainer, why)
+
+    def explaining(self) -> Explainer:
+        if self.explainer is None:
+            raise ExplanationUnavailable(self.unexplainable or "no explainer")
+        return self.explainer
 
 
 class ModelCatalog:
@@ -96,7 +118,7 @@ class ModelCatalog:
                 ) from error
             if not isinstance(model, TrainedModel):
                 raise ModelUnavailable(f"model {version.ref}: artifact is not a medserve model")
-            served = ServedModel(version=version, model=model, scorer=FastScorer.from_model(model))
+            served = ServedModel.of(version, model)
             self._loaded[key] = served
             self._failed.pop(key, None)
             log.info("model loaded", extra={"fields": {"model": version.ref}})

@@ -237,8 +237,13 @@ class FastScorer:
             return np.empty(0)
         if self.encoding is None or self.raw_risk is None:
             return self.model.predict_risk(records_frame(self.model.schema, records))
-        raw = self.raw_risk(self.encoding.matrix(records))
-        return np.asarray(self.recalibrate(raw), dtype=float)
+        return self.risk_of_matrix(self.encoding.matrix(records))
+
+    def risk_of_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Calibrated risk for rows already encoded by ``matrix()``."""
+        if self.raw_risk is None:
+            raise ValueError(f"the {self.model.family} model has no fast path; use risk()")
+        return np.asarray(self.recalibrate(self.raw_risk(matrix)), dtype=float)
 
 
 def records_frame(schema: Schema, records: Sequence[Record]) -> pd.DataFrame:

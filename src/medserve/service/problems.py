@@ -22,6 +22,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    409: "Conflict",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Unprocessable content",

@@ -43,12 +43,33 @@ class PredictRequest(BaseModel):
         description="Raw records, one object per patient, keyed by the model's column names. "
         "null means 'not measured'.",
     )
+    explain: bool = Field(
+        default=False,
+        description="Also return each record's explanation: per-column contributions, "
+        "base value and a one-sentence summary.",
+    )
+
+
+class Explanation(BaseModel):
+    space: Literal["log-odds", "probability"] = Field(
+        description="The scale contributions add up on: base_value + Σ contributions = the "
+        "record's risk in this space (log-odds: logit(risk))."
+    )
+    method: str = Field(description="How the contributions were computed.")
+    base_value: float = Field(description="The output before any input is considered.")
+    contributions: dict[str, float] = Field(
+        description="Per raw input column (one-hot parts summed back), in `space` units."
+    )
+    summary: str = Field(description="One sentence a clinician can read.")
 
 
 class Prediction(BaseModel):
     risk: float = Field(ge=0, le=1, description="Probability of the event.")
     label: Literal[0, 1] = Field(description="1 when risk ≥ the model's threshold.")
     risk_band: str
+    explanation: Explanation | None = Field(
+        default=None, description="Present when the request asked for explanations."
+    )
 
 
 class PredictResponse(BaseModel):
@@ -117,5 +138,5 @@ class ModelList(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {"application/problem+json": {}}}
-    for status in (401, 403, 404, 413, 422, 429, 503)
+    for status in (401, 403, 404, 409, 413, 422, 429, 503)
 }

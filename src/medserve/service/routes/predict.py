@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import asdict
 
+import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from medserve.errors import PayloadTooLarge
+from medserve.explain import Explanations, explained
+from medserve.service.catalog import ServedModel
+from medserve.service.fastpath import records_frame
 from medserve.service.problems import InvalidRecords
 from medserve.service.routes.models import ModelName
 from medserve.service.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
@@ -48,13 +51,22 @@ async def predict(
     problems = validate_records(served.schema, records)
     if problems:
         raise InvalidRecords([asdict(p) for p in problems[:MAX_PROBLEMS_LISTED]])
-    risk = served.scorer.risk(records)
+    if body.explain:
+        risk, explanations = _explained_risk(served, records)
+    else:
+        risk, explanations = served.scorer.risk(records), None
     threshold = served.version.threshold
-    cuts, labels = state.settings.risk_band_cuts, state.settings.risk_band_labels
+    risks = risk.tolist()
+    bands = state.settings.risk_bands(risks)
     predictions = [
-        {"risk": r, "label": int(r >= threshold), "risk_band": labels[bisect.bisect_right(cuts, r)]}
-        for r in risk.tolist()
+        {"risk": r, "label": int(r >= threshold), "risk_band": band}
+        for r, band in zip(risks, bands, strict=True)
     ]
+    if explanations is not None:
+        for prediction, explanation in zip(
+            predictions, explained(explanations, risks, bands, records), strict=True
+        ):
+            prediction["explanation"] = explanation
     state.metrics.records.labels(name, str(served.version.version)).inc(len(records))
     return JSONResponse(
         {
@@ -64,3 +76,14 @@ async def predict(
             "predictions": predictions,
         }
     )
+
+
+def _explained_risk(served: ServedModel, records: list) -> tuple[np.ndarray, Explanations]:
+    """Risk and explanations from one encoding of the records where the fast path allows."""
+    explainer = served.explaining()
+    scorer = served.scorer
+    if scorer.exact_fast_path and explainer.takes_matrix:
+        matrix = scorer.matrix(records)
+        return scorer.risk_of_matrix(matrix), explainer.explain_matrix(matrix)
+    frame = records_frame(served.schema, records)
+    return scorer.risk(records), explainer.explain_frame(frame)
