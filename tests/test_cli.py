@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit
 from typer.testing import CliRunner
 
 from medserve.cli import app
@@ -157,6 +158,28 @@ def test_predict_adds_risk_and_label_and_keeps_extra_columns(heart_model, heart_
     assert scored["risk"].between(0, 1).all()
     expected = (scored["risk"] >= heart_model["threshold"] - 1e-6).astype(int)
     assert (scored["label"] == expected).all()
+
+
+def test_predict_explain_adds_summary_and_additive_contributions(heart_model, heart_csv, tmp_path):
+    rows = pd.read_csv(heart_csv).head(30).drop(columns=["num"])
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    result = run("predict", "heart", tmp_path / "new.csv", "-o", tmp_path / "x.csv", "--explain")
+    assert result.exit_code == 0, result.output
+    scored = pd.read_csv(tmp_path / "x.csv")
+    assert list(scored.columns[-5:]) == [
+        "risk",
+        "label",
+        "risk_band",
+        "explanation_summary",
+        "explanation",
+    ]
+    for _, row in scored.iterrows():
+        explanation = json.loads(row["explanation"])
+        assert explanation["space"] == "log-odds"
+        assert "id" not in explanation["contributions"]  # identifiers are not model inputs
+        total = explanation["base_value"] + sum(explanation["contributions"].values())
+        assert abs(expit(total) - row["risk"]) <= 5e-7  # risk is written rounded to 6 places
+        assert row["explanation_summary"].startswith(f"Risk {row['risk']:.2f} ({row['risk_band']})")
 
 
 def test_predict_names_column_and_row_of_text_in_numbers(heart_model, heart_csv, tmp_path):
