@@ -100,7 +100,7 @@ def main() -> None:
     table = read_table(HEART)
     schema = infer_schema(table, target="num", positive_if=">0")
     features = table[schema.feature_names]
-    console = Console()
+    console = Console(width=150)
     console.print(
         f"heart ({len(table)} rows, {len(schema.features)} features) · python "
         f"{platform.python_version()} · {os.cpu_count()} CPUs · load {os.getloadavg()[0]:.1f}"
