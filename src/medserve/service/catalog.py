@@ -20,6 +20,7 @@ from medserve.explain import Explainer
 from medserve.modeling import TrainedModel
 from medserve.registry import ModelVersion, Registry
 from medserve.service.fastpath import FastScorer
+from medserve.service.validation import RecordValidator
 
 log = logging.getLogger("medserve.service")
 # How long the production version of a name is trusted before the registry is asked again.
@@ -31,6 +32,7 @@ class ServedModel:
     version: ModelVersion
     model: TrainedModel
     scorer: FastScorer
+    validator: RecordValidator
     explainer: Explainer | None = None
     unexplainable: str | None = None  # why ``explainer`` is None
 
@@ -44,7 +46,8 @@ class ServedModel:
             explainer, why = Explainer(model), None
         except ExplanationUnavailable as error:
             explainer, why = None, f"model {version.ref}: {error.message}"
-        return cls(version, model, FastScorer.from_model(model), explainer, why)
+        scorer, validator = FastScorer.from_model(model), RecordValidator(model.schema)
+        return cls(version, model, scorer, validator, explainer, why)
 
     def explaining(self) -> Explainer:
         if self.explainer is None:

@@ -123,27 +123,37 @@ def validate_records(
     """Every problem in every record, in record and feature order; empty when all fit.
 
     JSON null is always allowed (not measured); keys the model does not use are ignored."""
-    problems: list[RecordProblem] = []
-    features = [(spec, _FeatureRules.of(spec)) for spec in schema.features]
-    for index, record in enumerate(records):
-        if not isinstance(record, Mapping):
-            message = f"record {index}: {shown(record)} is not an object of field values"
-            problems.append(RecordProblem(index, "", "type", message))
-            continue
-        for spec, rules in features:
-            if spec.name not in record:
-                message = "missing; send null if it was not measured"
-                problems.append(_problem(index, spec, "required", message))
+    return RecordValidator(schema).problems(records)
+
+
+class RecordValidator:
+    """``validate_records`` with the schema's rules worked out once (a served model keeps
+    one, so a request pays only for checking its own values)."""
+
+    def __init__(self, schema: Schema) -> None:
+        self._features = [(spec, _FeatureRules.of(spec)) for spec in schema.features]
+
+    def problems(self, records: Sequence[Mapping[str, object]]) -> list[RecordProblem]:
+        problems: list[RecordProblem] = []
+        for index, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                message = f"record {index}: {shown(record)} is not an object of field values"
+                problems.append(RecordProblem(index, "", "type", message))
                 continue
-            problem = rules.check(index, record[spec.name])
-            if problem is not None:
-                problems.append(problem)
-    return problems
+            for spec, rules in self._features:
+                if spec.name not in record:
+                    message = "missing; send null if it was not measured"
+                    problems.append(_problem(index, spec, "required", message))
+                    continue
+                problem = rules.check(index, record[spec.name])
+                if problem is not None:
+                    problems.append(problem)
+        return problems
 
 
 @dataclass(frozen=True)
 class _FeatureRules:
-    """What one feature accepts, computed once per request rather than per record."""
+    """What one feature accepts, computed once per schema rather than per record."""
 
     spec: ColumnSpec
     missing_numbers: frozenset[float]

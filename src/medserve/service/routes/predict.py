@@ -16,7 +16,6 @@ from medserve.service.problems import InvalidRecords
 from medserve.service.routes.models import ModelName
 from medserve.service.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 from medserve.service.security import Predictor
-from medserve.service.validation import validate_records
 
 router = APIRouter(prefix="/v1/models", tags=["predict"], responses=ERROR_RESPONSES)
 # A request's problems are listed up to this many (the first is in `detail`).
@@ -48,7 +47,7 @@ async def predict(
         )
     served = state.catalog.get(name, version)
     request.state.model_version = served.version.version
-    problems = validate_records(served.schema, records)
+    problems = served.validator.problems(records)
     if problems:
         raise InvalidRecords([asdict(p) for p in problems[:MAX_PROBLEMS_LISTED]])
     if body.explain:

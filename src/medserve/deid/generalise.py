@@ -1,0 +1,67 @@
+"""Safe Harbor generalisations of ages and ZIP codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from medserve.errors import DataError
+
+TOP_AGE = "90+"
+# Three-digit ZIP prefixes whose areas hold 20,000 people or fewer (2000 Census, as the
+# HHS Safe Harbor guidance lists them): they become "000".
+RESTRICTED_ZIP3 = frozenset(
+    {
+        "036", "059", "063", "102", "203", "556", "692", "790", "821",
+        "823", "830", "831", "878", "879", "884", "890", "893",
+    }
+)  # fmt: skip
+
+
+def generalise_ages(values: pd.Series, column: str) -> tuple[pd.Series, int]:
+    """Ages over 89 → ``"90+"``; others as written. Returns the column and how many changed."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    _first_bad(values.notna() & numbers.isna(), column, "is not an age in years")
+    over = numbers > 89
+    out = values.astype(object).where(values.notna(), None)
+    if not pd.api.types.is_object_dtype(values) and not pd.api.types.is_string_dtype(values):
+        # numbers from Parquet: one text column, "63" and "90+", not a mix of types
+        out = numbers.map(lambda age: None if pd.isna(age) else f"{age:g}").astype(object)
+    out[over] = TOP_AGE
+    return out, int(over.sum())
+
+
+def zip3(values: pd.Series, column: str) -> tuple[pd.Series, int, int]:
+    """ZIP or ZIP+4 → its first three digits, or ``"000"`` in a restricted area.
+
+    Returns the column, how many values changed and how many were restricted areas.
+    A ZIP read as a number (``2134`` for ``02134``) gets its leading zeros back first.
+    """
+    present = values.notna()
+    text = values[present].map(_zip_text)
+    bad = present.copy()
+    bad[present] = ~text.str.fullmatch(r"\d{5}(-?\d{4})?|\d{3}")
+    _first_bad(bad, column, "is not a ZIP code")
+    prefix = text.str[:3]
+    restricted = prefix.isin(RESTRICTED_ZIP3)
+    prefix[restricted] = "000"
+    out = pd.Series(None, index=values.index, dtype=object)
+    out[present] = prefix
+    changed = int((prefix != values[present].astype(str).str.strip()).sum())
+    return out, changed, int(restricted.sum())
+
+
+def _zip_text(value: object) -> str:
+    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer()):
+        return f"{int(value):05d}"
+    text = str(value).strip()
+    return text.zfill(5) if text.isdigit() and len(text) == 4 else text
+
+
+def _first_bad(bad: pd.Series, column: str, problem: str) -> None:
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        raise DataError(
+            f"column '{column}' row {row} {problem}; fix it or set the column's action in "
+            "the policy (drop or keep)"
+        )
