@@ -2,6 +2,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Debian's Chromium drives the browser tests (Playwright never downloads a browser).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: setup demo test lint bench clean
 
@@ -11,12 +13,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(CHROMIUM):
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+setup: $(STAMP) $(CHROMIUM)
 
 demo: $(STAMP)
 	$(BIN)/medserve demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q
 

@@ -26,16 +26,35 @@ from medserve.data import (
     read_table,
     write_table,
 )
-from medserve.errors import ConfigError, DataError
+from medserve.errors import ConfigError, DataError, ModelNotFound
 from medserve.evaluation import Metric, evaluate_predictions
-from medserve.evaluation.report import data_summary, evaluation_report, training_report
-from medserve.explain import Explainer, explained
+from medserve.evaluation.html import html_for_json_file, write_html_report
+from medserve.evaluation.report import (
+    ReportOptions,
+    data_summary,
+    evaluation_report,
+    performance_sections,
+    training_report,
+)
+from medserve.explain import Explainer, explained, report_section
 from medserve.modeling import ThresholdRule, TrainedModel, TrainOptions, train_model
 from medserve.modeling.train import CandidateResult, Progress, labelled_rows
 from medserve.registry import ModelVersion, Registry
+from medserve.registry.artifacts import resolve_in_home
 from medserve.registry.files import write_file_atomic
 
-LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "torch", "interpret-core", "scipy")
+LIBRARIES = (
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "lightgbm",
+    "torch",
+    "interpret-core",
+    "scipy",
+    "shap",
+    "statsmodels",
+    "matplotlib",
+)
 
 
 @dataclass
@@ -53,6 +72,9 @@ class TrainRequest:
     threshold_for: str | None = None
     missing: dict[str, list[str]] | None = None
     ignore: list[str] | None = None
+    groups: list[str] | None = None
+    intended_use: str | None = None
+    model_card: Path | None = None
 
 
 def result_json(version: ModelVersion, metrics: dict[str, Metric]) -> dict[str, Any]:
@@ -76,6 +98,7 @@ class TrainOutcome:
     n_train: int
     n_test: int
     report_file: str | None
+    report_html: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +106,7 @@ class TrainOutcome:
             "n_train": self.n_train,
             "n_test": self.n_test,
             "report": self.report_file,
+            "report_html": self.report_html,
         }
 
 
@@ -118,6 +142,14 @@ def train_and_register(
         ignore=request.ignore,
         overrides=overrides,
     )
+    report_options = ReportOptions.build(  # checked before any training starts
+        groups=request.groups or [],
+        columns=list(frame.columns),
+        outcome=schema.outcome.column if schema.outcome else None,
+        source=request.data.name,
+        intended_use=request.intended_use,
+        model_card=request.model_card,
+    )
     options = TrainOptions(
         family=request.family,
         seed=request.seed,
@@ -145,10 +177,11 @@ def train_and_register(
             "calibration": model.info["calibration"],
             "estimator": _estimator_params(model),
         }
+        libraries = library_versions()
         report = training_report(
             source=request.data.name,
             data_sha256=data_sha256,
-            summary=data_summary(frame, schema),
+            summary=data_summary(frame, schema, model.family),
             schema=schema,
             model=model,
             leaderboard=[row.to_dict() for row in result.leaderboard],
@@ -156,6 +189,20 @@ def train_and_register(
             n_train=len(result.split.y_train),
             n_test=len(result.split.y_test),
             notices=notices,
+            performance=performance_sections(
+                rows=result.split.test,
+                y=result.split.y_test,
+                risk=test_risk,
+                threshold=model.threshold,
+                threshold_rule=model.threshold_rule,
+                metrics=metrics,
+                groups=report_options.groups,
+                seed=request.seed,
+            ),
+            explanations=report_section(model, result.split.test),
+            options=report_options,
+            params=params,
+            libraries=libraries,
         )
         version = registry.register(
             name,
@@ -168,13 +215,16 @@ def train_and_register(
             lineage={
                 "data_file": request.data.name,
                 "data_sha256": data_sha256,
-                "libraries": library_versions(),
+                "libraries": libraries,
                 "trained_by": _user(),
             },
             data_sha256=data_sha256,
             created_by=_user(),
             report=report,
         )
+    report_html = None
+    if version.report_path:
+        report_html = write_html_report(settings.home / version.report_path, report, version.ref)
     return TrainOutcome(
         version=version,
         schema=schema,
@@ -186,6 +236,7 @@ def train_and_register(
         report_file=str((settings.home / version.report_path).resolve())
         if version.report_path
         else None,
+        report_html=str(report_html.resolve()) if report_html else None,
     )
 
 
@@ -205,6 +256,7 @@ class EvaluationOutcome:
     n_events: int
     notices: list[str]
     report_path: str
+    report_html: str
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -212,11 +264,20 @@ class EvaluationOutcome:
             "n_rows": self.n_rows,
             "n_events": self.n_events,
             "report": self.report_path,
+            "report_html": self.report_html,
         }
 
 
 def evaluate_stored(
-    settings: Settings, ref: str, data: Path, target: str | None = None, seed: int = 0
+    settings: Settings,
+    ref: str,
+    data: Path,
+    target: str | None = None,
+    seed: int = 0,
+    *,
+    groups: list[str] | None = None,
+    intended_use: str | None = None,
+    model_card: Path | None = None,
 ) -> EvaluationOutcome:
     """External validation: score new labelled data with a stored model and measure it."""
     frame = read_table(data)
@@ -231,6 +292,15 @@ def evaluate_stored(
             f"{data.name}: outcome column '{outcome.column}' not found; name it with --target"
         )
     schema = model.schema.model_copy(update={"outcome": outcome})
+    report_options = ReportOptions.build(
+        groups=groups or [],
+        columns=list(frame.columns),
+        outcome=outcome.column,
+        source=data.name,
+        intended_use=intended_use,
+        model_card=model_card,
+        inherited=_training_report_of(settings, version).get("intended_use"),
+    )
     rows, labels, dropped = labelled_rows(frame, schema)
     notices = [f"{dropped} rows without an outcome were left out"] if dropped else []
     if labels.min() == labels.max():
@@ -244,19 +314,54 @@ def evaluate_stored(
         version=version,
         source=data.name,
         data_sha256=file_sha256(data),
-        summary=data_summary(frame, schema),
+        summary=data_summary(frame, schema, version.family),
         metrics=metrics,
         notices=notices,
+        performance=performance_sections(
+            rows=rows,
+            y=labels,
+            risk=risk,
+            threshold=model.threshold,
+            threshold_rule=model.threshold_rule,
+            metrics=metrics,
+            groups=report_options.groups,
+            seed=seed,
+        ),
+        explanations=report_section(model, rows),
+        options=report_options,
     )
     report_path = _write_evaluation_report(settings, version, report)
+    report_html = write_html_report(report_path, report, version.ref)
     return EvaluationOutcome(
         version=version,
         metrics=metrics,
         n_rows=len(labels),
         n_events=int(labels.sum()),
         notices=notices,
-        report_path=report_path,
+        report_path=str(report_path),
+        report_html=str(report_html),
     )
+
+
+@dataclass
+class StoredReport:
+    """A version's report: the JSON file, and the HTML beside it (rendered if missing)."""
+
+    version: ModelVersion
+    json_path: Path
+    html_path: Path
+
+
+def stored_report(registry: Registry, settings: Settings, ref: str) -> StoredReport:
+    """The training report of ``ref``; ModelNotFound when it was registered without one."""
+    version = registry.get(ref)
+    json_path = resolve_in_home(settings, version.report_path) if version.report_path else None
+    if json_path is None or not json_path.is_file():
+        raise ModelNotFound(
+            f"{version.ref} has no report (it was registered without one); "
+            "train it again with `medserve train` to get one"
+        )
+    return StoredReport(version, json_path, html_for_json_file(json_path, version.ref))
 
 
 def predict_file(
@@ -295,11 +400,22 @@ def parse_missing(declarations: list[str]) -> dict[str, list[str]]:
     return tokens
 
 
-def _write_evaluation_report(settings: Settings, version: ModelVersion, report: dict) -> str:
+def _write_evaluation_report(settings: Settings, version: ModelVersion, report: dict) -> Path:
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
     relative = Path("reports") / version.name / f"v{version.version}" / f"evaluation-{stamp}.json"
     write_file_atomic(settings.home / relative, json.dumps(report, indent=2).encode())
-    return str((settings.home / relative).resolve())
+    return (settings.home / relative).resolve()
+
+
+def _training_report_of(settings: Settings, version: ModelVersion) -> dict[str, Any]:
+    """The version's training report, or {} when it has none (or it cannot be read)."""
+    if not version.report_path:
+        return {}
+    try:
+        path = resolve_in_home(settings, version.report_path)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def _estimator_params(model: TrainedModel) -> dict[str, Any]:

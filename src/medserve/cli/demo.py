@@ -15,6 +15,10 @@ from medserve.cli.train import show_training
 
 app = typer.Typer()
 DEMO_MODEL = "heart-disease"
+DEMO_INTENDED_USE = (
+    "Demonstration of medserve on the public UCI heart disease data (four sites, 1981-1988); "
+    "not for clinical use."
+)
 
 
 def bundled_dataset(name: str) -> Path:
@@ -36,7 +40,14 @@ def demo(
     config = settings()
     data = bundled_dataset("heart_disease_uci.csv")
     err.print(f"Training on the bundled UCI heart disease data ({data.name}); outcome num > 0")
-    request = TrainRequest(data=data, target="num", positive_if=">0", name=DEMO_MODEL)
+    request = TrainRequest(
+        data=data,
+        target="num",
+        positive_if=">0",
+        name=DEMO_MODEL,
+        groups=["dataset", "sex"],  # dataset is the site: Cleveland, Hungary, Switzerland, VA
+        intended_use=DEMO_INTENDED_USE,
+    )
     with ProgressBar(enabled=True) as progress:
         outcome = train_and_register(config, request, progress)
     show_training(outcome)

@@ -26,6 +26,26 @@ if TYPE_CHECKING:
 
 app = typer.Typer()
 
+GroupOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--group",
+        help="Column whose levels get their own metrics in the report (repeatable: "
+        "--group site --group sex).",
+    ),
+]
+IntendedUseOption = Annotated[
+    str | None,
+    typer.Option("--intended-use", help="What the model is for, in a sentence (for the report)."),
+]
+ModelCardOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model-card",
+        help="YAML with intended_use, intended_users, out_of_scope, limitations, contact.",
+    ),
+]
+
 
 @app.command()
 @handle_errors
@@ -55,9 +75,12 @@ def train(
         typer.Option(help="COLUMN=VALUE[,VALUE] meaning 'not measured'; COLUMN= keeps zeros."),
     ] = None,
     ignore: Annotated[list[str] | None, typer.Option(help="Column to leave out.")] = None,
+    group: GroupOption = None,
+    intended_use: IntendedUseOption = None,
+    model_card: ModelCardOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Train, evaluate on a held-out split and register a risk model."""
+    """Train, evaluate on a held-out split, register a risk model and write its report."""
     from medserve.flows import TrainRequest, parse_missing, train_and_register
 
     request = TrainRequest(
@@ -74,6 +97,9 @@ def train(
         threshold_for=threshold_for,
         missing=parse_missing(missing or []),
         ignore=ignore or [],
+        groups=group or [],
+        intended_use=intended_use,
+        model_card=model_card,
     )
     with ProgressBar(enabled=not as_json) as progress:
         outcome = train_and_register(settings(), request, progress)
@@ -92,12 +118,24 @@ def evaluate(
         str | None, typer.Option(help="Outcome column, if named differently.")
     ] = None,
     seed: int = 0,
+    group: GroupOption = None,
+    intended_use: IntendedUseOption = None,
+    model_card: ModelCardOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """External validation of a stored model on new labelled data."""
+    """External validation of a stored model on new labelled data, with its report."""
     from medserve.flows import evaluate_stored
 
-    outcome = evaluate_stored(settings(), model, data, target=target, seed=seed)
+    outcome = evaluate_stored(
+        settings(),
+        model,
+        data,
+        target=target,
+        seed=seed,
+        groups=group or [],
+        intended_use=intended_use,
+        model_card=model_card,
+    )
     if as_json:
         print_json(outcome.to_json())
         return
@@ -110,7 +148,7 @@ def evaluate(
             f"{outcome.n_events} events)",
         )
     )
-    out.print(f"report: {outcome.report_path}")
+    out.print(f"report: {outcome.report_html}\n  JSON: {outcome.report_path}")
 
 
 @app.command()
@@ -205,5 +243,6 @@ def show_training(outcome: TrainOutcome) -> None:
         f"Registered [bold]{version.ref}[/] ({version.family}, stage {version.stage}, "
         f"threshold {version.threshold:.3f})\n"
         f"  artifact: {Settings().home / version.artifact_path}\n"
-        f"  report:   {outcome.report_file}"
+        f"  report:   {outcome.report_html or outcome.report_file}"
+        + (f"\n  JSON:     {outcome.report_file}" if outcome.report_html else "")
     )

@@ -18,7 +18,7 @@ from medserve.service.catalog import ModelCatalog
 from medserve.service.keys import ApiKeyStore
 from medserve.service.observability import RequestBookkeeping, ServiceMetrics
 from medserve.service.problems import install_problem_handlers, problem
-from medserve.service.routes import health, metadata, metrics, models, predict
+from medserve.service.routes import health, metadata, metrics, models, predict, report
 from medserve.service.security import RateLimiter
 
 log = logging.getLogger("medserve.service")
@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     for router in (health.router, models.router, predict.router, metrics.router, metadata.router):
         app.include_router(router)
+    app.include_router(report.router)
     app.add_middleware(
         RequestBookkeeping,
         metrics=app.state.metrics,

@@ -1,0 +1,91 @@
+"""Intended use and limitations: from ``--intended-use`` text or a model-card YAML file.
+
+A model card is a small YAML mapping; unknown keys are refused so a typo is not
+silently dropped from a report that is shared widely::
+
+    intended_use: Flag adults with chest pain for cardiology review.
+    intended_users: Emergency department clinicians.
+    out_of_scope: Children; screening of people without symptoms.
+    limitations:
+      - Trained on four sites from 1988; not validated since.
+    contact: cardio-analytics@example.org
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from medserve.errors import ConfigError
+
+NOT_SUPPLIED = "Intended use: not supplied (pass --intended-use or --model-card)"
+
+
+class ModelCard(BaseModel):
+    """What the model is for, for whom, and where it must not be used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    intended_use: str | None = None
+    intended_users: str | None = None
+    out_of_scope: str | None = None
+    limitations: list[str] = []
+    contact: str | None = None
+
+    @field_validator("limitations", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+def read_model_card(path: Path) -> ModelCard:
+    """The model card in ``path``, or ConfigError saying what is wrong with the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"--model-card {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--model-card {path}: cannot be read ({error})") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(f"--model-card {path}: not valid YAML{line} ({problem})") from None
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"--model-card {path}: expected a mapping of keys such as intended_use and limitations"
+        )
+    try:
+        return ModelCard.model_validate(document)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        allowed = ", ".join(ModelCard.model_fields)
+        if first["type"] == "extra_forbidden":
+            raise ConfigError(
+                f"--model-card {path}: unknown key '{key}'; the keys are {allowed}"
+            ) from None
+        raise ConfigError(f"--model-card {path}: '{key}': {first['msg']}") from None
+
+
+def intended_use_section(
+    card: ModelCard | None, text: str | None, card_name: str | None = None
+) -> dict[str, Any]:
+    """The report's intended-use section; ``--intended-use`` text overrides the card's."""
+    card = card or ModelCard()
+    if text:
+        card = card.model_copy(update={"intended_use": text.strip()})
+    sources = [f"model card {card_name}"] if card_name else []
+    if text:
+        sources.append("--intended-use")
+    return {
+        "supplied": bool(card.intended_use),
+        "source": " and ".join(sources) or None,
+        **card.model_dump(),
+        "statement": card.intended_use or NOT_SUPPLIED,
+    }

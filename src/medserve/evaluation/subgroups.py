@@ -1,0 +1,147 @@
+"""Subgroup performance: the core metrics per level of chosen columns (site, sex, …).
+
+A level is judged only with at least ``MIN_ROWS`` rows and ``MIN_EVENTS`` events and
+non-events; smaller ones are flagged "too small to judge" (their estimates, when
+defined, are still shown with their wide intervals). A level with one outcome class
+has no AUROC, sensitivity/specificity pair or calibration: nothing is estimated there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medserve.data.schema import category_text
+from medserve.errors import ConfigError
+from medserve.evaluation.metrics import evaluate_predictions
+from medserve.evaluation.reliability import observed_expected
+
+MIN_ROWS = 30
+MIN_EVENTS = 5
+MAX_LEVELS = 20
+# Numeric columns with more distinct values than this are grouped into quartiles.
+MAX_NUMERIC_LEVELS = 10
+CORE_METRICS = ("auroc", "sensitivity", "specificity", "ppv", "npv", "brier")
+MISSING_LEVEL = "(missing)"
+RULE = (
+    f"levels with fewer than {MIN_ROWS} rows, or fewer than {MIN_EVENTS} events or "
+    f"{MIN_EVENTS} non-events, are too small to judge"
+)
+
+
+def check_group_columns(
+    columns: Sequence[str], available: Sequence[str], *, outcome: str | None, source: str
+) -> list[str]:
+    """The requested ``--group`` columns, or ConfigError naming the one that cannot be used."""
+    chosen: list[str] = []
+    for column in columns:
+        if column not in available:
+            raise ConfigError(
+                f"--group '{column}': {source} has no such column; it has {', '.join(available)}"
+            )
+        if column == outcome:
+            raise ConfigError(f"--group '{column}' is the outcome column; group by another column")
+        if column not in chosen:
+            chosen.append(column)
+    return chosen
+
+
+def group_levels(values: pd.Series) -> tuple[pd.Series, list[str], bool]:
+    """One label per row (the level as text, a quartile for many-valued numbers, or
+    '(missing)'), the levels in reading order, and whether they are quartiles.
+
+    Raises ConfigError when a text column has too many levels to report."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    is_numeric = values.notna().any() and numbers[values.notna()].notna().all()
+    if is_numeric and numbers.nunique() > MAX_NUMERIC_LEVELS:
+        labels, names = _quartiles(numbers)
+        quartiles = True
+    else:
+        labels = category_text(values).fillna(MISSING_LEVEL)
+        names = sorted(set(labels) - {MISSING_LEVEL})
+        quartiles = False
+        if len(names) > MAX_LEVELS:
+            raise ConfigError(
+                f"--group '{values.name}' has {len(names)} levels; subgroups need a column "
+                f"with at most {MAX_LEVELS} (e.g. site or sex)"
+            )
+    present = set(labels)
+    levels = [name for name in names if name in present]
+    return labels, levels + ([MISSING_LEVEL] if MISSING_LEVEL in present else []), quartiles
+
+
+def subgroup_table(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    risk: np.ndarray,
+    threshold: float,
+    columns: Sequence[str],
+    *,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Counts and core metrics per level of each column in ``columns``."""
+    y = np.asarray(y, dtype=int)
+    risk = np.asarray(risk, dtype=float)
+    groups = []
+    for column in columns:
+        labels, levels, quartiles = group_levels(frame[column].reset_index(drop=True))
+        groups.append(
+            {
+                "column": column,
+                "quartiles": quartiles,
+                "levels": [
+                    _level_row(level, y[mask], risk[mask], threshold, seed)
+                    for level in levels
+                    for mask in [(labels == level).to_numpy()]
+                ],
+            }
+        )
+    return {"min_rows": MIN_ROWS, "min_events": MIN_EVENTS, "rule": RULE, "groups": groups}
+
+
+def _level_row(
+    level: str, y: np.ndarray, risk: np.ndarray, threshold: float, seed: int
+) -> dict[str, Any]:
+    n, events = len(y), int(y.sum())
+    non_events = n - events
+    row: dict[str, Any] = {
+        "level": level,
+        "n": n,
+        "events": events,
+        "event_rate": events / n,
+        "judged": n >= MIN_ROWS and min(events, non_events) >= MIN_EVENTS,
+        "note": None,
+        "metrics": {name: None for name in (*CORE_METRICS, "oe_ratio")},
+    }
+    if events == 0 or non_events == 0:
+        only = "non-events" if events == 0 else "events"
+        row["note"] = f"one outcome class (all {only}): metrics undefined"
+        return row
+    if not row["judged"]:
+        row["note"] = f"too small to judge ({n} rows, {events} events, {non_events} non-events)"
+    metrics = evaluate_predictions(y, risk, threshold, seed=seed)
+    row["metrics"] = {name: metrics[name].to_dict() for name in CORE_METRICS}
+    row["metrics"]["oe_ratio"] = {
+        k: v for k, v in observed_expected(y, risk).items() if k in ("estimate", "ci95")
+    }
+    return row
+
+
+def _quartiles(numbers: pd.Series) -> tuple[pd.Series, list[str]]:
+    """Quartile labels such as '< 47', '47–54', '54–60', '≥ 60' (no extreme values shown)."""
+    cuts = np.unique(np.percentile(numbers.dropna(), [25, 50, 75]))
+    shown = [f"{c:g}" for c in cuts]
+    names = [f"< {shown[0]}"]
+    names += [f"{a}–{b}" for a, b in zip(shown[:-1], shown[1:], strict=True)]
+    names += [f"≥ {shown[-1]}"]
+    # Bins [-inf, c1), [c1, c2), …, [ck, inf): right=False keeps each cut in the upper bin.
+    codes = pd.cut(numbers, bins=[-np.inf, *cuts, np.inf], right=False, labels=False)
+    labels = pd.Series(
+        [MISSING_LEVEL if pd.isna(code) else names[int(code)] for code in codes],
+        index=numbers.index,
+        name=numbers.name,
+    )
+    return labels, names

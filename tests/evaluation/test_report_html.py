@@ -1,0 +1,229 @@
+"""The HTML report, rendered from report JSON alone: self-contained, every plot labelled,
+user text escaped, and plain about what is missing."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ElementTree
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from markupsafe import escape
+
+from medserve.evaluation import evaluate_predictions
+from medserve.evaluation.html import CONTENT_SECURITY_POLICY, render_html
+from medserve.evaluation.model_card import NOT_SUPPLIED, ModelCard, intended_use_section
+from medserve.evaluation.report import ReportOptions, performance_sections, training_report
+
+from .test_report_sections import synthetic
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+# The shape medserve.explain.report_section returns.
+EXPLANATIONS = {
+    "space": "log-odds",
+    "method": "lightgbm pred_contrib (exact TreeSHAP)",
+    "n": 61,
+    "importance": [
+        {"column": "cp", "mean_abs": 0.53},
+        {"column": "age", "mean_abs": 0.21},
+        {"column": "sex", "mean_abs": 0.12},
+    ],
+    "distribution": [
+        {
+            "column": column,
+            "edges": [-1.0, -0.5, 0.0, 0.5, 1.0],
+            "counts": [3, 20, 30, 8],
+            "value_level": levels,
+        }
+        for column, levels in [
+            ("cp", [None, None, None, None]),
+            ("age", [0.1, 0.35, 0.6, 0.9]),
+            ("sex", [None, 0.4, None, None]),
+        ]
+    ],
+}
+
+
+def build_report(*, explanations=EXPLANATIONS, card: ModelCard | None = None) -> dict:
+    frame, y, risk = synthetic(n=300)
+    metrics = evaluate_predictions(y, risk, 0.4, n_resamples=200)
+    model = SimpleNamespace(
+        family="logistic",
+        threshold=0.4,
+        threshold_rule="maximises Youden's J",
+        info={"calibration": {"method": "none"}, "cv_folds": 3},
+    )
+    return training_report(
+        source="synthetic.csv",
+        data_sha256="ab" * 32,
+        summary={
+            "rows": 300,
+            "outcome": "y = 1",
+            "rows_with_outcome": 300,
+            "events": int(y.sum()),
+            "event_rate": float(y.mean()),
+            "columns": [
+                {
+                    "name": "age",
+                    "type": "numeric",
+                    "role": "feature",
+                    "missing_fraction": 0.0,
+                    "missing_tokens": [],
+                    "missing_handling": "median imputation",
+                }
+            ],
+        },
+        schema=None,
+        model=model,
+        leaderboard=[
+            {
+                "family": "logistic",
+                "auroc_mean": 0.8,
+                "auroc_sd": 0.02,
+                "log_loss": 0.5,
+                "brier": 0.17,
+                "fit_seconds": 0.1,
+                "selected": True,
+                "error": None,
+            },
+            {
+                "family": "mlp",
+                "auroc_mean": None,
+                "auroc_sd": None,
+                "log_loss": None,
+                "brier": None,
+                "fit_seconds": 0.0,
+                "selected": False,
+                "error": "RuntimeError: x",
+            },
+        ],  # fmt: skip
+        metrics=metrics,
+        n_train=240,
+        n_test=60,
+        notices=[],
+        performance=performance_sections(
+            rows=frame,
+            y=y,
+            risk=risk,
+            threshold=0.4,
+            threshold_rule="maximises Youden's J",
+            metrics=metrics,
+            groups=["site", "sex"],
+        ),
+        explanations=explanations,
+        options=ReportOptions(
+            groups=["site", "sex"], intended_use=intended_use_section(card, None)
+        ),
+        params={"estimator": {"C": 1.0}, "seed": 0},
+        libraries={"python": "3.11"},
+    )
+
+
+@pytest.fixture(scope="module")
+def page() -> str:
+    return render_html(build_report(), "synthetic:1")
+
+
+def figures(html: str) -> list[ElementTree.Element]:
+    return [ElementTree.fromstring(svg) for svg in re.findall(r"<svg\b.*?</svg>", html, re.S)]
+
+
+def texts(element: ElementTree.Element) -> list[str]:
+    return [t.text.strip() for t in element.iter(f"{SVG}text") if t.text and t.text.strip()]
+
+
+def groups(element: ElementTree.Element, prefix: str) -> list[ElementTree.Element]:
+    return [g for g in element.iter(f"{SVG}g") if g.get("id", "").startswith(prefix)]
+
+
+def axis_label(axis: ElementTree.Element) -> str:
+    """The label of a matplotlib axis group: its text child that is not a tick."""
+    labels = [texts(child) for child in axis if child.get("id", "").startswith("text_")]
+    return " ".join(" ".join(label) for label in labels)
+
+
+def test_every_plot_has_a_title_axis_labels_and_a_legend(page):
+    svgs = figures(page)
+    names = [svg.get("aria-label") for svg in svgs]
+    assert names == [
+        "roc",
+        "precision-recall",
+        "calibration",
+        "decision-curve",
+        "subgroups",
+        "importance",
+        "contributions",
+    ]
+    for name, svg in zip(names, svgs, strict=True):
+        axes = groups(svg, "axes_")
+        titles = [
+            " ".join(texts(c)) for a in axes for c in a if c.get("id", "").startswith("text_")
+        ]
+        assert any(titles), f"{name}: no title"
+        axes_groups = groups(svg, "matplotlib.axis_")
+        x_labels = [axis_label(a) for a in axes_groups if groups(a, "xtick_")]
+        y_labels = [axis_label(a) for a in axes_groups if groups(a, "ytick_")]
+        assert any(x_labels) and any(y_labels), f"{name}: axis labels {x_labels} {y_labels}"
+        legends = groups(svg, "legend_")
+        assert legends and all(texts(legend) for legend in legends), f"{name}: no legend"
+
+
+def test_the_page_is_self_contained(page):
+    assert f'content="{escape(CONTENT_SECURITY_POLICY)}"' in page
+    assert "<script" not in page.lower()
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
+    links = set(re.findall(r"https?://[^\s\"'<>)]+", page))
+    assert links <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}, links
+
+
+def test_sections_and_flags_are_in_the_page(page):
+    for text in (
+        "Model report: synthetic:1",
+        "Discrimination",
+        "Confusion matrix",
+        "Calibration slope",
+        "Observed / expected",
+        "Decision curve",
+        "By site",
+        "too small to judge",
+        "log-odds",
+        "lightgbm pred_contrib (exact TreeSHAP)",
+        "Cross-validation leaderboard",
+        "failed: RuntimeError: x",
+        NOT_SUPPLIED,
+    ):
+        assert text in page, text
+
+
+def test_supplied_text_is_escaped_and_shown():
+    card = ModelCard(intended_use="Triage <script>alert(1)</script>", limitations=["Old data"])
+    page = render_html(build_report(card=card))
+    assert "Triage &lt;script&gt;" in page and "<script>" not in page
+    assert NOT_SUPPLIED not in page and "Old data" in page
+
+
+def test_missing_explanations_are_said_plainly():
+    page = render_html(build_report(explanations=None))
+    assert "Explanations: not available" in page
+    assert [svg.get("aria-label") for svg in figures(page)][-1] == "subgroups"
+
+
+def test_a_report_from_before_the_full_report_still_renders():
+    legacy = {
+        "kind": "training",
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "data": {"source": "old.csv", "sha256": "0" * 64, "rows": 10, "columns": []},
+        "split": {"n_train": 8, "n_test": 2},
+        "model": {"family": "logistic", "threshold": 0.5, "leaderboard": []},
+        "metrics": {"split": "held-out test"},
+        "notices": [],
+    }
+    page = render_html(legacy, "old:1")
+    assert "Model report: old:1" in page and NOT_SUPPLIED in page
+    assert not figures(page)
+
+
+def test_no_number_is_nan_in_the_page(page):
+    assert not np.any([token in page for token in (">nan<", " nan ", "NaN")])
