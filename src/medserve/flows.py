@@ -26,6 +26,8 @@ from medserve.data import (
     read_table,
     write_table,
 )
+from medserve.deid import KEY_PURPOSE as DEID_KEY_PURPOSE
+from medserve.deid.training import deidentify_for_training, schema_record
 from medserve.errors import ConfigError, DataError, ModelNotFound
 from medserve.evaluation import Metric, evaluate_predictions
 from medserve.evaluation.html import html_for_json_file, write_html_report
@@ -42,6 +44,7 @@ from medserve.modeling.train import CandidateResult, Progress, labelled_rows
 from medserve.registry import ModelVersion, Registry
 from medserve.registry.artifacts import resolve_in_home
 from medserve.registry.files import write_file_atomic
+from medserve.registry.keystore import KeyStore
 
 LIBRARIES = (
     "numpy",
@@ -75,6 +78,8 @@ class TrainRequest:
     groups: list[str] | None = None
     intended_use: str | None = None
     model_card: Path | None = None
+    deid: bool = False
+    deid_policy: Path | None = None
 
 
 def result_json(version: ModelVersion, metrics: dict[str, Metric]) -> dict[str, Any]:
@@ -133,6 +138,10 @@ def train_and_register(
     frame = read_table(request.data)
     overrides = read_schema_file(request.schema_file) if request.schema_file else None
     target = request.target or default_target(request.data)
+    deid_report, deid_notices = None, []
+    if request.deid or request.deid_policy is not None:
+        key = KeyStore(settings).purpose_key(DEID_KEY_PURPOSE)
+        frame, deid_report, deid_notices = deidentify_for_training(frame, request.deid_policy, key)
     schema = infer_schema(
         frame,
         target=target,
@@ -142,6 +151,13 @@ def train_and_register(
         ignore=request.ignore,
         overrides=overrides,
     )
+    if deid_report is not None:
+        schema = schema.model_copy(
+            update={
+                "deidentification": schema_record(deid_report),
+                "notices": deid_notices + schema.notices,
+            }
+        )
     report_options = ReportOptions.build(  # checked before any training starts
         groups=request.groups or [],
         columns=list(frame.columns),
@@ -204,6 +220,8 @@ def train_and_register(
             params=params,
             libraries=libraries,
         )
+        if deid_report is not None:
+            report["data"]["deidentification"] = deid_report
         version = registry.register(
             name,
             model,

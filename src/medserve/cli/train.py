@@ -78,6 +78,18 @@ def train(
     group: GroupOption = None,
     intended_use: IntendedUseOption = None,
     model_card: ModelCardOption = None,
+    deid: Annotated[
+        bool,
+        typer.Option(
+            "--deid",
+            help="De-identify the table first (HIPAA Safe Harbor, as `medserve deid`); the "
+            "schema and report record it.",
+        ),
+    ] = False,
+    deid_policy: Annotated[
+        Path | None,
+        typer.Option("--deid-policy", help="YAML de-identification policy (implies --deid)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train, evaluate on a held-out split, register a risk model and write its report."""
@@ -100,6 +112,8 @@ def train(
         groups=group or [],
         intended_use=intended_use,
         model_card=model_card,
+        deid=deid,
+        deid_policy=deid_policy,
     )
     with ProgressBar(enabled=not as_json) as progress:
         outcome = train_and_register(settings(), request, progress)

@@ -3,7 +3,7 @@ to turn raw records into the typed frame every model pipeline starts from."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,11 @@ class Schema(BaseModel):
     columns: list[ColumnSpec]
     outcome: Outcome | None = None
     notices: list[str] = Field(default_factory=list)
+    deidentification: dict[str, Any] | None = Field(
+        default=None,
+        description="Set when `train --deid` ran: standard, policy and fingerprint, date "
+        "mode, and the action taken on each identifier column (no values).",
+    )
 
     @property
     def features(self) -> list[ColumnSpec]:

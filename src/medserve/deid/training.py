@@ -1,0 +1,61 @@
+"""De-identification as the first step of `train --deid`: the same Safe Harbor pass as
+`medserve deid`, then generalised values made usable by a model, and a short record of
+what ran for the stored schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medserve.deid.apply import deidentify
+from medserve.deid.generalise import TOP_AGE
+from medserve.deid.policy import load_policy
+
+# "90+" is modelled as this age: the boundary of the Safe Harbor group.
+TOP_AGE_VALUE = "90"
+
+
+def deidentify_for_training(
+    frame: pd.DataFrame, policy_file: Path | None, key: bytes
+) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
+    """The de-identified table, the full de-identification report and notices."""
+    result = deidentify(frame, load_policy(policy_file, frame), key=key)
+    table = result.frame.copy()
+    notices = []
+    for outcome in result.columns:
+        if outcome.kind == "age" and outcome.action == "generalise" and outcome.column in table:
+            grouped = table[outcome.column] == TOP_AGE
+            if grouped.any():
+                table[outcome.column] = table[outcome.column].mask(grouped, TOP_AGE_VALUE)
+                notices.append(
+                    f"de-identification: {int(grouped.sum())} ages in '{outcome.column}' over "
+                    f"89 became '{TOP_AGE}' and are modelled as {TOP_AGE_VALUE}"
+                )
+    changed = {o.column: o.action for o in result.columns if o.action != "keep"}
+    notices.insert(0, f"de-identified before training: {_described(changed)}")
+    return table, result.report, notices
+
+
+def schema_record(report: dict[str, Any]) -> dict[str, Any]:
+    """What the stored schema keeps of a de-identification run (no values, no key)."""
+    policy = report["policy"]
+    return {
+        "standard": report["standard"],
+        "policy": policy["source"] or "default",
+        "policy_fingerprint": policy["fingerprint"],
+        "dates": report["dates"]["mode"],
+        "text_engine": report["text_engine"],
+        "key_id": report["key_id"],
+        "actions": {c["column"]: c["action"] for c in report["columns"] if c["action"] != "keep"},
+    }
+
+
+def _described(changed: dict[str, str]) -> str:
+    if not changed:
+        return "no identifier found, nothing changed"
+    by_action: dict[str, list[str]] = {}
+    for column, action in changed.items():
+        by_action.setdefault(action, []).append(column)
+    return "; ".join(f"{action}: {', '.join(columns)}" for action, columns in by_action.items())
