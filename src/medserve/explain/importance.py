@@ -3,15 +3,35 @@ and each column's contribution distribution in shared bins (a beeswarm without t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
+from medserve.data.schema import Schema
 from medserve.explain.explainer import Explainer, Explanations
 from medserve.modeling.model import TrainedModel
 
+# A column's values → 0 (low) .. 1 (high), NaN where missing.
+ValueScale = Callable[[pd.Series], pd.Series]
 DISTRIBUTION_BINS = 24
 # A bin's mean feature level is shown only when it pools at least this many records.
 SMALLEST_SHOWN_BIN = 3
+
+
+def value_scales(schema: Schema) -> dict[str, ValueScale]:
+    """Columns whose values run from low to high, each with its 0..1 scale: numbers by
+    percentile; two-level columns by whether the value is the later level (e.g. TRUE, Male)."""
+    scales: dict[str, ValueScale] = {}
+    for spec in schema.features:
+        if spec.type == "numeric":
+            scales[spec.name] = lambda v: pd.to_numeric(v, errors="coerce").rank(pct=True)
+        elif spec.type == "binary" and spec.categories and len(spec.categories) == 2:
+            high = spec.categories[-1]
+            scales[spec.name] = lambda v, high=high: (v == high).astype(float).where(v.notna())
+        elif spec.type == "binary":  # 0/1 numbers
+            scales[spec.name] = lambda v: pd.to_numeric(v, errors="coerce")
+    return scales
 
 
 def global_importance(explanations: Explanations) -> list[dict]:
@@ -24,10 +44,10 @@ def global_importance(explanations: Explanations) -> list[dict]:
 
 
 def contribution_distribution(
-    explanations: Explanations, prepared: pd.DataFrame, numeric: set[str]
+    explanations: Explanations, prepared: pd.DataFrame, scales: dict[str, ValueScale]
 ) -> list[dict]:
     """Per column: record counts per contribution bin (bins shared by all columns) and, for
-    numeric columns, the mean percentile of the column's value among the bin's records."""
+    columns with a low-to-high scale, the mean scaled value of the bin's records."""
     contributions = explanations.contributions
     low, high = float(contributions.min()), float(contributions.max())
     if high - low < 1e-12:
@@ -38,10 +58,10 @@ def contribution_distribution(
     for j, column in enumerate(explanations.columns):
         counts = np.bincount(bins[:, j], minlength=DISTRIBUTION_BINS)
         levels: list[float | None] = [None] * DISTRIBUTION_BINS
-        if column in numeric:
-            percentile = pd.to_numeric(prepared[column], errors="coerce").rank(pct=True)
+        if column in scales:
+            level_of = scales[column](prepared[column])
             for b in np.flatnonzero(counts >= SMALLEST_SHOWN_BIN):
-                mean = percentile[bins[:, j] == b].mean()
+                mean = level_of[bins[:, j] == b].mean()
                 levels[b] = None if pd.isna(mean) else round(float(mean), 4)
         distribution.append(
             {
@@ -58,13 +78,13 @@ def report_section(model: TrainedModel, frame: pd.DataFrame) -> dict:
     """The report's explanations: aggregates over ``frame`` (the held-out rows)."""
     explainer = Explainer(model)
     explanations = explainer.explain_frame(frame)
-    numeric = {spec.name for spec in model.schema.features if spec.type == "numeric"}
+    scales = value_scales(model.schema)
     return {
         "space": explanations.space,
         "method": explanations.method,
         "n": len(explanations),
         "importance": global_importance(explanations),
         "distribution": contribution_distribution(
-            explanations, model.schema.prepare(frame), numeric
+            explanations, model.schema.prepare(frame), scales
         ),
     }
