@@ -296,14 +296,14 @@ def test_unknown_model_and_version(heart_model, heart_csv, tmp_path):
 
 
 def test_crash_mid_training_leaves_registry_as_it_was(heart_model, heart_csv, home, monkeypatch):
-    import medserve.flows
+    import medserve.flows.train as train_flow
 
     def explode(*args, **kwargs):
         raise KeyboardInterrupt
 
     files_before = sorted(p.name for p in (home / "artifacts").iterdir())
     with monkeypatch.context() as patch:
-        patch.setattr(medserve.flows, "evaluate_predictions", explode)
+        patch.setattr(train_flow, "evaluate_predictions", explode)
         result = run(
             "train",
             heart_csv,

@@ -1,21 +1,16 @@
-"""The user-facing workflows (train, evaluate, predict) as library functions: the CLI and
-the HTTP app are thin shells over these."""
+"""Training: read, optionally de-identify, infer the schema, train and select, evaluate
+on the held-out split, report, register."""
 
 from __future__ import annotations
 
 import getpass
-import json
-import platform
 import re
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from medserve import __version__
 from medserve.config import Settings
 from medserve.data import (
     Schema,
@@ -24,40 +19,24 @@ from medserve.data import (
     infer_schema,
     read_schema_file,
     read_table,
-    write_table,
 )
 from medserve.deid import KEY_PURPOSE as DEID_KEY_PURPOSE
 from medserve.deid.training import deidentify_for_training, schema_record
-from medserve.errors import ConfigError, DataError, ModelNotFound
+from medserve.errors import ConfigError
 from medserve.evaluation import Metric, evaluate_predictions
-from medserve.evaluation.html import html_for_json_file, write_html_report
+from medserve.evaluation.html import write_html_report
 from medserve.evaluation.report import (
     ReportOptions,
     data_summary,
-    evaluation_report,
     performance_sections,
     training_report,
 )
-from medserve.explain import Explainer, explained, report_section
+from medserve.explain import report_section
+from medserve.flows.common import library_versions, result_json
 from medserve.modeling import ThresholdRule, TrainedModel, TrainOptions, train_model
-from medserve.modeling.train import CandidateResult, Progress, labelled_rows
+from medserve.modeling.train import CandidateResult, Progress
 from medserve.registry import ModelVersion, Registry
-from medserve.registry.artifacts import resolve_in_home
-from medserve.registry.files import write_file_atomic
 from medserve.registry.keystore import KeyStore
-
-LIBRARIES = (
-    "numpy",
-    "pandas",
-    "scikit-learn",
-    "lightgbm",
-    "torch",
-    "interpret-core",
-    "scipy",
-    "shap",
-    "statsmodels",
-    "matplotlib",
-)
 
 
 @dataclass
@@ -80,17 +59,6 @@ class TrainRequest:
     model_card: Path | None = None
     deid: bool = False
     deid_policy: Path | None = None
-
-
-def result_json(version: ModelVersion, metrics: dict[str, Metric]) -> dict[str, Any]:
-    """The fields `train --json` and `evaluate --json` share."""
-    return {
-        "model": version.name,
-        "version": version.version,
-        "family": version.family,
-        "threshold": version.threshold,
-        "metrics": {k: m.to_dict() for k, m in metrics.items()},
-    }
 
 
 @dataclass
@@ -119,16 +87,6 @@ def model_name_from(path: Path) -> str:
     """A registry name from a file name: 'Heart Disease_UCI.csv' → 'heart-disease-uci'."""
     name = re.sub(r"[^a-z0-9.]+", "-", path.stem.lower()).strip("-.")
     return (name or "model")[:63]
-
-
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "medserve": __version__}
-    for library in LIBRARIES:
-        try:
-            versions[library] = metadata.version(library)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def train_and_register(
@@ -258,154 +216,6 @@ def train_and_register(
     )
 
 
-def load_model(registry: Registry, ref: str) -> tuple[ModelVersion, TrainedModel]:
-    version = registry.get(ref)
-    model = registry.load(version)
-    if not isinstance(model, TrainedModel):
-        raise DataError(f"{version.ref}: the stored artifact is not a medserve model")
-    return version, model
-
-
-@dataclass
-class EvaluationOutcome:
-    version: ModelVersion
-    metrics: dict[str, Metric]
-    n_rows: int
-    n_events: int
-    notices: list[str]
-    report_path: str
-    report_html: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **result_json(self.version, self.metrics),
-            "n_rows": self.n_rows,
-            "n_events": self.n_events,
-            "report": self.report_path,
-            "report_html": self.report_html,
-        }
-
-
-def evaluate_stored(
-    settings: Settings,
-    ref: str,
-    data: Path,
-    target: str | None = None,
-    seed: int = 0,
-    *,
-    groups: list[str] | None = None,
-    intended_use: str | None = None,
-    model_card: Path | None = None,
-) -> EvaluationOutcome:
-    """External validation: score new labelled data with a stored model and measure it."""
-    frame = read_table(data)
-    with Registry(settings) as registry:
-        version, model = load_model(registry, ref)
-    outcome = model.schema.outcome
-    assert outcome is not None
-    if target is not None and target != outcome.column:
-        outcome = outcome.model_copy(update={"column": target})
-    if outcome.column not in frame.columns:
-        raise DataError(
-            f"{data.name}: outcome column '{outcome.column}' not found; name it with --target"
-        )
-    schema = model.schema.model_copy(update={"outcome": outcome})
-    report_options = ReportOptions.build(
-        groups=groups or [],
-        columns=list(frame.columns),
-        outcome=outcome.column,
-        source=data.name,
-        intended_use=intended_use,
-        model_card=model_card,
-        inherited=_training_report_of(settings, version).get("intended_use"),
-    )
-    rows, labels, dropped = labelled_rows(frame, schema)
-    notices = [f"{dropped} rows without an outcome were left out"] if dropped else []
-    if labels.min() == labels.max():
-        raise DataError(
-            f"{data.name}: every row has the same outcome under '{outcome.describe()}'; "
-            "external validation needs both events and non-events"
-        )
-    risk = model.predict_risk(rows)
-    metrics = evaluate_predictions(labels, risk, model.threshold, seed=seed)
-    report = evaluation_report(
-        version=version,
-        source=data.name,
-        data_sha256=file_sha256(data),
-        summary=data_summary(frame, schema, version.family),
-        metrics=metrics,
-        notices=notices,
-        performance=performance_sections(
-            rows=rows,
-            y=labels,
-            risk=risk,
-            threshold=model.threshold,
-            threshold_rule=model.threshold_rule,
-            metrics=metrics,
-            groups=report_options.groups,
-            seed=seed,
-        ),
-        explanations=report_section(model, rows),
-        options=report_options,
-    )
-    report_path = _write_evaluation_report(settings, version, report)
-    report_html = write_html_report(report_path, report, version.ref)
-    return EvaluationOutcome(
-        version=version,
-        metrics=metrics,
-        n_rows=len(labels),
-        n_events=int(labels.sum()),
-        notices=notices,
-        report_path=str(report_path),
-        report_html=str(report_html),
-    )
-
-
-@dataclass
-class StoredReport:
-    """A version's report: the JSON file, and the HTML beside it (rendered if missing)."""
-
-    version: ModelVersion
-    json_path: Path
-    html_path: Path
-
-
-def stored_report(registry: Registry, settings: Settings, ref: str) -> StoredReport:
-    """The training report of ``ref``; ModelNotFound when it was registered without one."""
-    version = registry.get(ref)
-    json_path = resolve_in_home(settings, version.report_path) if version.report_path else None
-    if json_path is None or not json_path.is_file():
-        raise ModelNotFound(
-            f"{version.ref} has no report (it was registered without one); "
-            "train it again with `medserve train` to get one"
-        )
-    return StoredReport(version, json_path, html_for_json_file(json_path, version.ref))
-
-
-def predict_file(
-    settings: Settings, ref: str, data: Path, out: Path, *, explain: bool = False
-) -> tuple[ModelVersion, int]:
-    """Batch scoring: every input column kept, `risk` and `label` added; with ``explain``
-    also `risk_band`, `explanation_summary` and `explanation` (a JSON object per row)."""
-    frame = read_table(data)
-    with Registry(settings) as registry:
-        version, model = load_model(registry, ref)
-    risk = model.predict_risk(frame)
-    scored = frame.copy()
-    scored["risk"] = np.round(risk, 6)
-    scored["label"] = (risk >= model.threshold).astype(int)
-    if explain:
-        explanations = Explainer(model).explain_frame(frame)
-        bands = settings.risk_bands(risk.tolist())
-        records = explained(explanations, risk.tolist(), bands, frame.to_dict("records"))
-        scored["risk_band"] = bands
-        scored["explanation_summary"] = [record.pop("summary") for record in records]
-        scored["explanation"] = [json.dumps(record) for record in records]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_table(scored, out)
-    return version, len(scored)
-
-
 def parse_missing(declarations: list[str]) -> dict[str, list[str]]:
     """'--missing chol=0' → {'chol': ['0']}; 'chol=' declares no token (keeps zeros)."""
     tokens: dict[str, list[str]] = {}
@@ -416,24 +226,6 @@ def parse_missing(declarations: list[str]) -> dict[str, list[str]]:
         values = tokens.setdefault(column.strip(), [])
         values.extend(v.strip() for v in value.split(",") if v.strip())
     return tokens
-
-
-def _write_evaluation_report(settings: Settings, version: ModelVersion, report: dict) -> Path:
-    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
-    relative = Path("reports") / version.name / f"v{version.version}" / f"evaluation-{stamp}.json"
-    write_file_atomic(settings.home / relative, json.dumps(report, indent=2).encode())
-    return (settings.home / relative).resolve()
-
-
-def _training_report_of(settings: Settings, version: ModelVersion) -> dict[str, Any]:
-    """The version's training report, or {} when it has none (or it cannot be read)."""
-    if not version.report_path:
-        return {}
-    try:
-        path = resolve_in_home(settings, version.report_path)
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _estimator_params(model: TrainedModel) -> dict[str, Any]:

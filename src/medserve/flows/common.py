@@ -1,0 +1,70 @@
+"""What the workflows share: versions of the libraries, loading a stored model, the JSON
+fields common to `train` and `evaluate`."""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from typing import Any
+
+from medserve import __version__
+from medserve.config import Settings
+from medserve.errors import DataError
+from medserve.evaluation import Metric
+from medserve.modeling import TrainedModel
+from medserve.registry import ModelVersion, Registry
+from medserve.registry.artifacts import resolve_in_home
+
+LIBRARIES = (
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "lightgbm",
+    "torch",
+    "interpret-core",
+    "scipy",
+    "shap",
+    "statsmodels",
+    "matplotlib",
+)
+
+
+def result_json(version: ModelVersion, metrics: dict[str, Metric]) -> dict[str, Any]:
+    """The fields `train --json` and `evaluate --json` share."""
+    return {
+        "model": version.name,
+        "version": version.version,
+        "family": version.family,
+        "threshold": version.threshold,
+        "metrics": {k: m.to_dict() for k, m in metrics.items()},
+    }
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "medserve": __version__}
+    for library in LIBRARIES:
+        try:
+            versions[library] = metadata.version(library)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def load_model(registry: Registry, ref: str) -> tuple[ModelVersion, TrainedModel]:
+    version = registry.get(ref)
+    model = registry.load(version)
+    if not isinstance(model, TrainedModel):
+        raise DataError(f"{version.ref}: the stored artifact is not a medserve model")
+    return version, model
+
+
+def training_report_of(settings: Settings, version: ModelVersion) -> dict[str, Any]:
+    """The version's training report, or {} when it has none (or it cannot be read)."""
+    if not version.report_path:
+        return {}
+    try:
+        path = resolve_in_home(settings, version.report_path)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

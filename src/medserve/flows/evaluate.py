@@ -1,0 +1,129 @@
+"""External validation: a stored model scored and measured on another site's labelled data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medserve.config import Settings
+from medserve.data import file_sha256, read_table
+from medserve.errors import DataError
+from medserve.evaluation import Metric, evaluate_predictions
+from medserve.evaluation.html import write_html_report
+from medserve.evaluation.report import (
+    ReportOptions,
+    data_summary,
+    evaluation_report,
+    performance_sections,
+)
+from medserve.explain import report_section
+from medserve.flows.common import load_model, result_json, training_report_of
+from medserve.modeling.train import labelled_rows
+from medserve.registry import ModelVersion, Registry
+from medserve.registry.files import write_file_atomic
+
+
+@dataclass
+class EvaluationOutcome:
+    version: ModelVersion
+    metrics: dict[str, Metric]
+    n_rows: int
+    n_events: int
+    notices: list[str]
+    report_path: str
+    report_html: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **result_json(self.version, self.metrics),
+            "n_rows": self.n_rows,
+            "n_events": self.n_events,
+            "report": self.report_path,
+            "report_html": self.report_html,
+        }
+
+
+def evaluate_stored(
+    settings: Settings,
+    ref: str,
+    data: Path,
+    target: str | None = None,
+    seed: int = 0,
+    *,
+    groups: list[str] | None = None,
+    intended_use: str | None = None,
+    model_card: Path | None = None,
+) -> EvaluationOutcome:
+    """External validation: score new labelled data with a stored model and measure it."""
+    frame = read_table(data)
+    with Registry(settings) as registry:
+        version, model = load_model(registry, ref)
+    outcome = model.schema.outcome
+    assert outcome is not None
+    if target is not None and target != outcome.column:
+        outcome = outcome.model_copy(update={"column": target})
+    if outcome.column not in frame.columns:
+        raise DataError(
+            f"{data.name}: outcome column '{outcome.column}' not found; name it with --target"
+        )
+    schema = model.schema.model_copy(update={"outcome": outcome})
+    report_options = ReportOptions.build(
+        groups=groups or [],
+        columns=list(frame.columns),
+        outcome=outcome.column,
+        source=data.name,
+        intended_use=intended_use,
+        model_card=model_card,
+        inherited=training_report_of(settings, version).get("intended_use"),
+    )
+    rows, labels, dropped = labelled_rows(frame, schema)
+    notices = [f"{dropped} rows without an outcome were left out"] if dropped else []
+    if labels.min() == labels.max():
+        raise DataError(
+            f"{data.name}: every row has the same outcome under '{outcome.describe()}'; "
+            "external validation needs both events and non-events"
+        )
+    risk = model.predict_risk(rows)
+    metrics = evaluate_predictions(labels, risk, model.threshold, seed=seed)
+    report = evaluation_report(
+        version=version,
+        source=data.name,
+        data_sha256=file_sha256(data),
+        summary=data_summary(frame, schema, version.family),
+        metrics=metrics,
+        notices=notices,
+        performance=performance_sections(
+            rows=rows,
+            y=labels,
+            risk=risk,
+            threshold=model.threshold,
+            threshold_rule=model.threshold_rule,
+            metrics=metrics,
+            groups=report_options.groups,
+            seed=seed,
+        ),
+        explanations=report_section(model, rows),
+        options=report_options,
+    )
+    report_path = _write_evaluation_report(settings, version, report)
+    report_html = write_html_report(report_path, report, version.ref)
+    return EvaluationOutcome(
+        version=version,
+        metrics=metrics,
+        n_rows=len(labels),
+        n_events=int(labels.sum()),
+        notices=notices,
+        report_path=str(report_path),
+        report_html=str(report_html),
+    )
+
+
+def _write_evaluation_report(settings: Settings, version: ModelVersion, report: dict) -> Path:
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
+    relative = Path("reports") / version.name / f"v{version.version}" / f"evaluation-{stamp}.json"
+    write_file_atomic(settings.home / relative, json.dumps(report, indent=2).encode())
+    return (settings.home / relative).resolve()
