@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from medserve.cli import app
 from medserve.config import Settings
 from medserve.registry import Registry
+from support.reports import lists_in
 
 runner = CliRunner()
 MODEL_CARD = """\
@@ -68,16 +69,6 @@ def home(tmp_path, monkeypatch, trained) -> Path:
     monkeypatch.setenv("MEDSERVE_HOME", str(target))
     monkeypatch.delenv("MEDSERVE_DATABASE_URL", raising=False)
     return target
-
-
-def lists_in(value):
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from lists_in(item)
-    elif isinstance(value, list):
-        yield value
-        for item in value:
-            yield from lists_in(item)
 
 
 def test_train_writes_the_json_and_html_report_side_by_side(trained):

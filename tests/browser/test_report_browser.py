@@ -15,6 +15,7 @@ from medserve.config import Settings
 from medserve.flows import TrainRequest, train_and_register
 from medserve.service.app import create_app
 from medserve.service.keys import ApiKeyStore
+from support.reports import PLOT_NAMES
 from support.servers import ThreadServer, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -30,15 +31,7 @@ HEADINGS = [
     "Explanations",
     "Model",
 ]
-PLOTS = [
-    "roc",
-    "precision-recall",
-    "calibration",
-    "decision-curve",
-    "subgroups",
-    "importance",
-    "contributions",
-]
+PLOTS = PLOT_NAMES
 
 # Per inline SVG: its title(s), x/y axis labels and legend texts, read from the DOM.
 # matplotlib's SVG groups: axes_N > text_N is a title; matplotlib.axis_N holds the ticks

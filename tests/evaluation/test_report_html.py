@@ -15,6 +15,7 @@ from medserve.evaluation import evaluate_predictions
 from medserve.evaluation.html import CONTENT_SECURITY_POLICY, render_html
 from medserve.evaluation.model_card import NOT_SUPPLIED, ModelCard, intended_use_section
 from medserve.evaluation.report import ReportOptions, performance_sections, training_report
+from support.reports import PLOT_NAMES
 
 from .test_report_sections import synthetic
 
@@ -147,15 +148,7 @@ def axis_label(axis: ElementTree.Element) -> str:
 def test_every_plot_has_a_title_axis_labels_and_a_legend(page):
     svgs = figures(page)
     names = [svg.get("aria-label") for svg in svgs]
-    assert names == [
-        "roc",
-        "precision-recall",
-        "calibration",
-        "decision-curve",
-        "subgroups",
-        "importance",
-        "contributions",
-    ]
+    assert names == PLOT_NAMES
     for name, svg in zip(names, svgs, strict=True):
         axes = groups(svg, "axes_")
         titles = [

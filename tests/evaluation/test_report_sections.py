@@ -21,6 +21,7 @@ from medserve.evaluation.model_card import (
 from medserve.evaluation.reliability import reliability
 from medserve.evaluation.report import ReportOptions, performance_sections
 from medserve.evaluation.subgroups import check_group_columns, group_levels, subgroup_table
+from support.reports import lists_in
 
 
 def synthetic(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -221,14 +222,3 @@ def test_performance_sections_hold_aggregates_only(data):
         "fn"
     ] == int(y.sum())
     assert not any(len(values) >= len(y) for values in lists_in(sections))
-
-
-def lists_in(value):
-    """Every list inside a JSON-like value: per-row data would be one as long as the rows."""
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from lists_in(item)
-    elif isinstance(value, list):
-        yield value
-        for item in value:
-            yield from lists_in(item)

@@ -83,19 +83,14 @@ def roc_plot(discrimination: dict[str, Any]) -> str:
             label=f"Model: AUROC {_ci_text(discrimination['auroc'])}",
         )
         point = discrimination["operating_point"]
-        if point["fpr"] is not None and point["tpr"] is not None:
-            ax.plot(
-                point["fpr"], point["tpr"], "o", color=OPERATING, ms=7, label="Chosen threshold"
-            )
-        ax.set(
-            xlim=(-0.01, 1.01),
-            ylim=(-0.01, 1.01),
+        _unit_square(
+            ax,
+            (point["fpr"], point["tpr"]),
             xlabel="1 − specificity (false-positive rate)",
             ylabel="Sensitivity (true-positive rate)",
             title="ROC curve",
-            aspect="equal",
+            legend="lower right",
         )
-        ax.legend(loc="lower right")
         return _svg(figure, "roc")
 
 
@@ -121,25 +116,26 @@ def pr_plot(discrimination: dict[str, Any]) -> str:
             label=f"Model: AUPRC {_ci_text(discrimination['auprc'])}",
         )
         point = discrimination["operating_point"]
-        if point["tpr"] is not None and point["precision"] is not None:
-            ax.plot(
-                point["tpr"],
-                point["precision"],
-                "o",
-                color=OPERATING,
-                ms=7,
-                label="Chosen threshold",
-            )
-        ax.set(
-            xlim=(-0.01, 1.01),
-            ylim=(-0.01, 1.01),
+        _unit_square(
+            ax,
+            (point["tpr"], point["precision"]),
             xlabel="Recall (sensitivity)",
             ylabel="Precision (PPV)",
             title="Precision–recall curve",
-            aspect="equal",
+            legend="lower left",
         )
-        ax.legend(loc="lower left")
         return _svg(figure, "precision-recall")
+
+
+def _unit_square(
+    ax, operating_point: tuple[float | None, float | None], *, legend: str, **labels: str
+) -> None:
+    """Axes on [0, 1]², the chosen threshold marked where it is defined, and the legend."""
+    x, y = operating_point
+    if x is not None and y is not None:
+        ax.plot(x, y, "o", color=OPERATING, ms=7, label="Chosen threshold")
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", **labels)
+    ax.legend(loc=legend)
 
 
 def calibration_plot(calibration: dict[str, Any]) -> str:
