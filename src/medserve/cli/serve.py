@@ -83,7 +83,7 @@ def serve(
 
 
 def curl_example(url: str, key: str, record: dict) -> str:
-    body = json.dumps({"records": [record]})
+    body = json.dumps({"records": [record], "explain": True})
     return (
         f"curl -s -X POST {url} -H 'Authorization: Bearer {key}' "
         f"-H 'Content-Type: application/json' -d '{body}'"
