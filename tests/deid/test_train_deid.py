@@ -68,8 +68,10 @@ def test_train_deid_stores_no_identifier_and_records_the_policy(
     assert "patient_name" not in model.schema.feature_names
     # Quasi-identifiers the model does use are generalised in what it stores.
     background = model.background
-    assert background["zip"].astype(float).max() < 1000  # ZIP3, never the 5-digit code
+    assert model.schema.column("zip").type == "categorical"
+    assert background["zip"].dropna().str.fullmatch(r"\d{3}").all()  # ZIP3, never ZIP5
     assert background["age"].astype(float).max() <= 90
+    assert model.schema.column("admission_date").role == "time"  # a year is not a feature
     report = json.loads((home / version.report_path).read_text())
     assert report["data"]["deidentification"]["k_anonymity"]["k"] == 5
     html = (home / version.report_path).with_suffix(".html").read_text()

@@ -4,6 +4,7 @@ what ran for the stored schema."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,31 @@ from medserve.deid.policy import load_policy
 TOP_AGE_VALUE = "90"
 
 
+@dataclass(frozen=True)
+class TrainingTable:
+    frame: pd.DataFrame
+    report: dict[str, Any]
+    notices: list[str]
+    # Schema overrides for what de-identification produced: ZIP3 codes are places, not
+    # amounts (categorical); dates reduced to a year are calendar time, not a feature.
+    overrides: dict[str, dict[str, str]]
+
+
 def deidentify_for_training(
     frame: pd.DataFrame, policy_file: Path | None, key: bytes
-) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
-    """The de-identified table, the full de-identification report and notices."""
+) -> TrainingTable:
+    """The de-identified table, the full de-identification report, notices and overrides."""
     result = deidentify(frame, load_policy(policy_file, frame), key=key)
     table = result.frame.copy()
     notices = []
+    overrides: dict[str, dict[str, str]] = {}
+    for outcome in result.columns:
+        if outcome.column not in table or outcome.action != "generalise":
+            continue
+        if outcome.kind == "zip":
+            overrides[outcome.column] = {"type": "categorical"}
+        elif outcome.kind in ("date", "birth_date") and result.report["dates"]["mode"] == "year":
+            overrides[outcome.column] = {"role": "time"}
     for outcome in result.columns:
         if outcome.kind == "age" and outcome.action == "generalise" and outcome.column in table:
             grouped = table[outcome.column] == TOP_AGE
@@ -35,7 +54,7 @@ def deidentify_for_training(
                 )
     changed = {o.column: o.action for o in result.columns if o.action != "keep"}
     notices.insert(0, f"de-identified before training: {_described(changed)}")
-    return table, result.report, notices
+    return TrainingTable(table, result.report, notices, overrides)
 
 
 def schema_record(report: dict[str, Any]) -> dict[str, Any]:

@@ -99,7 +99,10 @@ def train_and_register(
     deid_report, deid_notices = None, []
     if request.deid or request.deid_policy is not None:
         key = KeyStore(settings).purpose_key(DEID_KEY_PURPOSE)
-        frame, deid_report, deid_notices = deidentify_for_training(frame, request.deid_policy, key)
+        deidentified = deidentify_for_training(frame, request.deid_policy, key)
+        frame, deid_report = deidentified.frame, deidentified.report
+        deid_notices = deidentified.notices
+        overrides = _with_column_defaults(overrides, deidentified.overrides)
     schema = infer_schema(
         frame,
         target=target,
@@ -214,6 +217,15 @@ def train_and_register(
         else None,
         report_html=str(report_html.resolve()) if report_html else None,
     )
+
+
+def _with_column_defaults(
+    overrides: dict[str, Any] | None, defaults: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    """Schema overrides with ``defaults`` for columns the user's schema file does not set."""
+    merged = dict(overrides or {})
+    merged["columns"] = {**defaults, **(merged.get("columns") or {})}
+    return merged
 
 
 def parse_missing(declarations: list[str]) -> dict[str, list[str]]:
