@@ -28,3 +28,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MEDSERVE_MASTER_KEY", raising=False)
     monkeypatch.delenv("MEDSERVE_DATABASE_URL", raising=False)
     return tmp_path / "home"
+
+
+@pytest.fixture
+def fake():
+    """Faker with a seed of its own, so inputs differ from the synthetic table's."""
+    from faker import Faker
+
+    generator = Faker("en_US")
+    generator.seed_instance(2024)
+    return generator

@@ -237,3 +237,27 @@ def test_a_failed_run_leaves_an_earlier_output_untouched(tmp_path, home, identif
     policy = bad_policy(tmp_path, "columns:\n  glucose: hash\n")
     assert run(identified_csv, "-o", output, "--policy", policy).exit_code == 2
     assert output.read_text() == "earlier,run\n1,2\n"
+
+
+def test_an_error_inside_de_identification_is_one_line_on_stderr(tmp_path, home, fake):
+    data = tmp_path / "admissions.csv"
+    dates = [fake.date() for _ in range(9)] + ["not a date"]
+    pd.DataFrame({"admission_date": dates, "glucose": ["5.5"] * 10}).to_csv(data, index=False)
+    run(data, "-o", tmp_path / "first.csv")  # creates the key, which says so on stderr
+    result = run(data, "-o", tmp_path / "clean.csv")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: column 'admission_date'"), repr(result.stderr)
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_keeping_an_identifier_is_said_loudly_and_in_the_report(tmp_path, home, fake):
+    data = tmp_path / "patients.csv"
+    frame = pd.DataFrame({"SSN": [fake.ssn() for _ in range(8)], "glucose": ["5.5"] * 8})
+    frame.to_csv(data, index=False)
+    policy = bad_policy(tmp_path, "columns:\n  SSN: keep\n")
+    result = run(data, "-o", tmp_path / "clean.csv", "--policy", policy, "--report")
+    assert result.exit_code == 0, result.output
+    assert "WARNING: the output is NOT HIPAA Safe Harbor" in result.stderr
+    assert "SSN" in result.stderr and "NOT HIPAA Safe Harbor" in result.stdout
+    report = json.loads((tmp_path / "clean.deid.json").read_text())
+    assert report["safe_harbor"] is False and report["kept_identifiers"] == ["SSN"]

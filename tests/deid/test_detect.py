@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from medserve.deid import detect_column, detect_columns
+from medserve.deid import Detection, deidentify, detect_column, detect_columns
 
 
 @pytest.mark.parametrize(
@@ -85,3 +85,115 @@ def test_clinical_content_is_left_alone() -> None:
 def test_datetime_columns_are_dates_by_type() -> None:
     values = pd.Series(pd.to_datetime(["2021-01-01", "2021-02-01"]))
     assert detect_column("col_1", values).kind == "date"
+
+
+KEY = bytes(range(32))
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        "Patient",
+        "Attending",
+        "Attending Physician",
+        "Physician",
+        "Provider",
+        "Nurse",
+        "Guardian",
+        "Next of Kin",
+        "Emergency Contact",
+        "Referring",
+        "PCP",
+    ],
+)
+def test_person_role_columns_are_name_columns(fake, column: str) -> None:
+    surnames = pd.Series([fake.last_name() for _ in range(30)])  # no shape to detect
+    assert detect_column(column, surnames) == Detection(column, "name", "name")
+
+
+def test_a_patient_column_of_record_numbers_is_a_record_id(fake) -> None:
+    numbers = pd.Series([fake.numerify("00######") for _ in range(30)])
+    assert detect_column("Patient", numbers).kind == "record_id"
+    assert detect_column("Patient", pd.Series(range(1000, 1030))).kind == "record_id"
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "{LAST}, {FIRST}",
+        "{Last}, {First} MD",
+        "{First} {Last}, RN",
+        "Dr. {First} {Last}",
+        "{FIRST} {I} {LAST}",
+        "{First} {Last} Jr.",
+        "{Last}, {First} {I}.",
+    ],
+)
+def test_names_in_capitals_or_with_credentials_are_found_by_content(fake, shape: str) -> None:
+    def one() -> str:
+        first, last = fake.first_name(), fake.last_name()
+        return shape.format(
+            First=first,
+            Last=last,
+            FIRST=first.upper(),
+            LAST=last.upper(),
+            I=fake.random_letter().upper(),
+        )
+
+    detection = detect_column("col_3", pd.Series([one() for _ in range(40)]))
+    assert (detection.kind, detection.detected_by) == ("name", "content")
+
+
+def test_vins_are_vehicle_ids_whatever_the_column_is_called(fake) -> None:
+    frame = pd.DataFrame({"Car": [fake.vin() for _ in range(30)], "glucose": ["5.5"] * 30})
+    assert detect_column("Car", frame["Car"]) == Detection("Car", "vehicle_id", "content")
+    assert list(deidentify(frame, key=KEY).frame.columns) == ["glucose"]
+
+
+def test_a_column_mixing_e_mails_and_phones_is_dropped(fake) -> None:
+    contacts = [fake.email() if i % 2 else fake.numerify("(###) 555-####") for i in range(40)]
+    frame = pd.DataFrame({"Contact": contacts, "glucose": ["5.5"] * 40})
+    assert detect_column("Contact", frame["Contact"]).kind in ("email", "phone")
+    assert list(deidentify(frame, key=KEY).frame.columns) == ["glucose"]
+
+
+@pytest.mark.parametrize("column", ["Comments", "note", "Remarks", "memo"])
+def test_a_column_named_as_free_text_is_scrubbed_however_short(fake, column: str) -> None:
+    phone = fake.numerify("(###) 555-####")
+    values = pd.Series(["ok", "none", f"call {phone}", "ok"])
+    assert detect_column(column, values) == Detection(column, "text", "name")
+    result = deidentify(pd.DataFrame({column: values}), key=KEY).frame
+    assert result[column].tolist() == ["ok", "none", "call [PHONE]", "ok"]
+
+
+@pytest.mark.parametrize("column", ["Location", "Residence", "Hometown", "Birthplace"])
+def test_place_columns_are_dropped(fake, column: str) -> None:
+    values = pd.Series([f"{fake.city()}, {fake.state_abbr()}" for _ in range(30)])
+    assert detect_column(column, values).kind == "geography"
+    assert detect_column("col_4", values) == Detection("col_4", "geography", "content")
+    assert deidentify(pd.DataFrame({column: values}), key=KEY).frame.shape[1] == 0
+
+
+def test_a_state_column_is_kept_as_safe_harbor_allows(fake) -> None:
+    assert detect_column("state", pd.Series([fake.state_abbr() for _ in range(30)])).kind == "none"
+
+
+@pytest.mark.parametrize("column", ["Yrs", "years", "age_yrs", "Age (years)"])
+def test_age_columns_are_known_by_their_name_in_years(column: str) -> None:
+    frame = pd.DataFrame({column: [45, 91, 103, 60]})
+    assert detect_column(column, frame[column]).kind == "age"
+    assert deidentify(frame, key=KEY).frame[column].tolist() == ["45", "90+", "90+", "60"]
+
+
+def test_six_digit_clinical_counts_are_not_record_ids(fake) -> None:
+    counts = [str(fake.random_int(150_000, 450_000)) for _ in range(50)]
+    counts += [str(fake.random_int(20_000, 99_999)) for _ in range(5)]  # varying width
+    frame = pd.DataFrame({"Platelets": counts})
+    assert detect_column("Platelets", frame["Platelets"]).kind == "none"
+    assert deidentify(frame, key=KEY).frame["Platelets"].tolist() == counts
+
+
+@pytest.mark.parametrize("template", ["0#####", "%#######", "MR######", "###-#####"])
+def test_identifier_shaped_numbers_are_still_record_ids(fake, template: str) -> None:
+    values = pd.Series([fake.numerify(template) for _ in range(40)])
+    assert detect_column("col_5", values).kind == "record_id"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from medserve.deid import deidentify, parse_policy
-from medserve.errors import DataError
+from medserve.errors import ConfigError, DataError
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -180,3 +180,64 @@ def test_summary_lines_say_per_column_what_was_done_and_report_progress() -> Non
     assert lines[4].startswith("dates: shifted per patient (by 'mrn'")
     assert lines[5].startswith("re-identification risk over dob (birth year): smallest group")
     assert calls[-1] == ("de-identifying columns", 4, 4)
+
+
+def test_only_whole_ages_of_90_or_more_become_90_plus() -> None:
+    frame = pd.DataFrame({"age": [89.5, 89.99, 90.0, 91.2, 45.0]})
+    assert deidentify(frame, key=KEY).frame["age"].tolist() == ["89.5", "89.99", "90+", "90+", "45"]
+
+
+def test_a_de_identified_table_goes_through_again(fake) -> None:
+    frame = pd.DataFrame(
+        {
+            "Patient": [
+                f"{fake.last_name().upper()}, {fake.first_name().upper()}" for _ in range(12)
+            ],
+            "mrn": [fake.bothify("MR######") for _ in range(12)],
+            "Age": [95, 40, 91, 88] * 3,
+            "zip": [fake.zipcode() for _ in range(12)],
+            "admit_date": [fake.date() for _ in range(12)],
+            "notes": [f"Seen {fake.date()} by Dr. {fake.last_name()}" for _ in range(12)],
+        }
+    )
+    once = deidentify(frame, key=KEY).frame
+    twice = deidentify(once, key=KEY).frame
+    assert twice["Age"].tolist() == once["Age"].tolist() == ["90+", "40", "90+", "88"] * 3
+    assert twice["zip"].tolist() == once["zip"].tolist()
+    assert twice["notes"].tolist() == once["notes"].tolist()
+
+
+def test_keeping_an_identifier_says_the_output_is_not_safe_harbor(fake) -> None:
+    frame = pd.DataFrame({"SSN": [fake.ssn() for _ in range(5)], "glucose": ["5.1"] * 5})
+    kept = deidentify(frame, parse_policy({"columns": {"SSN": "keep"}}), key=KEY)
+    assert kept.report["safe_harbor"] is False
+    assert kept.report["kept_identifiers"] == ["SSN"]
+    assert (
+        "NOT HIPAA Safe Harbor" in kept.safe_harbor_warning()
+        and "SSN" in kept.safe_harbor_warning()
+    )
+    default = deidentify(frame, key=KEY)
+    assert default.report["safe_harbor"] is True and default.safe_harbor_warning() is None
+    assert default.report["kept_identifiers"] == []
+
+
+def test_shifted_dates_are_not_safe_harbor() -> None:
+    report = deidentify(admissions(), SHIFT, key=KEY).report
+    assert report["safe_harbor"] is False
+    assert report["not_safe_harbor_because"] == ["dates shifted, not reduced to the year"]
+
+
+def test_a_quasi_identifier_that_is_dropped_is_an_error_naming_it(fake) -> None:
+    frame = pd.DataFrame(
+        {
+            "Age": [fake.random_int(20, 99) for _ in range(20)],
+            "sex": [fake.random_element("FM") for _ in range(20)],
+            "zip": [fake.zipcode() for _ in range(20)],
+            "Location": [f"{fake.city()}, {fake.state_abbr()}" for _ in range(20)],
+        }
+    )
+    policy = parse_policy({"quasi_identifiers": ["Location"]})
+    with pytest.raises(ConfigError, match="quasi_identifiers: Location would be dropped"):
+        deidentify(frame, policy, key=KEY)
+    named = deidentify(frame, parse_policy({"quasi_identifiers": ["Age", "sex"]}), key=KEY)
+    assert [q["column"] for q in named.report["k_anonymity"]["quasi_identifiers"]] == ["Age", "sex"]

@@ -86,3 +86,35 @@ def test_notes_column_is_scrubbed_with_its_rows_values_and_counts_placeholders()
     assert (notes.kind, notes.action, notes.changed) == ("text", "generalise", 1)
     assert notes.details == {"[ID]": 1, "[NAME]": 2}
     assert result.report["text_engine"].startswith("rules")
+
+
+@pytest.mark.parametrize(
+    ("note", "expected"),
+    [
+        ("discharged 2021/03/20.", "discharged [DATE]."),
+        ("seen again 3/25 in clinic", "seen again [DATE] in clinic"),
+        ("Admitted 14-Mar-2021 via ED", "Admitted [DATE] via ED"),
+        ("due Mar-14-21 and Mar-2022", "due [DATE] and [DATE]"),
+        ("SSN: 123 45 6789", "SSN: [SSN]"),
+        ("ip6 2001:db8::1, fe80::1ff:fe23:4567:890a.", "ip6 [IP], [IP]."),
+        (
+            "Born 1931. DOB: 1928; year of birth 1930",
+            "Born [DATE]. DOB: [DATE]; year of birth [DATE]",
+        ),
+        ("car 1HGCM82633A004352 towed", "car [ID] towed"),
+    ],
+)
+def test_shaped_identifiers_in_unusual_forms_are_replaced(note: str, expected: str) -> None:
+    assert scrub(note) == expected
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "Strength 5/5 bilaterally, 4/5 strength in LLE, pain 7/10, 2/6 murmur.",
+        "Took 1/2 tab; 2/2 blood cultures positive; BP 120/80 at 10:30:00.",
+        "Born at term, G2P1; 1931 kcal diet.",
+    ],
+)
+def test_scores_fractions_and_times_are_not_taken_for_dates(note: str) -> None:
+    assert scrub(note) == note

@@ -10,12 +10,15 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from deid.test_cli_deid import leaked
 from medserve.cli import app
 from medserve.config import Settings
+from medserve.deid import deidentify, parse_policy
+from medserve.deid.training import schema_record
 from medserve.registry import Registry
 
 runner = CliRunner()
@@ -94,3 +97,67 @@ def test_train_deid_with_a_bad_policy_stores_nothing(tmp_path, home, labelled_cs
     assert "no_such_column" in result.output and "Traceback" not in result.output
     with Registry(Settings(home=home)) as registry:
         assert registry.list() == []
+
+
+def train(*args: object):
+    return runner.invoke(app, ["train", *map(str, args)])
+
+
+@pytest.fixture
+def export_csv(tmp_path: Path, fake) -> tuple[Path, list[str]]:
+    """An EHR-style export: bare "Patient" and "Attending" headers, names in capitals,
+    patients seen several times (so their names would be categories of a feature)."""
+    patients = [f"{fake.last_name().upper()}, {fake.first_name().upper()}" for _ in range(25)]
+    doctors = [f"{fake.last_name()}, {fake.first_name()} MD" for _ in range(4)]
+    rng = np.random.default_rng(5)
+    glucose = rng.normal(150, 40, 150).round(1)
+    frame = pd.DataFrame(
+        {
+            "Patient": [patients[i % 25] for i in range(150)],
+            "Attending": [doctors[i % 4] for i in range(150)],
+            "glucose": glucose,
+            "readmitted": (rng.random(150) < 1 / (1 + np.exp(-(glucose - 150) / 25))).astype(int),
+        }
+    )
+    path = tmp_path / "export.csv"
+    frame.to_csv(path, index=False)
+    return path, patients + doctors
+
+
+def test_train_deid_drops_names_under_bare_person_headers(home, export_csv):
+    path, names = export_csv
+    result = train(path, "--target", "readmitted", "--model", "logistic", "--cv", "2", "--deid")
+    assert result.exit_code == 0, result.output
+    stored = "\n".join(p.read_bytes().decode("latin-1") for p in home.rglob("*") if p.is_file())
+    parts = {part for name in names for part in re.findall(r"[A-Za-z]{3,}", name)} - {"MD"}
+    assert [part for part in parts if re.search(rf"\b{part}\b", stored + result.output)] == []
+    with Registry(Settings(home=home)) as registry:
+        record = registry.list()[0].schema["deidentification"]
+    assert record["actions"] == {"Patient": "drop", "Attending": "drop"}
+    assert record["safe_harbor"] is True and record["kept_identifiers"] == []
+
+
+def test_a_bad_deid_policy_creates_no_key(tmp_path, home, export_csv):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("columns:\n  Patient: hash\n")
+    result = train(export_csv[0], "--target", "readmitted", "--deid-policy", policy)
+    assert result.exit_code == 2 and "unknown action 'hash'" in result.output
+    assert not (home / "master.key").exists() and not (home / "keys.json").exists()
+
+
+def test_a_policy_that_drops_the_target_says_how_to_keep_it(tmp_path, home, export_csv):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("columns:\n  readmitted: drop\n")
+    result = train(export_csv[0], "--target", "readmitted", "--deid-policy", policy)
+    assert result.exit_code == 2, result.output
+    assert "de-identification would remove the target column 'readmitted'" in result.output
+    assert "readmitted: keep" in result.output
+    assert not (home / "master.key").exists()
+
+
+def test_the_schema_record_says_when_the_output_is_not_safe_harbor(fake) -> None:
+    frame = pd.DataFrame({"SSN": [fake.ssn() for _ in range(5)], "glucose": [5.1] * 5})
+    policy = parse_policy({"columns": {"SSN": "keep"}})
+    report = deidentify(frame, policy, key=bytes(32)).report
+    record = schema_record(report)
+    assert record["safe_harbor"] is False and record["kept_identifiers"] == ["SSN"]

@@ -15,6 +15,7 @@ from rich.table import Table
 from medserve.cli._common import (
     JsonFlag,
     ProgressBar,
+    err,
     handle_errors,
     out,
     print_json,
@@ -67,8 +68,12 @@ def deid(
     frame = read_table(data)
     rules = load_policy(policy, frame)
     key = KeyStore(settings()).purpose_key(KEY_PURPOSE)  # logs when it creates master.key
-    with ProgressBar(enabled=not as_json) as progress:
+    # A bar only on a terminal: elsewhere Rich leaves an empty line, before an error too.
+    with ProgressBar(enabled=not as_json and err.is_terminal) as progress:
         result = deidentify(frame, rules, key=key, progress=progress)
+    warning = result.safe_harbor_warning()
+    if warning is not None:
+        err.print(warning, style="bold red", markup=False, soft_wrap=True)
     report_file = report_path(output) if report else None
     _write(result, output, report_file)
     if as_json:
@@ -150,7 +155,8 @@ def _temp_beside(path: Path) -> Path:
 
 
 def _columns_table(result: DeidResult) -> Table:
-    table = Table(title="De-identification (HIPAA Safe Harbor)", title_justify="left")
+    standard = "HIPAA Safe Harbor" if result.report["safe_harbor"] else "NOT HIPAA Safe Harbor"
+    table = Table(title=f"De-identification ({standard})", title_justify="left")
     for column in ("column", "detected", "found by", "action", "changed", "notes"):
         table.add_column(column, justify="right" if column == "changed" else "left")
     for outcome in result.columns:

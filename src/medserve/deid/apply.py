@@ -44,6 +44,8 @@ logger = logging.getLogger("medserve.deid")
 Progress = Callable[[str, int, int], None]
 REPORT_FORMAT = "medserve-deid-report"
 STANDARD = "HIPAA Safe Harbor, 45 CFR 164.514(b)(2)"
+# Kinds that Safe Harbor lets through unchanged; keeping any other kind breaks it.
+SAFE_HARBOR_KEEPS = frozenset({"none", "sex", "race"})
 _PATIENT_ID_NAME = re.compile(r"mrn|medical_record|patient|subject|person", re.IGNORECASE)
 
 
@@ -84,6 +86,14 @@ class DeidResult:
         lines.append(_risk_line(self.report["k_anonymity"]))
         return lines
 
+    def safe_harbor_warning(self) -> str | None:
+        """A warning when the output does not meet Safe Harbor, saying why; else None."""
+        if self.report["safe_harbor"]:
+            return None
+        return "WARNING: the output is NOT HIPAA Safe Harbor: " + "; ".join(
+            self.report["not_safe_harbor_because"]
+        )
+
 
 def deidentify(
     frame: pd.DataFrame,
@@ -100,8 +110,7 @@ def deidentify(
     """
     check_key(key)
     policy = policy or DeidPolicy()
-    policy.check_columns(frame.columns)
-    plan = [_decide(column, frame[column], policy) for column in frame.columns]
+    plan = plan_columns(frame, policy)
     kinds = {str(c): outcome.kind for c, outcome in zip(frame.columns, plan, strict=True)}
     patient_id = _patient_id(policy, plan)
     reference = policy.reference_date or dt.date.today()
@@ -135,6 +144,26 @@ def deidentify(
     report = _report(frame, result, outcomes, policy, key, patient_id, offsets, reference)
     report["text_engine"] = ENGINE if scrubber is not None else None
     return DeidResult(frame=result, report=report, columns=tuple(outcomes))
+
+
+def plan_columns(frame: pd.DataFrame, policy: DeidPolicy) -> list[ColumnOutcome]:
+    """What will happen to each column (kind and action, nothing changed yet).
+
+    Needs no key, so a policy that does not fit the table fails before a key is made.
+    Raises ConfigError for policy columns the table lacks and for quasi-identifiers
+    that would not be in the output.
+    """
+    policy.check_columns(frame.columns)
+    plan = [_decide(column, frame[column], policy) for column in frame.columns]
+    removed = {o.column for o in plan if o.action == "drop"}
+    dropped = [q for q in policy.quasi_identifiers or () if q in removed]
+    if dropped:
+        raise ConfigError(
+            f"{_where(policy) or 'policy: '}quasi_identifiers: {', '.join(dropped)} "
+            "would be dropped by de-identification, so the risk summary cannot count "
+            f"{'it' if len(dropped) == 1 else 'them'}; list only columns that stay in the output"
+        )
+    return plan
 
 
 def _decide(column: object, values: pd.Series, policy: DeidPolicy) -> ColumnOutcome:
@@ -262,13 +291,26 @@ def _report(
 ) -> dict[str, Any]:
     kept = {o.column: o.kind for o in outcomes if o.column in result.columns}
     if policy.quasi_identifiers is not None:
-        quasi = {c: kept.get(c, "none") for c in policy.quasi_identifiers if c in kept}
+        quasi = {c: kept[c] for c in policy.quasi_identifiers}  # plan_columns checked them
     else:
         quasi = {c: k for c, k in kept.items() if k in QUASI_IDENTIFIER_KINDS}
+    kept_identifiers = [
+        o.column for o in outcomes if o.action == "keep" and o.kind not in SAFE_HARBOR_KEEPS
+    ]
+    exceptions = []
+    if kept_identifiers:
+        exceptions.append(f"identifier column(s) kept: {', '.join(kept_identifiers)}")
+    if offsets is not None:
+        exceptions.append("dates shifted, not reduced to the year")
     return {
         "format": REPORT_FORMAT,
         "version": 1,
         "standard": STANDARD,
+        "safe_harbor": not exceptions,
+        "not_safe_harbor_because": exceptions,
+        "kept_identifiers": kept_identifiers,
+        # keyed codes derived from identifiers: re-identification codes (45 CFR 164.514(c))
+        "pseudonymised": [o.column for o in outcomes if o.action == "pseudonymise"],
         "rows": len(source),
         "columns_in": source.shape[1],
         "columns_out": result.shape[1],

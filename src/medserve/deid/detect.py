@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -73,6 +74,17 @@ _PERSON = (
     r"next_of_kin|contact|emergency_contact|physician|doctor|provider|attending|nurse|"
     r"guarantor|referrer|referring|sur|fore)"
 )
+# A column named only for a person's role ("Patient", "Attending", "Next of Kin") holds
+# that person's name in most exports; a record number when its content says so.
+_PERSON_ROLE = re.compile(
+    r"^((attending|admitting|referring|ordering|treating|consulting|rendering|performing|"
+    r"primary|primary_care|responsible|signing|discharging)_)?"
+    r"(patient|pt|attending|physician|doctor|provider|clinician|practitioner|surgeon|"
+    r"anesthesiologist|anaesthetist|resident|nurse|rn|md|pcp|referring|referrer|guardian|"
+    r"next_of_kin|nok|kin|emergency_contact|caregiver|carer|spouse|partner|mother|father|"
+    r"parent|guarantor|subscriber|insured|policy_holder|policyholder|author|signed_by|"
+    r"seen_by|ordered_by|entered_by)$"
+)
 # Checked in order: the first pattern that matches the normalised column name wins.
 _NAME_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern))
@@ -91,12 +103,23 @@ _NAME_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         ("zip", r"(^|_)(zip|zipcode|zip_code|postal|postcode|postal_code)($|_)"),
         ("street_address", r"(^|_)(address|street|addr|address_line|addr_line)\d*($|_)"),
-        ("geography", r"(^|_)(city|county|town|precinct|municipality|neighbou?rhood)($|_)"),
+        # Places smaller than a state. A state alone is allowed by Safe Harbor, so a
+        # "state" column is kept; "City, ST" values are found by content.
+        (
+            "geography",
+            r"(^|_)(city|county|town|hometown|precinct|municipality|neighbou?rhood|location|"
+            r"residence|birthplace|place_of_birth|city_of_birth|city_state|home_town)($|_)",
+        ),
         (
             "birth_date",
             r"(^|_)(dob|birthdate|birthday|date_of_birth|birth_date|born_on)($|_)|^birth$",
         ),
-        ("age", r"(^|_)age(_years|_yrs|_y|_at_[a-z_]+)?$"),
+        # Ages are found by column name only: a number column says nothing about its unit.
+        (
+            "age",
+            r"(^|_)age(_years|_yrs|_yr|_y|_in_years|_at_[a-z_]+)?$"
+            r"|^(yrs|years|yr|years_old|yo|y_o|age_yrs)$",
+        ),
         ("name", rf"(^|_){_PERSON}_?name($|_)|^name$|(^|_)(surname|forename|fname|lname)($|_)"),
         (
             "record_id",
@@ -111,8 +134,9 @@ _NAME_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("race", r"^(race|ethnicity|race_ethnicity)$"),
         (
             "text",
-            r"(^|_)(note|notes|comment|comments|narrative|free_text|text|hpi|impression|"
-            r"findings|discharge_summary|clinical_summary)($|_)",
+            r"(^|_)(note|notes|comment|comments|remark|remarks|memo|narrative|free_text|"
+            r"freetext|text|hpi|impression|findings|discharge_summary|clinical_summary|"
+            r"annotation|annotations)($|_)",
         ),
     )
 )
@@ -146,6 +170,19 @@ STREET_ADDRESS = re.compile(
     re.IGNORECASE,
 )
 
+# A vehicle identification number: 17 characters without I, O or Q, letters and digits
+# both (the check digit in position 9 is not verified: many exports carry older VINs).
+VIN = re.compile(r"(?=[A-HJ-NPR-Z0-9]{17}$)(?=.*[A-Z])(?=.*\d)[A-HJ-NPR-Z0-9]{17}")
+US_STATE_CODES = (
+    "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|"
+    "NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|"
+    "AS|GU|MP|PR|VI|FM|MH|PW|AA|AE|AP"
+)
+# "Mariaborough, NV", "St. Louis, MO 63101": a city is smaller than a state.
+CITY_STATE = re.compile(
+    rf"[A-Z][A-Za-z.'’-]*(?: [A-Za-z.'’-]+){{0,3}}, (?:{US_STATE_CODES})(?: \d{{5}}(?:-\d{{4}})?)?"
+)
+
 _CONTENT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("email", re.compile(r"[\w.+'-]+@[\w-]+(\.[\w-]+)+")),
     ("url", re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)),
@@ -158,6 +195,8 @@ _CONTENT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     ("street_address", re.compile(rf"(?:{STREET_ADDRESS.pattern}).*", re.IGNORECASE | re.DOTALL)),
+    ("vehicle_id", VIN),
+    ("geography", CITY_STATE),
 )
 DATE_VALUE = re.compile(
     r"\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?)?"
@@ -167,8 +206,25 @@ DATE_VALUE = re.compile(
     r"( \d{1,2},?)? \d{4}",
     re.IGNORECASE,
 )
-_PERSON_NAME = re.compile(r"([A-Z][a-z'’-]+\.? ){1,3}[A-Z][a-z'’-]+|[A-Z][a-z'’-]+, [A-Z][a-z'’-]+")
-_RECORD_ID = re.compile(r"[A-Za-z]{1,5}[-_ ]?\d{4,}[A-Za-z0-9-]*|\d{6,}")
+# Person names as exports write them: "Amy Young", "YOUNG, AMY", "Young, Amy J",
+# "Dr. Steven Burton", "Burton, Steven MD", "Steven Burton, RN", "John Smith Jr."
+_NAME_WORD = r"(?:[A-Z][a-z'’-]+(?:[A-Z][a-z'’-]+)?|[A-Z][A-Z'’-]+)"
+_INITIAL = r"[A-Z]\.?"
+_CREDENTIALS = (
+    r"(?:,? (?:MD|M\.D\.|DO|D\.O\.|RN|NP|PA|PA-C|PhD|DDS|DMD|DPM|APRN|CNM|CRNA|LPN|"
+    r"FACP|FACS|MBBS|PharmD|Jr\.?|Sr\.?|II|III|IV))*"
+)
+_PERSON_NAME = re.compile(
+    rf"(?:(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof)\.? )?{_NAME_WORD}(?: (?:{_NAME_WORD}|{_INITIAL})){{0,2}}"
+    rf" {_NAME_WORD}{_CREDENTIALS}"
+    rf"|{_NAME_WORD}(?: {_NAME_WORD})?, ?{_NAME_WORD}"
+    rf"(?: (?:{_NAME_WORD}|{_INITIAL}))?{_CREDENTIALS}"
+)
+# Record numbers by content alone: letters with digits ("MRN0012345", "AB-99812"), digit
+# groups joined by - or _ ("123-45678"). All-digit values only with leading zeros or a
+# fixed width of 8 or more: 6-digit platelet counts are measurements, not identifiers.
+_RECORD_ID = re.compile(r"[A-Za-z]{1,5}[-_ ]?\d{4,}[A-Za-z0-9-]*|\d{3,}(?:[-_]\d{3,})+")
+_ALL_DIGITS = re.compile(r"\d+")
 
 
 @dataclass(frozen=True)
@@ -197,8 +253,12 @@ def kind_from_name(column: object) -> str | None:
 def detect_column(column: object, values: pd.Series) -> Detection:
     """The kind of one column; ``"none"`` for what Safe Harbor lets through unchanged."""
     by_name = kind_from_name(column)
-    if by_name == "text" and not _looks_like_text(values, min_words=3):
-        by_name = None  # a "notes" column of codes or flags is not free text
+    if by_name is None and _PERSON_ROLE.fullmatch(normalise_name(column)):
+        by_name = "record_id" if _person_role_holds_ids(values) else "name"
+    if by_name == "text" and (
+        pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+    ):
+        by_name = None  # a "notes" column of numbers or flags holds no text to scrub
     if by_name is not None:
         return Detection(str(column), by_name, "name")
     if pd.api.types.is_datetime64_any_dtype(values):
@@ -210,24 +270,61 @@ def detect_column(column: object, values: pd.Series) -> Detection:
 
 
 def kind_from_content(values: pd.Series) -> str | None:
+    """The kind the values look like; a column mixing direct identifiers (e-mails and
+    phones in one "contact" column) is that mix's most common kind when together they
+    make up the share that one kind alone would need."""
     sample = _sample(values)
     if sample.empty:
         return None
-    for kind, pattern in _CONTENT_RULES:
-        if _share(sample, pattern.fullmatch) >= CONTENT_SHARE:
-            return kind
-    if _share(sample, _is_ip) >= CONTENT_SHARE:
-        return "ip"
+    distinct = sample.nunique() / len(sample)
+    direct = Counter(
+        kind for kind in (_direct_kind(value, names=distinct >= 0.5) for value in sample) if kind
+    )
+    if direct and sum(direct.values()) / len(sample) >= CONTENT_SHARE:
+        return direct.most_common(1)[0][0]
     if _share(sample, DATE_VALUE.fullmatch) >= DATE_SHARE:
         return "date"
-    distinct = sample.nunique() / len(sample)
-    if distinct >= 0.5 and _share(sample, _RECORD_ID.fullmatch) >= CONTENT_SHARE:
+    if distinct >= 0.5 and _looks_like_record_ids(sample):
         return "record_id"
     if _looks_like_text(values, min_words=6, min_chars=40):
         return "text"
-    if distinct >= 0.5 and _share(sample, _PERSON_NAME.fullmatch) >= CONTENT_SHARE:
+    return None
+
+
+def _direct_kind(value: str, *, names: bool) -> str | None:
+    """The direct-identifier kind one value has, if any (the first rule that matches)."""
+    for kind, pattern in _CONTENT_RULES:
+        if pattern.fullmatch(value):
+            return kind
+    if _is_ip(value):
+        return "ip"
+    if names and _PERSON_NAME.fullmatch(value):
         return "name"
     return None
+
+
+def _looks_like_record_ids(sample: pd.Series) -> bool:
+    """Identifier-shaped values, not plain measurement numbers (see ``_RECORD_ID``)."""
+    digits = sample[sample.map(lambda value: _ALL_DIGITS.fullmatch(value) is not None)]
+    widths = digits.str.len()
+    numbered = bool(
+        len(digits)
+        and widths.min() >= 6
+        and ((digits.str.startswith("0").any()) or (widths.nunique() == 1 and widths.min() >= 8))
+    )
+    shaped = _share(sample, _RECORD_ID.fullmatch)
+    return shaped + (len(digits) / len(sample) if numbered else 0.0) >= CONTENT_SHARE
+
+
+def _person_role_holds_ids(values: pd.Series) -> bool:
+    """A "Patient" column of numbers or record numbers links records: a record id."""
+    if pd.api.types.is_numeric_dtype(values):
+        return True
+    sample = _sample(values)
+    return bool(len(sample)) and (
+        _looks_like_record_ids(sample)
+        or _share(sample, lambda value: _ALL_DIGITS.fullmatch(value) is not None) >= CONTENT_SHARE
+    )
 
 
 def detect_columns(frame: pd.DataFrame) -> dict[str, Detection]:

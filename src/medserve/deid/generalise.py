@@ -8,6 +8,7 @@ import pandas as pd
 from medserve.errors import DataError
 
 TOP_AGE = "90+"
+OLDEST_GROUPED_AGE = 90  # whole years: 89.5 is an age of 89
 # Three-digit ZIP prefixes whose areas hold 20,000 people or fewer (2000 Census, as the
 # HHS Safe Harbor guidance lists them): they become "000".
 RESTRICTED_ZIP3 = frozenset(
@@ -19,15 +20,21 @@ RESTRICTED_ZIP3 = frozenset(
 
 
 def generalise_ages(values: pd.Series, column: str) -> tuple[pd.Series, int]:
-    """Ages over 89 → ``"90+"``; others as written. Returns the column and how many changed."""
+    """Ages of 90 or more → ``"90+"``; others as written. Returns the column and how many changed.
+
+    Safe Harbor groups "all ages over 89": ages are counted in whole years, so 89.5 is
+    89 and stays; 90 and above are grouped. ``"90+"`` is accepted as already grouped, so
+    a de-identified table can go through again.
+    """
     numbers = pd.to_numeric(values, errors="coerce")
-    _first_bad(values.notna() & numbers.isna(), column, "is not an age in years")
-    over = numbers > 89
+    grouped = values.notna() & values.astype(str).str.strip().eq(TOP_AGE)
+    _first_bad(values.notna() & numbers.isna() & ~grouped, column, "is not an age in years")
+    over = numbers >= OLDEST_GROUPED_AGE
     out = values.astype(object).where(values.notna(), None)
     if not pd.api.types.is_object_dtype(values) and not pd.api.types.is_string_dtype(values):
         # numbers from Parquet: one text column, "63" and "90+", not a mix of types
         out = numbers.map(lambda age: None if pd.isna(age) else f"{age:g}").astype(object)
-    out[over] = TOP_AGE
+    out[over | grouped] = TOP_AGE
     return out, int(over.sum())
 
 

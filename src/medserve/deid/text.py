@@ -17,6 +17,7 @@ them, places other than street addresses, and identifiers written in unusual sha
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -79,13 +80,11 @@ _RULES: tuple[tuple[str, re.Pattern[str], int], ...] = (
     (
         "ip",
         re.compile(
-            r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"
-            r"|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b",
-            re.IGNORECASE,
+            r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
         ),
         0,
     ),
-    ("ssn", re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), 0),
+    ("ssn", re.compile(r"\b\d{3}([- .])\d{2}\1\d{4}\b"), 0),  # 123-45-6789, 123 45 6789
     (
         "ssn",
         re.compile(r"(?i:\b(?:ssn|social security(?: number| no\.?)?)\s*[:#]?\s*)(\d{9})\b"),
@@ -94,15 +93,25 @@ _RULES: tuple[tuple[str, re.Pattern[str], int], ...] = (
     (
         "date",
         re.compile(
-            rf"\b{_YEAR}-\d{{1,2}}-\d{{1,2}}(?:[ T]\d{{1,2}}:\d{{2}}(?::\d{{2}})?)?\b"
+            rf"\b{_YEAR}([-/.])\d{{1,2}}\1\d{{1,2}}(?:[ T]\d{{1,2}}:\d{{2}}(?::\d{{2}})?)?\b"
             rf"|\b\d{{1,2}}[/.-]\d{{1,2}}[/.-](?:{_YEAR}|\d\d)\b"
+            rf"|\b{_DAY}[-/]{_MONTH}[-/](?:{_YEAR}|\d\d)\b"  # 14-Mar-2021, 14/Mar/21
+            rf"|\b{_MONTH}[-/]{_DAY}[-/](?:{_YEAR}|\d\d)\b"  # Mar-14-2021
             rf"|\b{_DAY}(?: of)? {_MONTH},? {_YEAR}\b"
             rf"|\b{_MONTH} {_DAY},? {_YEAR}\b"
             rf"|\b{_MONTH} {_DAY}\b(?!\s*(?:mg|ml|units?|%))"
-            rf"|\b{_MONTH},? {_YEAR}\b"
+            rf"|\b{_MONTH}(?:,? |[-/]){_YEAR}\b"
             rf"|\b\d{{1,2}}/{_YEAR}\b"
         ),
         0,
+    ),
+    (  # "Born 1931", "DOB: 1931", "year of birth 1931": a birth year can mean an age over 89
+        "birth_date",
+        re.compile(
+            r"(?i:\b(?:born|b\.|dob|d\.o\.b\.?|date of birth|birth ?year|year of birth|yob)"
+            rf"\s*(?:in|on)?\s*[:#]?\s*)({_YEAR})\b"
+        ),
+        1,
     ),
     (
         "fax",
@@ -137,6 +146,11 @@ _RULES: tuple[tuple[str, re.Pattern[str], int], ...] = (
     ),
     ("zip", re.compile(r"(?<=\b[A-Z]{2} )\d{5}(?:-\d{4})?\b"), 0),
     ("zip", re.compile(r"(?i:\b(?:zip|zip code|postal code)\s*[:#]?\s*)(\d{5}(?:-\d{4})?)\b"), 1),
+    (  # a vehicle identification number: 17 characters without I, O, Q
+        "vehicle_id",
+        re.compile(r"\b(?=[A-HJ-NPR-Z\d]*[A-HJ-NPR-Z])(?=[A-HJ-NPR-Z]*\d)[A-HJ-NPR-Z\d]{17}\b"),
+        0,
+    ),
     (
         "record_id",
         re.compile(
@@ -149,6 +163,22 @@ _RULES: tuple[tuple[str, re.Pattern[str], int], ...] = (
         1,
     ),
     ("record_id", re.compile(r"\b[A-Za-z]{1,5}-?\d{4,}[A-Za-z0-9]*\b|\b\d{7,}\b"), 0),
+)
+# IPv6 in any notation ("2001:db8::1", "fe80::1%"): candidates, kept only if they parse.
+_IPV6_CANDIDATE = re.compile(
+    r"(?<![\w:.])(?=[0-9a-fA-F:]*\d)(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])"
+)
+# A month and day without a year ("seen again 3/25"), unless a score or fraction is meant:
+# "5/5 strength", "pain 7/10", "2/6 murmur", "1/2 tab", "2/2 blood cultures".
+_MONTH_DAY = re.compile(r"(?<![\w/.])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\w/]|\.\d)")
+_SCORE_AFTER = re.compile(
+    r"\s*(?:\+|[x×]\b|%|(?i:strength|motor|power|murmur|systolic|diastolic|holosystolic|pain|"
+    r"pulses?|reflex(?:es)?|dtrs?|tabs?|tablets?|caps?|capsules?|pills?|mg|mcg|ml|units?|doses?|"
+    r"scale|score|of\b|blood|cultures?|bottles?|sets?|times|days?|weeks?|hours?|hrs?)\b)"
+)
+_SCORE_BEFORE = re.compile(
+    r"(?i:pain|strength|power|motor|murmur|grade[ds]?|score[ds]?|scale|rated?|ratio|gcs|"
+    r"apgars?|reflex(?:es)?|dtrs?|pulses?|cultures?|x)\s*(?:of|is|was|at|to|:|=)?\s*$"
 )
 _OLD_AGE = re.compile(r"\b(?:9\d|1[0-4]\d)(?=(?:\s|-)*(?:years?|yrs?|y/?o|year-old|yo)\b)")
 _AGE_AFTER_WORD = re.compile(r"(?i:\b(aged?|age:)\s+)(9\d|1[0-4]\d)\b")
@@ -202,6 +232,8 @@ class NoteScrubber:
         note = _replace_row_values(note, row_values, counts)
         for kind, pattern, group in _RULES:
             note = _substitute(note, pattern, group, PLACEHOLDER[kind], counts)
+        note = _substitute(note, _IPV6_CANDIDATE, 0, "[IP]", counts, keep=_not_ipv6)
+        note = _substitute(note, _MONTH_DAY, 0, "[DATE]", counts, keep=_is_score)
         note = _substitute(note, _AGE_AFTER_WORD, 2, "90+", counts, label="AGE 90+")
         note = _substitute(note, _OLD_AGE, 0, "90+", counts, label="AGE 90+")
         note = _substitute(note, _TITLED_NAME, 1, "[NAME]", counts)
@@ -244,6 +276,20 @@ class NoteScrubber:
                 if gap == " " and _bare(neighbour.group(0)) in self.names:
                     return True
         return False
+
+
+def _not_ipv6(match: re.Match[str]) -> bool:
+    try:
+        ipaddress.IPv6Address(match.group(0))
+    except ValueError:
+        return True
+    return False
+
+
+def _is_score(match: re.Match[str]) -> bool:
+    """'5/5 strength', 'pain 7/10': a score or fraction, not a month and day."""
+    before = match.string[max(0, match.start() - 20) : match.start()]
+    return bool(_SCORE_AFTER.match(match.string, match.end()) or _SCORE_BEFORE.search(before))
 
 
 def row_values(row: dict[str, object], kinds: dict[str, str]) -> list[tuple[str, str]]:

@@ -4,15 +4,17 @@ what ran for the stored schema."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from medserve.deid.apply import deidentify
+from medserve.deid.apply import deidentify, plan_columns
 from medserve.deid.generalise import TOP_AGE
 from medserve.deid.policy import load_policy
+from medserve.errors import ConfigError
 
 # "90+" is modelled as this age: the boundary of the Safe Harbor group.
 TOP_AGE_VALUE = "90"
@@ -29,10 +31,31 @@ class TrainingTable:
 
 
 def deidentify_for_training(
-    frame: pd.DataFrame, policy_file: Path | None, key: bytes
+    frame: pd.DataFrame,
+    policy_file: Path | None,
+    key: Callable[[], bytes],
+    *,
+    target: str | None = None,
 ) -> TrainingTable:
-    """The de-identified table, the full de-identification report, notices and overrides."""
-    result = deidentify(frame, load_policy(policy_file, frame), key=key)
+    """The de-identified table, the full de-identification report, notices and overrides.
+
+    ``key`` is called only once the policy has been checked against the table (and
+    against ``target``), so a bad policy creates no key store.
+    """
+    policy = load_policy(policy_file, frame)
+    plan = {outcome.column: outcome for outcome in plan_columns(frame, policy)}
+    if target is not None and target in plan and plan[target].action == "drop":
+        found = plan[target]
+        why = (
+            "the --deid-policy drops it"
+            if target in policy.columns
+            else f"it looks like an identifier ({found.kind}, by its {found.detected_by})"
+        )
+        raise ConfigError(
+            f"de-identification would remove the target column '{target}': {why}; if it holds "
+            f"no identifier, keep it with 'columns: {{{target}: keep}}' in the --deid-policy file"
+        )
+    result = deidentify(frame, policy, key=key())
     table = result.frame.copy()
     notices = []
     overrides: dict[str, dict[str, str]] = {}
@@ -54,6 +77,9 @@ def deidentify_for_training(
                 )
     changed = {o.column: o.action for o in result.columns if o.action != "keep"}
     notices.insert(0, f"de-identified before training: {_described(changed)}")
+    warning = result.safe_harbor_warning()
+    if warning is not None:
+        notices.insert(0, warning)
     return TrainingTable(table, result.report, notices, overrides)
 
 
@@ -62,6 +88,8 @@ def schema_record(report: dict[str, Any]) -> dict[str, Any]:
     policy = report["policy"]
     return {
         "standard": report["standard"],
+        "safe_harbor": report["safe_harbor"],
+        "kept_identifiers": report["kept_identifiers"],
         "policy": policy["source"] or "default",
         "policy_fingerprint": policy["fingerprint"],
         "dates": report["dates"]["mode"],

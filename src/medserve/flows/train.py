@@ -98,8 +98,12 @@ def train_and_register(
     target = request.target or default_target(request.data)
     deid_report, deid_notices = None, []
     if request.deid or request.deid_policy is not None:
-        key = KeyStore(settings).purpose_key(DEID_KEY_PURPOSE)
-        deidentified = deidentify_for_training(frame, request.deid_policy, key)
+        deidentified = deidentify_for_training(  # the policy is checked before the key
+            frame,
+            request.deid_policy,
+            lambda: KeyStore(settings).purpose_key(DEID_KEY_PURPOSE),
+            target=target,
+        )
         frame, deid_report = deidentified.frame, deidentified.report
         deid_notices = deidentified.notices
         overrides = _with_column_defaults(overrides, deidentified.overrides)
