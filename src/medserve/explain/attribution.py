@@ -34,7 +34,7 @@ class LinearAttribution:
     coef: np.ndarray  # (inputs,)
     intercept: float
     reference: np.ndarray  # (inputs,) mean encoded background row
-    method: str = "exact linear attribution: coefficient × (value − training mean)"
+    method: str = "exact linear attribution: coefficient × (value − training background mean)"
 
     def __call__(self, matrix: np.ndarray) -> Attribution:
         contributions = (matrix - self.reference) * self.coef

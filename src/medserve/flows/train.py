@@ -246,7 +246,12 @@ def parse_missing(declarations: list[str]) -> dict[str, list[str]]:
 
 def _estimator_params(model: TrainedModel) -> dict[str, Any]:
     estimator = model.pipeline.named_steps["model"]
-    params = {k: v for k, v in estimator.get_params(deep=False).items() if _is_plain(v)}
+    params = {
+        k: v
+        for k, v in estimator.get_params(deep=False).items()
+        # scikit-learn's "deprecated"/"warn" placeholders are not settings that were used
+        if _is_plain(v) and v not in ("deprecated", "warn")
+    }
     for fitted in ("C_", "n_trees_", "n_epochs_"):
         value = getattr(estimator, fitted, None)
         if value is not None:
