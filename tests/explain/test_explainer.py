@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 from medserve.data import infer_schema, read_table
 from medserve.errors import ExplanationUnavailable
-from medserve.explain import Explainer, explained, report_section, summary_sentence
+from medserve.explain import Explainer, Explanations, explained, report_section, summary_sentence
 from medserve.modeling import TrainedModel, TrainOptions, make_pipeline, train_model
 from medserve.modeling.calibration import risk_logit
 from medserve.modeling.preprocess import encoded_sources
@@ -177,3 +177,21 @@ def test_fast_path_matrix_is_explained_as_the_frame_is(family, trained, heart_ro
     from_frame = explainer.explain_frame(rows)
     np.testing.assert_allclose(from_matrix.contributions, from_frame.contributions, atol=1e-9)
     np.testing.assert_allclose(from_matrix.base_value, from_frame.base_value, atol=1e-12)
+
+
+def test_summary_shows_values_as_the_model_read_them(heart_schema):
+    chol = heart_schema.column("chol")
+    assert "0" in chol.missing_tokens  # the heart data's "cholesterol 0" means not measured
+    explanations = Explanations(
+        space="log-odds",
+        method="test",
+        columns=("chol", "cp"),
+        base_value=np.array([0.0]),
+        contributions=np.array([[0.5, 0.3]]),
+    )
+    row = {"chol": 0, "cp": "pain never seen"}
+    (record,) = explained(explanations, [0.62], ["high"], [row], heart_schema)
+    assert record["summary"] == (
+        "Risk 0.62 (high). Raised most by: chol = not measured, "
+        "cp = pain never seen (not seen in training)."
+    )

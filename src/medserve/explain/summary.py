@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from medserve.data.schema import ColumnSpec, Schema
 from medserve.explain.explainer import Explanations
 
 # Contributions smaller than this (log-odds) are not worth naming.
@@ -46,14 +47,53 @@ def explained(
     risk: Sequence[float],
     bands: Sequence[str],
     rows: Sequence[Mapping[str, object]],
+    schema: Schema | None = None,
 ) -> list[dict]:
-    """Each record's explanation object, its summary written from its own values."""
+    """Each record's explanation object, its summary written from its own values (as the
+    model read them, when ``schema`` is given: a missing token reads "not measured")."""
+    specs = {spec.name: spec for spec in schema.features} if schema is not None else {}
     return [
         explanations.record(
-            i, summary_sentence(risk[i], bands[i], explanations.columns, contributions, rows[i])
+            i,
+            summary_sentence(
+                risk[i],
+                bands[i],
+                explanations.columns,
+                contributions,
+                _as_read(rows[i], specs) if specs else rows[i],
+            ),
         )
         for i, contributions in enumerate(explanations.contributions)
     ]
+
+
+def _as_read(row: Mapping[str, object], specs: Mapping[str, ColumnSpec]) -> dict:
+    """The row's values as the model read them: missing tokens → None, and a level never
+    seen in training marked as such."""
+    read = dict(row)
+    for name, spec in specs.items():
+        value = row.get(name)
+        if value is None or isinstance(value, bool):
+            continue
+        text = str(value).strip()
+        if _is_token(text, spec.missing_tokens):
+            read[name] = None
+        elif not spec.numeric_encoded and spec.categories:
+            if text.lower() not in {level.lower() for level in spec.categories}:
+                read[name] = f"{text} (not seen in training)"
+    return read
+
+
+def _is_token(text: str, tokens: Sequence[str]) -> bool:
+    for token in tokens:
+        if text.lower() == token.lower():
+            return True
+        try:
+            if float(text) == float(token):
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def _shown(value: object) -> str:

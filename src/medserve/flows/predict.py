@@ -29,7 +29,9 @@ def predict_file(
     if explain:
         explanations = Explainer(model).explain_frame(frame)
         bands = settings.risk_bands(risk.tolist())
-        records = explained(explanations, risk.tolist(), bands, frame.to_dict("records"))
+        records = explained(
+            explanations, risk.tolist(), bands, frame.to_dict("records"), model.schema
+        )
         scored["risk_band"] = bands
         scored["explanation_summary"] = [record.pop("summary") for record in records]
         scored["explanation"] = [json.dumps(record) for record in records]

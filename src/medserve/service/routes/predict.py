@@ -63,7 +63,7 @@ async def predict(
     ]
     if explanations is not None:
         for prediction, explanation in zip(
-            predictions, explained(explanations, risks, bands, records), strict=True
+            predictions, explained(explanations, risks, bands, records, served.schema), strict=True
         ):
             prediction["explanation"] = explanation
     state.metrics.records.labels(name, str(served.version.version)).inc(len(records))
