@@ -42,6 +42,12 @@ def assert_clean_failure(result, message: str, code: int | None = None) -> None:
     assert len(result.output.strip().splitlines()) == 1, result.output
 
 
+def train_heart_args(heart_csv) -> tuple:
+    """`medserve train` of the bundled heart data as the module's stored model `heart`."""
+    options = ("--target", "num", "--positive-if", ">0", "--model", "logistic", "--cv", "3")
+    return ("train", heart_csv, *options, "--name", "heart")
+
+
 @pytest.fixture(scope="module")
 def trained_heart(tmp_path_factory, heart_csv):
     """Trained once for the module; each test gets its own copy of the home."""
@@ -49,20 +55,7 @@ def trained_heart(tmp_path_factory, heart_csv):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MEDSERVE_HOME", str(home))
         patch.delenv("MEDSERVE_DATABASE_URL", raising=False)
-        payload = run_json(
-            "train",
-            heart_csv,
-            "--target",
-            "num",
-            "--positive-if",
-            ">0",
-            "--model",
-            "logistic",
-            "--cv",
-            "3",
-            "--name",
-            "heart",
-        )
+        payload = run_json(*train_heart_args(heart_csv))
     return home, payload
 
 
@@ -304,20 +297,7 @@ def test_crash_mid_training_leaves_registry_as_it_was(heart_model, heart_csv, ho
     files_before = sorted(p.name for p in (home / "artifacts").iterdir())
     with monkeypatch.context() as patch:
         patch.setattr(train_flow, "evaluate_predictions", explode)
-        result = run(
-            "train",
-            heart_csv,
-            "--target",
-            "num",
-            "--positive-if",
-            ">0",
-            "--model",
-            "logistic",
-            "--cv",
-            "3",
-            "--name",
-            "heart",
-        )
+        result = run(*train_heart_args(heart_csv))
         assert result.exit_code == 130
     listed = run_json("models", "list")["models"]
     assert [(m["name"], m["version"]) for m in listed] == [("heart", 1)]
