@@ -37,7 +37,7 @@ from medserve.config import Settings
 from medserve.data import infer_schema, read_table
 from medserve.explain import Explainer, explained
 from medserve.modeling import TrainOptions, train_model
-from medserve.service.fastpath import FastScorer
+from medserve.scoring.compiled import FastScorer
 
 HEART = Path(medserve.__file__).parent / "datasets" / "heart_disease_uci.csv"
 BANDS = Settings().risk_bands

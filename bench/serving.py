@@ -279,10 +279,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def in_process_rows(home: Path, records: list[dict[str, Any]], token: str) -> list[Row]:
     from medserve.config import Settings
-    from medserve.registry import Registry
-    from medserve.service.fastpath import FastScorer, records_frame
-    from medserve.service.keys import ApiKeyStore
-    from medserve.service.validation import validate_records
+    from medserve.scoring.compiled import FastScorer, records_frame
+    from medserve.scoring.validation import validate_records
+    from medserve.security.api_keys import ApiKeyStore
+    from medserve.storage import Registry
 
     section = "in-proc"
     with Registry(Settings(home=home)) as registry:
@@ -827,8 +827,8 @@ def run_in(home: Path, args: argparse.Namespace) -> Bench:
 
     records = heart_records()
     from medserve.config import Settings
-    from medserve.registry import Registry
-    from medserve.service.validation import validate_records
+    from medserve.scoring.validation import validate_records
+    from medserve.storage import Registry
 
     with Registry(Settings(home=home)) as registry:
         schema = registry.load(registry.get(MODEL_NAME)).schema

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from medserve.config import Settings
 from medserve.data import Schema, infer_schema, read_table
-from medserve.registry import Registry
+from medserve.storage import Registry
 
 DATASETS = Path(__file__).resolve().parents[1] / "src" / "medserve" / "datasets"
 

@@ -15,9 +15,9 @@ from typer.testing import CliRunner, Result
 from medserve.cli import audit as audit_cli
 from medserve.cli import keys as keys_cli
 from medserve.config import Settings
-from medserve.registry import Registry
-from medserve.service.audit import AuditEntry, AuditLog
-from medserve.service.keys import ApiKeyStore
+from medserve.security.api_keys import ApiKeyStore
+from medserve.security.audit import AuditEntry, AuditLog
+from medserve.storage import Registry
 
 # Mounted as src/medserve/cli/__init__.py mounts them.
 app = typer.Typer()
@@ -25,10 +25,10 @@ app.add_typer(keys_cli.app, name="keys")
 app.add_typer(audit_cli.app, name="audit")
 runner = CliRunner()
 
-HAS_KEYSTORE = importlib.util.find_spec("medserve.registry.keystore") is not None
+HAS_KEYSTORE = importlib.util.find_spec("medserve.storage.keystore") is not None
 needs_keystore = pytest.mark.skipif(
     not HAS_KEYSTORE,
-    reason="medserve.registry.keystore (the audit HMAC key's source) is not written yet",
+    reason="medserve.storage.keystore (the audit HMAC key's source) is not written yet",
 )
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from medserve.cli import app
 from medserve.config import Settings
-from medserve.registry import Registry
+from medserve.storage import Registry
 from support.reports import lists_in
 
 runner = CliRunner()

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from medserve.cli import app
 from medserve.config import Settings
-from medserve.registry import Registry
-from medserve.registry.crypto import parse
+from medserve.core.crypto import parse
+from medserve.storage import Registry
 
 
 def test_rotate_master_rewraps_artifacts_and_models_still_load(tmp_path, monkeypatch):

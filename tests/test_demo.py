@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from medserve.cli import app
 from medserve.config import Settings
-from medserve.service.app import create_app
+from medserve.http.app import create_app
 from support.servers import ThreadServer, free_port
 
 

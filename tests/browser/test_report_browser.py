@@ -13,8 +13,8 @@ import pytest
 
 from medserve.config import Settings
 from medserve.flows import TrainRequest, train_and_register
-from medserve.service.app import create_app
-from medserve.service.keys import ApiKeyStore
+from medserve.http.app import create_app
+from medserve.security.api_keys import ApiKeyStore
 from support.reports import PLOT_NAMES
 from support.servers import ThreadServer, free_port
 

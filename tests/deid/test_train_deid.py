@@ -19,7 +19,7 @@ from medserve.cli import app
 from medserve.config import Settings
 from medserve.deid import deidentify, parse_policy
 from medserve.deid.training import schema_record
-from medserve.registry import Registry
+from medserve.storage import Registry
 
 runner = CliRunner()
 

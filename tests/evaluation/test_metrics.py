@@ -26,6 +26,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from medserve.core.risk import risk_logit
 from medserve.errors import ConfigError, DataError
 from medserve.evaluation import (
     METRIC_NAMES,
@@ -34,7 +35,7 @@ from medserve.evaluation import (
     calibration_slope_intercept,
     evaluate_predictions,
 )
-from medserve.evaluation.calibration import CalibrationFit, batched_calibration, risk_logit
+from medserve.evaluation.calibration import CalibrationFit, batched_calibration
 
 PIMA_CSV = Path(__file__).parents[2] / "src" / "medserve" / "datasets" / "pima_diabetes.csv"
 

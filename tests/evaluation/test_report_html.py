@@ -12,9 +12,9 @@ import pytest
 from markupsafe import escape
 
 from medserve.evaluation import evaluate_predictions
-from medserve.evaluation.html import CONTENT_SECURITY_POLICY, render_html
 from medserve.evaluation.model_card import NOT_SUPPLIED, ModelCard, intended_use_section
 from medserve.evaluation.report import ReportOptions, performance_sections, training_report
+from medserve.reporting.html import CONTENT_SECURITY_POLICY, render_html
 from support.reports import PLOT_NAMES
 
 from .test_report_sections import synthetic

@@ -13,14 +13,14 @@ import shap
 from scipy.special import logit
 from sklearn.linear_model import LogisticRegression
 
+from medserve.core.risk import risk_logit
 from medserve.data import infer_schema, read_table
 from medserve.errors import ExplanationUnavailable
 from medserve.explain import Explainer, Explanations, explained, report_section, summary_sentence
 from medserve.modeling import TrainedModel, TrainOptions, make_pipeline, train_model
-from medserve.modeling.calibration import risk_logit
 from medserve.modeling.preprocess import encoded_sources
 from medserve.modeling.train import labelled_rows
-from medserve.service.fastpath import FastScorer
+from medserve.scoring.compiled import FastScorer
 from support.servers import json_records
 
 # base + Σ contributions against logit(model.predict_risk): exact explainers in float64;
@@ -83,7 +83,7 @@ def test_contributions_add_up_to_the_models_log_odds(family, trained, heart_rows
 def test_recalibrated_model_is_explained_on_its_calibrated_log_odds(trained, heart_rows):
     base = trained("lightgbm")
     raw = base.predict_risk(heart_rows)
-    calibrator = LogisticRegression().fit(risk_logit(raw), (raw > 0.5).astype(int))
+    calibrator = LogisticRegression().fit(risk_logit(raw).reshape(-1, 1), (raw > 0.5).astype(int))
     model = replace(base, calibrator=calibrator)
     explanations = Explainer(model).explain_frame(heart_rows)
     assert "Platt" in explanations.method

@@ -10,7 +10,7 @@ import pandas as pd
 import uvicorn
 
 from medserve.config import Settings
-from medserve.registry import Registry
+from medserve.storage import Registry
 
 
 def free_port() -> int:

@@ -21,10 +21,10 @@ app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=Tru
 def audit_key(settings: Settings) -> bytes:
     """The audit trail's HMAC key: the key store's "audit" purpose key."""
     try:
-        from medserve.registry.keystore import KeyStore
+        from medserve.storage.keystore import KeyStore
     except ImportError as error:
         raise RegistryError(
-            f"cannot load the audit key: medserve.registry.keystore is unavailable ({error})"
+            f"cannot load the audit key: medserve.storage.keystore is unavailable ({error})"
         ) from error
     key: bytes = KeyStore(settings).purpose_key("audit")
     return key
@@ -34,8 +34,8 @@ def audit_key(settings: Settings) -> bytes:
 @handle_errors
 def audit_verify(as_json: JsonFlag = False) -> None:
     """Check every record's hash, chain link and MAC; exit non-zero at the first break."""
-    from medserve.registry import Registry
-    from medserve.service.audit import AuditLog
+    from medserve.security.audit import AuditLog
+    from medserve.storage import Registry
 
     current = settings()
     key = audit_key(current)
@@ -64,8 +64,8 @@ def audit_export(
     ] = None,
 ) -> None:
     """Write the audit records as JSON lines, oldest first."""
-    from medserve.registry import Registry
-    from medserve.service.audit import export_records
+    from medserve.security.audit import export_records
+    from medserve.storage import Registry
 
     start = parse_since(since) if since is not None else None
     with Registry(settings()) as registry:

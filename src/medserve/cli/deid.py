@@ -62,7 +62,7 @@ def deid(
 ) -> None:
     from medserve.data import read_table
     from medserve.deid import KEY_PURPOSE, deidentify, load_policy
-    from medserve.registry.keystore import KeyStore
+    from medserve.storage.keystore import KeyStore
 
     _check_output(data, output)
     frame = read_table(data)

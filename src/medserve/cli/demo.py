@@ -34,8 +34,8 @@ def demo(
 ) -> None:
     """Train on the bundled UCI heart disease data (outcome num > 0), then serve it."""
     from medserve.flows import TrainRequest, train_and_register
-    from medserve.registry import Registry
-    from medserve.service.keys import ApiKeyStore
+    from medserve.security.api_keys import ApiKeyStore
+    from medserve.storage import Registry
 
     config = settings()
     data = bundled_dataset("heart_disease_uci.csv")

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from medserve.cli._common import JsonFlag, err, handle_errors, out, print_json, settings
-from medserve.service.keys import ROLES
+from medserve.security.api_keys import ROLES
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
@@ -21,8 +21,8 @@ def keys_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a key and print its token: the only time it is shown."""
-    from medserve.registry import Registry
-    from medserve.service.keys import ApiKeyStore
+    from medserve.security.api_keys import ApiKeyStore
+    from medserve.storage import Registry
 
     with Registry(settings()) as registry:
         key, token = ApiKeyStore(registry.engine).create(role, name)
@@ -39,8 +39,8 @@ def keys_create(
 @handle_errors
 def keys_list(as_json: JsonFlag = False) -> None:
     """Every key with its role and state; never the tokens."""
-    from medserve.registry import Registry
-    from medserve.service.keys import ApiKeyStore
+    from medserve.security.api_keys import ApiKeyStore
+    from medserve.storage import Registry
 
     with Registry(settings()) as registry:
         keys = ApiKeyStore(registry.engine).list()
@@ -70,8 +70,8 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key id `keys list` shows.")],
 ) -> None:
     """Revoke a key: requests with it are refused from now on."""
-    from medserve.registry import Registry
-    from medserve.service.keys import ApiKeyStore
+    from medserve.security.api_keys import ApiKeyStore
+    from medserve.storage import Registry
 
     with Registry(settings()) as registry:
         key = ApiKeyStore(registry.engine).revoke(key_id)
@@ -90,7 +90,7 @@ def keys_rotate_master(
     """Re-wrap every artifact's data key under a new master key; serving continues."""
     from dataclasses import asdict
 
-    from medserve.registry.artifacts import rotate_master_key
+    from medserve.storage.artifacts import rotate_master_key
 
     result = rotate_master_key(settings(), retire_old=retire_old)
     if as_json:

@@ -44,7 +44,7 @@ def version_rows(versions: list[Any]) -> Table:
 @handle_errors
 def models_list(as_json: JsonFlag = False) -> None:
     """Every registered model version."""
-    from medserve.registry import Registry
+    from medserve.storage import Registry
 
     with Registry(settings()) as registry:
         versions = registry.list()
@@ -64,7 +64,7 @@ def models_show(
 ) -> None:
     """One model version: metadata, schema, metrics, lineage."""
     from medserve.data import Schema
-    from medserve.registry import Registry
+    from medserve.storage import Registry
 
     with Registry(settings()) as registry:
         version = registry.get(model)
@@ -85,7 +85,7 @@ def models_show(
 @handle_errors
 def models_promote(model: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
     """Move a version to production (the previous production version is archived)."""
-    from medserve.registry import Registry
+    from medserve.storage import Registry
 
     with Registry(settings()) as registry:
         version = registry.promote(model)
@@ -96,7 +96,7 @@ def models_promote(model: Annotated[str, typer.Argument(help="NAME:VERSION")]) -
 @handle_errors
 def models_archive(model: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
     """Archive a version."""
-    from medserve.registry import Registry
+    from medserve.storage import Registry
 
     with Registry(settings()) as registry:
         version = registry.archive(model)

@@ -30,7 +30,7 @@ def report(
 ) -> None:
     """The model report (TRIPOD+AI style): prints the path of its self-contained HTML page."""
     from medserve.flows import stored_report
-    from medserve.registry import Registry
+    from medserve.storage import Registry
 
     config = settings()
     with Registry(config) as registry:

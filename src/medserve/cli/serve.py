@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging.config
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +12,6 @@ from medserve.cli._common import err, handle_errors, settings
 from medserve.config import Settings
 
 app = typer.Typer()
-GRACEFUL_SHUTDOWN_S = 30
 
 
 def start_server(
@@ -24,49 +22,19 @@ def start_server(
     ssl_keyfile: Path | None = None,
     log_level: str = "info",
 ) -> None:
-    """Open everything (a broken registry stops here), tell the operator, then serve."""
-    import uvicorn
-
-    from medserve.registry.keystore import KeyStore
-    from medserve.service.app import create_app
-    from medserve.service.keys import ApiKeyStore
-    from medserve.service.observability import logging_config
+    """Serve under uvicorn, telling the operator on stderr what is served."""
+    from medserve.serve.uvicorn import start_server as serve_uvicorn
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         from medserve.errors import ConfigError
 
         raise ConfigError("give both --ssl-certfile and --ssl-keyfile, or neither")
-    logging.config.dictConfig(logging_config(log_level.upper()))
-    keystore = KeyStore(config)
-    if keystore.created_key_file is not None:
-        err.print(
-            f"[yellow]warning:[/] created master key {keystore.created_key_file}: back it up; "
-            "without it the models cannot be decrypted"
-        )
-    app_ = create_app(config)
-    served = [v.ref for v in app_.state.catalog.served_versions()]
-    err.print(f"serving {', '.join(served) if served else 'no models yet'}")
-    for ref, why in app_.state.catalog.failures.items():
-        err.print(f"[red]not serving {ref}:[/] {why}")
-    if ApiKeyStore(app_.state.registry.engine).count_active() == 0:
-        err.print(
-            "no API keys yet: create one with `medserve keys create --role predictor` "
-            "(every route but /healthz and /readyz needs one)"
-        )
-    scheme = "https" if ssl_certfile else "http"
-    err.print(f"listening on {scheme}://{host}:{port} (OpenAPI: /openapi.json, with a key)")
-    uvicorn.run(
-        app_,
-        host=host,
-        port=port,
-        log_config=logging_config(log_level.upper()),
-        access_log=False,
-        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        loop="uvloop",
-        http="httptools",
-    )
+    serve_uvicorn(config, host, port, _notify, ssl_certfile, ssl_keyfile, log_level)
+
+
+def _notify(level: str, text: str) -> None:
+    colour = {"warning": "yellow", "error": "red"}.get(level)
+    err.print(f"[{colour}]{level}:[/] {text}" if colour else text, markup=colour is not None)
 
 
 @app.command()

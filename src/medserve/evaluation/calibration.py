@@ -17,23 +17,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.special import expit, logit
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
+from medserve.core.risk import risk_logit
 from medserve.evaluation._inputs import check_outcome_and_risk
 
-# Risks of exactly 0 or 1 have infinite log-odds; clip them first.
-RISK_CLIP = 1e-6
-# The offset-model intercept lies in this bracket: |logit(risk)| <= 13.9 after clipping.
+# The offset-model intercept lies in this bracket: |logit(risk)| <= 16.2 after clipping.
 _INTERCEPT_BRACKET = 60.0
 _NEWTON_MAX_ITER = 100
 _NEWTON_TOL = 1e-7
 _MAX_STEP_HALVINGS = 40
-
-
-def risk_logit(risk: np.ndarray) -> np.ndarray:
-    """Log-odds of risks clipped to [1e-6, 1 - 1e-6]."""
-    return logit(np.clip(risk, RISK_CLIP, 1 - RISK_CLIP))
 
 
 class CalibrationFit(NamedTuple):

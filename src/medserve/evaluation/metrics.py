@@ -23,6 +23,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from medserve.core.risk import risk_logit
 from medserve.errors import ConfigError
 from medserve.evaluation import bootstrap
 from medserve.evaluation._inputs import check_outcome_and_risk
@@ -30,7 +31,6 @@ from medserve.evaluation.calibration import (
     CalibrationFit,
     batched_calibration,
     fit_calibration,
-    risk_logit,
 )
 
 METRIC_NAMES = (

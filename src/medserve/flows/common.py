@@ -13,8 +13,8 @@ from medserve.config import Settings
 from medserve.errors import DataError
 from medserve.evaluation import Metric
 from medserve.modeling import TrainedModel
-from medserve.registry import ModelVersion, Registry
-from medserve.registry.artifacts import resolve_in_home
+from medserve.storage import ModelVersion, Registry
+from medserve.storage.artifacts import resolve_in_home
 
 LIBRARIES = (
     "numpy",

@@ -10,10 +10,10 @@ from typing import Any
 import pandas as pd
 
 from medserve.config import Settings
+from medserve.core.files import write_file_atomic
 from medserve.data import file_sha256, read_table
 from medserve.errors import DataError
 from medserve.evaluation import Metric, evaluate_predictions
-from medserve.evaluation.html import write_html_report
 from medserve.evaluation.report import (
     ReportOptions,
     data_summary,
@@ -23,8 +23,8 @@ from medserve.evaluation.report import (
 from medserve.explain import report_section
 from medserve.flows.common import load_model, result_json, training_report_of
 from medserve.modeling.train import labelled_rows
-from medserve.registry import ModelVersion, Registry
-from medserve.registry.files import write_file_atomic
+from medserve.reporting.html import write_html_report
+from medserve.storage import ModelVersion, Registry
 
 
 @dataclass

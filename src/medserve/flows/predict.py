@@ -11,7 +11,7 @@ from medserve.config import Settings
 from medserve.data import read_table, write_table
 from medserve.explain import Explainer, explained
 from medserve.flows.common import load_model
-from medserve.registry import ModelVersion, Registry
+from medserve.storage import ModelVersion, Registry
 
 
 def predict_file(

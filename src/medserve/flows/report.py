@@ -7,9 +7,9 @@ from pathlib import Path
 
 from medserve.config import Settings
 from medserve.errors import ModelNotFound
-from medserve.evaluation.html import html_for_json_file
-from medserve.registry import ModelVersion, Registry
-from medserve.registry.artifacts import resolve_in_home
+from medserve.reporting.html import html_for_json_file
+from medserve.storage import ModelVersion, Registry
+from medserve.storage.artifacts import resolve_in_home
 
 
 @dataclass

@@ -24,7 +24,6 @@ from medserve.deid import KEY_PURPOSE as DEID_KEY_PURPOSE
 from medserve.deid.training import deidentify_for_training, schema_record
 from medserve.errors import ConfigError
 from medserve.evaluation import Metric, evaluate_predictions
-from medserve.evaluation.html import write_html_report
 from medserve.evaluation.report import (
     ReportOptions,
     data_summary,
@@ -35,8 +34,9 @@ from medserve.explain import report_section
 from medserve.flows.common import library_versions, result_json
 from medserve.modeling import ThresholdRule, TrainedModel, TrainOptions, train_model
 from medserve.modeling.train import CandidateResult, Progress
-from medserve.registry import ModelVersion, Registry
-from medserve.registry.keystore import KeyStore
+from medserve.reporting.html import write_html_report
+from medserve.storage import ModelVersion, Registry
+from medserve.storage.keystore import KeyStore
 
 
 @dataclass

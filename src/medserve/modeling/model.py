@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from medserve.data.schema import Schema
-from medserve.modeling.calibration import apply_recalibration
+from medserve.modeling.recalibration import apply_recalibration
 
 BACKGROUND_ROWS = 100
 

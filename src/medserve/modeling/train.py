@@ -16,9 +16,9 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from medserve.data.schema import Schema
 from medserve.errors import ConfigError, DataError
-from medserve.modeling.calibration import apply_recalibration, fit_recalibration
 from medserve.modeling.families import AUTO_CANDIDATES, FAMILIES, make_pipeline
 from medserve.modeling.model import BACKGROUND_ROWS, TrainedModel
+from medserve.modeling.recalibration import apply_recalibration, fit_recalibration
 from medserve.modeling.threshold import ThresholdRule, choose_threshold
 
 # (what is happening, steps done, steps in all) — the CLI draws it as a progress bar.

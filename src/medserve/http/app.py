@@ -1,0 +1,71 @@
+"""The app factory: one FastAPI app per Settings, everything it needs opened up front so
+a broken registry stops the start instead of serving nothing silently."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from medserve import __version__
+from medserve.config import Settings
+from medserve.http.deps import RateLimiter
+from medserve.http.observability import RequestBookkeeping, ServiceMetrics
+from medserve.http.problems import install_problem_handlers, problem
+from medserve.http.routes import health, metadata, metrics, models, predict, report
+from medserve.scoring.catalog import ModelCatalog
+from medserve.security.api_keys import ApiKeyStore
+from medserve.security.audit import AuditLog, AuditWriter
+from medserve.storage import Registry
+from medserve.storage.keystore import KeyStore
+
+log = logging.getLogger("medserve.http")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    registry = Registry(settings)
+    keystore = KeyStore(settings)
+    audit_writer = AuditWriter(AuditLog(registry.engine, keystore.purpose_key("audit")))
+    catalog = ModelCatalog(registry, stage=settings.serve_stage)
+    for failure in catalog.preload():
+        log.error("model not served", extra={"fields": {"why": failure}})
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # uvicorn has finished in-flight requests: write every audit record, then close.
+        audit_writer.close()
+        registry.close()
+
+    app = FastAPI(
+        title="medserve",
+        version=__version__,
+        description="Clinical risk models as a service. Every route but /healthz and /readyz "
+        "needs `Authorization: Bearer <API key>`; errors are RFC 9457 problem+json.",
+        lifespan=lifespan,
+        # The schema and docs sit behind a credential too (see routes/metadata.py).
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.keys = ApiKeyStore(registry.engine)
+    app.state.audit = audit_writer
+    app.state.catalog = catalog
+    app.state.metrics = ServiceMetrics()
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    install_problem_handlers(app)
+    for router in (health.router, models.router, predict.router, metrics.router, metadata.router):
+        app.include_router(router)
+    app.include_router(report.router)
+    app.add_middleware(
+        RequestBookkeeping,
+        metrics=app.state.metrics,
+        audit=lambda: app.state.audit,
+        max_body_bytes=settings.max_body_bytes,
+        too_large=lambda detail: problem(413, detail),
+    )
+    return app

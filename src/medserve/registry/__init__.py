@@ -1,6 +1,0 @@
-"""Model registry: versioned model artifacts with their metadata (schema, metrics, lineage)."""
-
-from medserve.registry.artifacts import ArtifactRef, read_artifact, write_artifact
-from medserve.registry.store import ModelVersion, Registry
-
-__all__ = ["ArtifactRef", "ModelVersion", "Registry", "read_artifact", "write_artifact"]

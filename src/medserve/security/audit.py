@@ -1,0 +1,463 @@
+"""The audit trail: one append-only record per request, hash-chained and keyed with an HMAC.
+
+Each record holds only *who, when, what*: the time, the API key id and role,
+the route and method, the model name and version, how many records were
+scored, the HTTP status, the request id and the calling client's address.
+Never feature values, predictions, free text or patient identifiers: the
+trail is read by auditors who must not see PHI, so ``AuditEntry`` has no field
+that could carry them.
+
+Tamper evidence:
+
+- ``hash`` is the SHA-256 of a canonical JSON of the record's fields, its
+  ``seq`` and the previous record's hash (``prev_hash``); editing a field or
+  moving a record to another ``seq`` breaks its hash, removing one breaks the
+  chain.
+- ``mac`` is an HMAC-SHA256 of ``hash`` under a secret audit key, so a forger
+  with write access to the database cannot recompute a consistent chain.
+- ``audit_head`` (one row) holds the newest ``seq`` and hash, MACed, and is
+  written in the same transaction as the records, so removing records at the
+  end is detected too. Removing *everything*, head included, cannot be seen
+  from inside the database; keep exported copies (``medserve audit export``)
+  elsewhere to anchor the chain.
+
+Appends take the ``audit`` write lock (``lock_for_write``), so processes and
+replicas sharing one PostgreSQL database extend a single consistent chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from medserve.errors import ConfigError, IntegrityError, RegistryError
+from medserve.storage.database import lock_for_write, one_line
+from medserve.storage.tables import HEAD_ID, AuditHeadRow, AuditRecordRow
+
+logger = logging.getLogger(__name__)
+
+GENESIS_HASH = "0" * 64
+LOCK_KEY = "audit"
+MIN_KEY_BYTES = 16
+# The fields a record's hash covers, besides the chain link itself.
+HASHED_FIELDS = (
+    "seq",
+    "at",
+    "key_id",
+    "role",
+    "route",
+    "method",
+    "model",
+    "model_version",
+    "n_records",
+    "status",
+    "request_id",
+    "client",
+    "prev_hash",
+)
+# Longest value each text column holds; longer values are cut before hashing.
+TEXT_LIMITS = {
+    "key_id": 16,
+    "role": 16,
+    "route": 512,
+    "method": 16,
+    "model": 64,
+    "request_id": 64,
+    "client": 255,
+}
+READ_BATCH = 1000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    """What one request leaves in the trail. Deliberately no room for feature values or PHI."""
+
+    route: str
+    method: str
+    status: int
+    request_id: str
+    key_id: str | None = None
+    role: str | None = None
+    model: str | None = None
+    model_version: int | None = None
+    n_records: int | None = None
+    client: str | None = None
+    at: datetime = field(default_factory=_now)
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None:
+            raise ValueError("AuditEntry.at must be timezone-aware")
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of checking the whole chain.
+
+    ``checked`` counts the records that verified before the first problem;
+    ``first_broken_seq`` is the first record that cannot be vouched for (None
+    when the records are fine but the head row is missing or altered).
+    """
+
+    ok: bool
+    checked: int
+    first_broken_seq: int | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AuditLog:
+    """Appends to, verifies and exports the audit trail in the registry database.
+
+    ``hmac_key`` is the audit purpose key (at least 16 bytes); every replica
+    writing to the same database must use the same one. Safe to share between
+    threads; every call runs its own transaction.
+    """
+
+    def __init__(self, engine: Engine, hmac_key: bytes) -> None:
+        if not isinstance(hmac_key, bytes) or len(hmac_key) < MIN_KEY_BYTES:
+            raise ConfigError(f"the audit HMAC key must be at least {MIN_KEY_BYTES} bytes")
+        self._engine = engine
+        self._key = hmac_key
+
+    def append(self, entry: AuditEntry) -> int:
+        """Chain and store one entry; returns its seq."""
+        return self.append_many([entry])[0]
+
+    def append_many(self, entries: Iterable[AuditEntry]) -> list[int]:
+        """Chain and store entries in order, in one transaction; returns their seqs.
+
+        Refuses (IntegrityError) to extend a chain whose head is missing or fails
+        its MAC: appending would hide the damage.
+        """
+        batch = list(entries)
+        if not batch:
+            return []
+        with self._engine.begin() as connection:
+            lock_for_write(connection, LOCK_KEY)
+            last_seq, prev_hash = self._head_for_append(connection)
+            rows = []
+            for entry in batch:
+                last_seq += 1
+                row = record_fields(entry, last_seq, prev_hash)
+                row["hash"] = record_hash(row)
+                row["mac"] = self._mac(row["hash"])
+                rows.append(row)
+                prev_hash = row["hash"]
+            connection.execute(insert(AuditRecordRow), rows)
+            head = {"seq": last_seq, "hash": prev_hash, "mac": self._head_mac(last_seq, prev_hash)}
+            if rows[0]["seq"] == 1:
+                connection.execute(insert(AuditHeadRow).values(id=HEAD_ID, **head))
+            else:
+                connection.execute(
+                    update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).values(**head)
+                )
+        return [row["seq"] for row in rows]
+
+    def verify(self) -> VerifyResult:
+        """Recompute every hash, link and MAC in seq order, then check the head."""
+        with _snapshot(self._engine) as connection:
+            head = connection.execute(
+                select(AuditHeadRow.seq, AuditHeadRow.hash, AuditHeadRow.mac).where(
+                    AuditHeadRow.id == HEAD_ID
+                )
+            ).one_or_none()
+            records = connection.execution_options(yield_per=READ_BATCH).execute(
+                select(AuditRecordRow.__table__).order_by(AuditRecordRow.seq)
+            )
+            checked, prev_hash = 0, GENESIS_HASH
+            for record in records:
+                expected_seq = checked + 1
+                problem = self._record_problem(record._mapping, expected_seq, prev_hash)
+                if problem is not None:
+                    return VerifyResult(False, checked, expected_seq, problem)
+                checked, prev_hash = expected_seq, record.hash
+        return self._check_head(head, checked, prev_hash)
+
+    def export(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """The stored records (hashes and MACs included) in seq order; see ``export_records``."""
+        return export_records(self._engine, since)
+
+    def _head_for_append(self, connection: Connection) -> tuple[int, str]:
+        head = connection.execute(
+            select(AuditHeadRow.seq, AuditHeadRow.hash, AuditHeadRow.mac).where(
+                AuditHeadRow.id == HEAD_ID
+            )
+        ).one_or_none()
+        if head is None:
+            if connection.execute(select(AuditRecordRow.seq).limit(1)).first() is not None:
+                raise IntegrityError(
+                    "the audit head is missing but the audit log has records: nothing was "
+                    "appended; run `medserve audit verify`"
+                )
+            return 0, GENESIS_HASH
+        if not hmac.compare_digest(head.mac, self._head_mac(head.seq, head.hash)):
+            raise IntegrityError(
+                "the audit head fails its MAC check (altered, or this service uses another "
+                "audit key): nothing was appended; run `medserve audit verify`"
+            )
+        return head.seq, head.hash
+
+    def _record_problem(
+        self, record: Mapping[Any, Any], expected_seq: int, prev_hash: str
+    ) -> str | None:
+        if record["seq"] != expected_seq:
+            missing = (
+                f"record {expected_seq} is"
+                if record["seq"] == expected_seq + 1
+                else f"records {expected_seq}–{record['seq'] - 1} are"
+            )
+            return f"{missing} missing (the next one is {record['seq']})"
+        if record_hash(record) != record["hash"]:
+            return "its contents do not match its hash (a field or its position was changed)"
+        if record["prev_hash"] != prev_hash:
+            previous = f"record {expected_seq - 1}" if expected_seq > 1 else "the start"
+            return f"its prev_hash does not link to {previous} (records reordered or replaced)"
+        if not hmac.compare_digest(record["mac"], self._mac(record["hash"])):
+            return "its MAC does not match (altered, or written with another audit key)"
+        return None
+
+    def _check_head(self, head: Any, last_seq: int, last_hash: str) -> VerifyResult:
+        if head is None:
+            if last_seq == 0:
+                return VerifyResult(True, 0)
+            return VerifyResult(
+                False, last_seq, None, "the audit head is missing (records at the end may be gone)"
+            )
+        if not hmac.compare_digest(head.mac, self._head_mac(head.seq, head.hash)):
+            return VerifyResult(
+                False, last_seq, None, "the audit head's MAC does not match (the head was altered)"
+            )
+        if head.seq > last_seq:
+            missing = (
+                f"record {head.seq} is"
+                if head.seq == last_seq + 1
+                else f"records {last_seq + 1}–{head.seq} are"
+            )
+            return VerifyResult(
+                False, last_seq, last_seq + 1, f"{missing} missing at the end of the log"
+            )
+        if head.seq < last_seq:
+            return VerifyResult(
+                False,
+                head.seq,
+                head.seq + 1,
+                f"record {head.seq + 1} comes after the audit head (seq {head.seq})",
+            )
+        if head.hash != last_hash:
+            return VerifyResult(
+                False, last_seq - 1, last_seq, "it does not match the audit head's hash"
+            )
+        return VerifyResult(True, last_seq)
+
+    def _mac(self, record_hash_hex: str) -> str:
+        return hmac.new(self._key, record_hash_hex.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def _head_mac(self, seq: int, head_hash: str) -> str:
+        message = f"audit_head:{seq}:{head_hash}".encode("ascii")
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+
+def record_fields(entry: AuditEntry, seq: int, prev_hash: str) -> dict[str, Any]:
+    """The stored fields of ``entry`` as record ``seq``: text cut to its column, numbers as int."""
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "at": entry.at.astimezone(UTC),
+        "prev_hash": prev_hash,
+        "status": int(entry.status),
+        "model_version": None if entry.model_version is None else int(entry.model_version),
+        "n_records": None if entry.n_records is None else int(entry.n_records),
+    }
+    for name, limit in TEXT_LIMITS.items():
+        value = getattr(entry, name)
+        fields[name] = None if value is None else str(value)[:limit]
+    return fields
+
+
+def record_hash(record: Mapping[Any, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of a record's hashed fields."""
+    canonical = {name: record[name] for name in HASHED_FIELDS}
+    canonical["at"] = _iso(record["at"])
+    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def export_records(engine: Engine, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+    """Stored audit records as JSON-ready dicts in seq order, those at or after ``since`` only.
+
+    Needs no audit key: exporting copies, it does not vouch for them.
+    """
+    if since is not None and since.tzinfo is None:
+        raise ConfigError("the export start time must include a time zone (e.g. 'Z' or '+00:00')")
+    statement = select(AuditRecordRow.__table__).order_by(AuditRecordRow.seq)
+    if since is not None:
+        statement = statement.where(AuditRecordRow.at >= since)
+    with engine.connect() as connection:
+        for row in connection.execution_options(yield_per=READ_BATCH).execute(statement):
+            record = dict(row._mapping)
+            record["at"] = _iso(record["at"])
+            yield record
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection that sees one consistent state of the database.
+
+    PostgreSQL: a REPEATABLE READ transaction. SQLite (pysqlite issues no BEGIN
+    before reads): an explicit deferred BEGIN, whose snapshot starts at the first read.
+    """
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="REPEATABLE READ")
+        elif connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN")
+        try:
+            yield connection
+        finally:
+            connection.rollback()
+
+
+_STOP = object()
+
+
+class AuditWriter:
+    """Writes audit entries from a background thread so requests never wait on the database.
+
+    ``submit`` only enqueues. The thread writes batches of up to ``max_batch``
+    entries, waiting at most ``flush_interval_s`` to fill one. A failing batch is
+    retried with back-off; if it still fails its entries are counted as lost,
+    logged, and the next ``flush`` or ``close`` raises RegistryError, so a lost
+    audit record is never silent. ``close`` writes everything submitted before it.
+    """
+
+    RETRY_DELAYS_S = (0.1, 0.2, 0.4, 0.8)
+
+    def __init__(self, log: AuditLog, flush_interval_s: float = 0.05, max_batch: int = 500) -> None:
+        if max_batch < 1:
+            raise ConfigError("max_batch must be at least 1")
+        self._log = log
+        self._flush_interval_s = flush_interval_s
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._state = threading.Condition()
+        self._submitted = 0
+        self._finished = 0  # written or lost
+        self._lost = 0
+        self._lost_reported = 0
+        self._last_error: str | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="medserve-audit-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def lost(self) -> int:
+        """Entries that could not be written, since the writer started."""
+        with self._state:
+            return self._lost
+
+    def submit(self, entry: AuditEntry) -> None:
+        """Queue ``entry`` for writing; never blocks on the database."""
+        with self._state:
+            if self._closed:
+                raise RuntimeError("the audit writer is closed")
+            self._submitted += 1
+            self._queue.put(entry)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until everything submitted so far is written (or lost: then RegistryError)."""
+        with self._state:
+            target = self._submitted
+            if not self._state.wait_for(lambda: self._finished >= target, timeout_s):
+                raise RegistryError(
+                    f"the audit writer did not finish within {timeout_s} s "
+                    f"({target - self._finished} records pending)"
+                )
+            self._raise_if_lost()
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Stop accepting entries, write all queued ones, stop the thread. Idempotent."""
+        with self._state:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(_STOP)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise RegistryError(f"the audit writer did not finish within {timeout_s} s")
+        with self._state:
+            self._raise_if_lost()
+
+    def __enter__(self) -> AuditWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _raise_if_lost(self) -> None:
+        if self._lost > self._lost_reported:
+            newly_lost = self._lost - self._lost_reported
+            self._lost_reported = self._lost
+            raise RegistryError(
+                f"{newly_lost} audit records could not be written: {self._last_error}"
+            )
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            deadline = time.monotonic() + self._flush_interval_s
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._write(batch)
+        # submit() refuses entries once _STOP is queued, so nothing is left behind it.
+
+    def _write(self, batch: list[AuditEntry]) -> None:
+        error: Exception | None = None
+        for delay_s in (*self.RETRY_DELAYS_S, None):
+            try:
+                self._log.append_many(batch)
+                error = None
+                break
+            # The thread must outlive any failure, or flush() and close() would
+            # wait forever; the error is logged and re-raised by flush()/close().
+            except Exception as failure:  # noqa: BLE001
+                error = failure
+                if delay_s is not None:
+                    time.sleep(delay_s)
+        with self._state:
+            if error is not None:
+                self._lost += len(batch)
+                self._last_error = one_line(error)
+                logger.error("could not write %d audit records: %s", len(batch), self._last_error)
+            self._finished += len(batch)
+            self._state.notify_all()

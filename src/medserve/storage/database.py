@@ -1,0 +1,81 @@
+"""The registry's database: engine set-up, Alembic migrations, write locks.
+
+Everything dialect-specific lives here, so ``store`` reads the same on SQLite
+(the embedded default) and PostgreSQL (shared by replicas).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL (readers never block writers) and a busy timeout."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration; a no-op when it is already there.
+
+    Runs in one transaction under the write lock, so replicas opening a fresh
+    database at the same moment migrate it once.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        lock_for_write(connection, "migrations")
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def lock_for_write(connection: Connection, key: str) -> None:
+    """Serialise writers on ``key`` until the current transaction ends.
+
+    Must be the first statement of the transaction. SQLite takes its database
+    write lock up front (BEGIN IMMEDIATE); PostgreSQL takes a transaction-scoped
+    advisory lock on the key. Other databases rely on unique constraints alone.
+    """
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif dialect == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"medserve.storage:{key}"},
+        )
+
+
+def describe_url(url: str) -> str:
+    """The URL as safe to show: password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an unparseable database URL)"
+
+
+def one_line(error: BaseException) -> str:
+    """The root cause of a database error on one line (drivers often spread it over several)."""
+    cause = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return " ".join(lines) or type(cause).__name__

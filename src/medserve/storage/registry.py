@@ -1,0 +1,384 @@
+"""The model registry: versioned model artifacts plus their metadata rows."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import dataclasses
+import getpass
+import io
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import PurePath
+from types import TracebackType
+from typing import Any
+
+import joblib  # type: ignore[import-untyped]
+import numpy as np
+from alembic.util.exc import CommandError
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
+
+from medserve.config import Settings
+from medserve.core.files import DIR_MODE, write_file_atomic
+from medserve.errors import ConfigError, ModelNotFound, RegistryError
+from medserve.storage.artifacts import (
+    delete_artifact,
+    read_artifact,
+    resolve_in_home,
+    write_artifact,
+)
+from medserve.storage.database import describe_url, lock_for_write, migrate, one_line, open_engine
+from medserve.storage.tables import ModelVersionRow
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+NAME_RULE = (
+    "1-63 characters: lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+)
+# Concurrent registrations of one name are serialised by a lock; the retry covers
+# databases without one and the rare race the lock cannot see.
+ALLOCATION_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of a named model: where its artifact is and what it is."""
+
+    name: str
+    version: int
+    stage: str
+    family: str
+    created_at: datetime
+    created_by: str
+    artifact_id: str
+    artifact_path: str
+    artifact_sha256: str
+    data_sha256: str
+    threshold: float
+    schema: dict[str, Any]
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    lineage: dict[str, Any]
+    report_path: str | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (timestamps as ISO 8601), including ``ref``."""
+        fields = dataclasses.asdict(self)
+        fields["created_at"] = self.created_at.isoformat()
+        fields["ref"] = self.ref
+        return fields
+
+    @classmethod
+    def from_row(cls, row: ModelVersionRow) -> ModelVersion:
+        return cls(**{field.name: getattr(row, field.name) for field in dataclasses.fields(cls)})
+
+
+class Registry:
+    """Registers, finds, loads and stages model versions.
+
+    Metadata lives in the database at ``settings.resolved_database_url`` (schema
+    migrated on open); artifacts and reports live under ``settings.home``.
+    Safe to share between threads; every method runs its own transaction.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        url = settings.resolved_database_url
+        try:
+            for directory in (settings.home, settings.artifacts_dir, settings.reports_dir):
+                directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        except OSError as error:
+            raise RegistryError(
+                f"cannot create the medserve home {settings.home}: {error.strerror}"
+            ) from error
+        engine: Engine | None = None
+        try:
+            engine = open_engine(url)
+            migrate(engine)
+        except (sa_exc.SQLAlchemyError, CommandError, ImportError, OSError) as error:
+            if engine is not None:
+                engine.dispose()
+            raise RegistryError(
+                f"cannot open the registry database {describe_url(url)}: {one_line(error)}"
+            ) from error
+        self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def register(
+        self,
+        name: str,
+        model: object,
+        *,
+        family: str,
+        schema: dict[str, Any],
+        metrics: dict[str, Any],
+        threshold: float,
+        params: dict[str, Any],
+        lineage: dict[str, Any],
+        data_sha256: str,
+        created_by: str | None = None,
+        report: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Store ``model`` as the next version of ``name`` and return its record.
+
+        The first version of a name goes straight to production, later ones are
+        candidates. All or nothing: on any failure the row, artifact and report
+        written so far are removed and the error is re-raised.
+        ``created_by`` defaults to the login name of the current user.
+        """
+        check_name(name)
+        if not family:
+            raise ConfigError("a model family is required to register a model")
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"threshold {threshold} is not a probability between 0 and 1")
+        fields: dict[str, Any] = {
+            "name": name,
+            "family": family,
+            "threshold": float(threshold),
+            "data_sha256": data_sha256,
+            "created_by": created_by or _current_user(),
+            "schema": json_document(schema, "schema"),
+            "metrics": json_document(metrics, "metrics"),
+            "params": json_document(params, "params"),
+            "lineage": json_document(lineage, "lineage"),
+        }
+        report_json = None
+        if report is not None:
+            report_json = json.dumps(json_document(report, "report"), indent=2, allow_nan=False)
+
+        artifact = write_artifact(self._settings, serialise(model))
+        fields.update(
+            artifact_id=artifact.artifact_id,
+            artifact_path=artifact.path,
+            artifact_sha256=artifact.sha256,
+        )
+        try:
+            return self._insert_with_retry(fields, report_json)
+        except BaseException:
+            delete_artifact(self._settings, artifact.path)
+            raise
+
+    def _insert_with_retry(self, fields: dict[str, Any], report_json: str | None) -> ModelVersion:
+        attempt = 1
+        while True:
+            try:
+                return self._insert_next_version(fields, report_json)
+            except sa_exc.IntegrityError as conflict:
+                if attempt == ALLOCATION_ATTEMPTS:
+                    raise RegistryError(
+                        f"could not allocate a version of {fields['name']!r} after {attempt} "
+                        f"attempts: {one_line(conflict)}; try again"
+                    ) from conflict
+                attempt += 1
+
+    def _insert_next_version(self, fields: dict[str, Any], report_json: str | None) -> ModelVersion:
+        """One attempt: claim the next version number, write the report, commit the row."""
+        name = fields["name"]
+        written_report: str | None = None
+        with Session(self._engine) as session:
+            try:
+                lock_for_write(session.connection(), f"model:{name}")
+                latest = session.scalar(
+                    select(func.max(ModelVersionRow.version)).where(ModelVersionRow.name == name)
+                )
+                version = (latest or 0) + 1
+                report_path = None
+                if report_json is not None:
+                    reports = self._settings.reports_dir.relative_to(self._settings.home)
+                    report_path = (reports / name / f"v{version}" / "report.json").as_posix()
+                row = ModelVersionRow(
+                    **fields,
+                    version=version,
+                    stage="production" if version == 1 else "candidate",
+                    created_at=datetime.now(UTC),
+                    report_path=report_path,
+                )
+                # Flushing claims (name, version) through the unique constraint before any
+                # file named after it is written; the row becomes visible only at commit,
+                # after every file it points at.
+                session.add(row)
+                session.flush()
+                if report_json is not None and report_path is not None:
+                    write_file_atomic(
+                        resolve_in_home(self._settings, report_path), report_json.encode()
+                    )
+                    written_report = report_path
+                registered = ModelVersion.from_row(row)
+                session.commit()
+            except BaseException:
+                if written_report is not None:
+                    self._remove_report(written_report)
+                session.rollback()
+                raise
+        return registered
+
+    def _remove_report(self, report_path: str) -> None:
+        delete_artifact(self._settings, report_path)
+        version_dir = resolve_in_home(self._settings, report_path).parent
+        for directory in (version_dir, version_dir.parent):
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only succeeds when empty: others' reports are never touched
+
+    def get(self, ref: str) -> ModelVersion:
+        """``name:VERSION`` exactly, or ``name``: its production version, else its latest."""
+        with Session(self._engine) as session:
+            return ModelVersion.from_row(_resolve(session, ref))
+
+    def list(self) -> builtins.list[ModelVersion]:
+        """Every version of every model, ordered by name then version."""
+        with Session(self._engine) as session:
+            rows = session.scalars(
+                select(ModelVersionRow).order_by(ModelVersionRow.name, ModelVersionRow.version)
+            )
+            return [ModelVersion.from_row(row) for row in rows]
+
+    def versions(self, name: str) -> builtins.list[ModelVersion]:
+        """Every version of ``name``, oldest first; ModelNotFound if there is none."""
+        with Session(self._engine) as session:
+            return [ModelVersion.from_row(row) for row in _versions_of(session, name)]
+
+    def load(self, model_version: ModelVersion | str) -> object:
+        """The model object of a version; its artifact's sha256 is checked before unpickling."""
+        if isinstance(model_version, str):
+            model_version = self.get(model_version)
+        payload = read_artifact(
+            self._settings, model_version.artifact_path, model_version.artifact_sha256
+        )
+        return joblib.load(io.BytesIO(payload))
+
+    def promote(self, ref: str) -> ModelVersion:
+        """Make a version production; the name's previous production version is archived."""
+        name, _ = parse_ref(ref)
+        with Session(self._engine) as session, session.begin():
+            lock_for_write(session.connection(), f"model:{name}")
+            target = _resolve(session, ref)
+            if target.stage != "production":
+                # Archive first: the database allows one production version per name.
+                session.execute(
+                    update(ModelVersionRow)
+                    .where(ModelVersionRow.name == name, ModelVersionRow.stage == "production")
+                    .values(stage="archived")
+                )
+                target.stage = "production"
+            return ModelVersion.from_row(target)
+
+    def archive(self, ref: str) -> ModelVersion:
+        """Retire a version; ``get(name)`` then falls back to the latest version."""
+        name, _ = parse_ref(ref)
+        with Session(self._engine) as session, session.begin():
+            lock_for_write(session.connection(), f"model:{name}")
+            target = _resolve(session, ref)
+            target.stage = "archived"
+            return ModelVersion.from_row(target)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def check_name(name: str) -> None:
+    if not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(f"model name {name!r} is not allowed: use {NAME_RULE}")
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """Split ``name`` or ``name:VERSION``; a version that is not a whole number is refused."""
+    name, sep, version_text = ref.partition(":")
+    if not name:
+        raise ConfigError(f"model reference {ref!r} has no name: write NAME or NAME:VERSION")
+    if not sep:
+        return name, None
+    if not (version_text.isascii() and version_text.isdigit() and int(version_text) > 0):
+        raise ConfigError(
+            f"model reference {ref!r}: version {version_text!r} is not a positive whole number; "
+            f"write NAME or NAME:VERSION, e.g. {name}:1"
+        )
+    return name, int(version_text)
+
+
+def serialise(model: object) -> bytes:
+    """The model pickled by joblib (compressed), as bytes for ``write_artifact``."""
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer, compress=3)
+    return buffer.getvalue()
+
+
+def json_document(value: Any, field: str) -> Any:
+    """``value`` as plain JSON data: numpy scalars/arrays unwrapped, NaN and infinities as null.
+
+    Metrics such as an undefined AUROC are NaN; JSON (and PostgreSQL) has no NaN.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.generic | np.ndarray):
+        return json_document(value.tolist(), field)
+    if isinstance(value, dict):
+        return {str(key): json_document(item, field) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_document(item, field) for item in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, PurePath):
+        return str(value)
+    raise ConfigError(
+        f"{field} holds a {type(value).__name__}, which cannot be stored as JSON; "
+        "use numbers, strings, lists and dicts"
+    )
+
+
+def _resolve(session: Session, ref: str) -> ModelVersionRow:
+    name, version = parse_ref(ref)
+    rows = _versions_of(session, name)
+    if version is None:
+        production = [row for row in rows if row.stage == "production"]
+        return production[0] if production else rows[-1]
+    for row in rows:
+        if row.version == version:
+            return row
+    existing = ", ".join(str(row.version) for row in rows)
+    raise ModelNotFound(f"model {name!r} has no version {version}; its versions are {existing}")
+
+
+def _versions_of(session: Session, name: str) -> builtins.list[ModelVersionRow]:
+    rows = builtins.list(
+        session.scalars(
+            select(ModelVersionRow)
+            .where(ModelVersionRow.name == name)
+            .order_by(ModelVersionRow.version)
+        )
+    )
+    if not rows:
+        raise ModelNotFound(
+            f"no model named {name!r} in the registry; `medserve models list` shows what is there"
+        )
+    return rows
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"

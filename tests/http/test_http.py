@@ -1,0 +1,301 @@
+"""The HTTP service as an integrator meets it: a real uvicorn server, real keys, real data."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from starlette.routing import Route
+
+from medserve.http.app import create_app
+from medserve.modeling import TrainedModel
+from medserve.security.api_keys import ApiKeyStore
+from medserve.security.audit import AuditLog
+from medserve.storage import Registry
+from medserve.storage.keystore import KeyStore
+
+UNPROTECTED = {"/healthz", "/readyz"}
+
+
+def walk_routes(routes) -> Iterator[tuple[str, set[str]]]:
+    """Every (path template, methods) an app answers, through included routers."""
+    for route in routes:
+        if hasattr(route, "effective_route_contexts"):  # FastAPI's included router
+            for context in route.effective_route_contexts():
+                yield context.path, set(context.methods)
+        elif isinstance(route, Route):
+            yield route.path, set(route.methods or ())
+        else:
+            raise AssertionError(f"unknown kind of route {route!r}: teach this test about it")
+
+
+def audit_records(service) -> list[dict]:
+    service.app.state.audit.flush()
+    log = AuditLog(
+        service.app.state.registry.engine, KeyStore(service.settings).purpose_key("audit")
+    )
+    return list(log.export())
+
+
+def audit_log(service) -> AuditLog:
+    return AuditLog(
+        service.app.state.registry.engine, KeyStore(service.settings).purpose_key("audit")
+    )
+
+
+def stored_model(service, name: str) -> TrainedModel:
+    with Registry(service.settings) as registry:
+        return registry.load(registry.get(name))
+
+
+def test_health_checks_need_no_credential(service):
+    with service.client(role=None) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "ready" and sorted(ready["models"]) == ["heart:1", "pima:1"]
+
+
+def test_every_other_route_refuses_missing_wrong_and_revoked_keys(service):
+    """Walks app.routes so that a new route cannot slip in unprotected."""
+    routes = list(walk_routes(service.app.routes))
+    assert {path for path, _ in routes} >= {"/v1/models", "/metrics", "/openapi.json"}
+    admin = ApiKeyStore(service.app.state.registry.engine)
+    revoked_key, revoked = admin.create("admin", name="to revoke")
+    admin.revoke(revoked_key.id)
+    credentials = {
+        "missing": {},
+        "wrong": {"Authorization": "Bearer ms_000000000000_" + "x" * 43},
+        "garbage": {"Authorization": "Bearer hello"},
+        "revoked": {"Authorization": f"Bearer {revoked}"},
+    }
+    checked = 0
+    with service.client(role=None) as client:
+        for template, methods in routes:
+            if template in UNPROTECTED:
+                continue
+            path = template.replace("{name}", "heart").replace("{version}", "1")
+            for method in methods:
+                for label, headers in credentials.items():
+                    response = client.request(method, path, headers=headers, json={"records": [{}]})
+                    assert response.status_code == 401, (method, path, label)
+                    checked += 1
+                    assert response.headers["content-type"] == "application/problem+json"
+                    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_wrong_role_is_forbidden(service, heart_records):
+    with service.client("auditor") as client:
+        response = client.post("/v1/models/heart/predict", json={"records": heart_records[:1]})
+    assert response.status_code == 403
+    assert "role 'auditor' may not" in response.json()["detail"]
+
+
+def test_predict_matches_the_reference_pipeline_in_record_order(service, heart_records):
+    records = heart_records[:300]
+    with service.client() as client:
+        response = client.post(
+            "/v1/models/heart/predict",
+            json={"records": records},
+            headers={"X-Request-ID": "req-42"},
+        )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == "heart" and body["version"] == 1
+    assert body["request_id"] == "req-42" == response.headers["x-request-id"]
+    model = stored_model(service, "heart")
+    reference = model.predict_risk(pd.DataFrame(records))
+    risks = np.array([p["risk"] for p in body["predictions"]])
+    np.testing.assert_allclose(risks, reference, rtol=0, atol=1e-9)
+    labels = [p["label"] for p in body["predictions"]]
+    assert labels == (reference >= model.threshold).astype(int).tolist()
+    bands = {p["risk_band"] for p in body["predictions"]}
+    assert bands <= {"low", "moderate", "high"} and len(bands) == 3
+    entry = [r for r in audit_records(service) if r["request_id"] == "req-42"]
+    assert len(entry) == 1
+    assert entry[0]["n_records"] == 300 and entry[0]["model"] == "heart"
+    assert entry[0]["key_id"] == service.key_ids["predictor"]
+    assert entry[0]["status"] == 200
+
+
+def test_model_metadata_publishes_the_schema(service):
+    with service.client("auditor") as client:
+        listing = client.get("/v1/models").json()
+        detail = client.get("/v1/models/heart").json()
+        version = client.get("/v1/models/heart/versions/1").json()
+        missing = client.get("/v1/models/heart/versions/7")
+    assert {m["name"] for m in listing["models"]} == {"heart", "pima"}
+    columns = {c["name"]: c for c in detail["columns"]}
+    assert "id" not in columns and "num" not in columns
+    assert columns["cp"]["categories"] == [
+        "asymptomatic",
+        "atypical angina",
+        "non-anginal",
+        "typical angina",
+    ]
+    assert columns["age"]["training_range"] == [28.0, 77.0]
+    assert columns["chol"]["missing_tokens"] == ["0"]
+    assert detail["outcome"] == "num > 0"
+    assert version["metrics"]["auroc"]["estimate"] > 0.8
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "rule"),
+    [
+        (lambda r: r.pop("age"), "age", "required"),
+        (lambda r: r.update(age="sixty"), "age", "type"),
+        (lambda r: r.update(age=250), "age", "range"),
+        (lambda r: r.update(cp="martian angina"), "cp", "category"),
+    ],
+)
+def test_invalid_records_answer_422_naming_record_field_and_rule(
+    service, heart_records, change, field, rule
+):
+    records = [dict(r) for r in heart_records[:5]]
+    change(records[3])
+    with service.client() as client:
+        response = client.post("/v1/models/heart/predict", json={"records": records})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422 and problem["title"]
+    assert problem["errors"][0] | {"message": None} == {
+        "record": 3,
+        "field": field,
+        "rule": rule,
+        "message": None,
+    }
+    assert "record 3" in problem["detail"] and field in problem["detail"]
+
+
+def test_missing_values_are_allowed_where_the_model_handles_them(service, heart_records):
+    record = dict.fromkeys(heart_records[0])
+    with service.client() as client:
+        response = client.post("/v1/models/heart/predict", json={"records": [record]})
+    assert response.status_code == 200
+    assert 0 < response.json()["predictions"][0]["risk"] < 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"records": []},
+        {"records": "all of them"},
+        {"rows": [{"age": 1}]},
+        {"records": [{"age": {"nested": 1}}]},
+        [1, 2, 3],
+    ],
+)
+def test_malformed_bodies_are_422_problems(service, body):
+    with service.client() as client:
+        response = client.post("/v1/models/heart/predict", json=body)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_unknown_model_is_404(service, heart_records):
+    with service.client() as client:
+        response = client.post("/v1/models/nope/predict", json={"records": heart_records[:1]})
+    assert response.status_code == 404
+    assert "no model named 'nope'" in response.json()["detail"]
+
+
+def test_oversized_bodies_and_record_counts_answer_413(start_service, heart_records):
+    service = start_service(max_body_bytes=50_000, max_records=100)
+    with service.client() as client:
+        too_many = client.post("/v1/models/heart/predict", json={"records": heart_records[:150]})
+        too_big = client.post("/v1/models/heart/predict", json={"records": heart_records[:5] * 100})
+        chunked = client.post(
+            "/v1/models/heart/predict",
+            content=iter([json.dumps({"records": heart_records[:5] * 100}).encode()]),
+            headers={"Content-Type": "application/json"},
+        )
+        fine = client.post("/v1/models/heart/predict", json={"records": heart_records[:50]})
+    assert too_many.status_code == 413 and "the limit is 100" in too_many.json()["detail"]
+    assert too_big.status_code == 413 and "over the limit" in too_big.json()["detail"]
+    assert chunked.status_code == 413
+    assert fine.status_code == 200
+
+
+def test_rate_limit_answers_429_with_retry_after(start_service, heart_records):
+    service = start_service(rate_limit_per_minute=3)
+    with service.client() as client:
+        statuses = [
+            client.post("/v1/models/heart/predict", json={"records": heart_records[:1]})
+            for _ in range(5)
+        ]
+    assert [r.status_code for r in statuses] == [200, 200, 200, 429, 429]
+    assert 1 <= int(statuses[-1].headers["retry-after"]) <= 60
+
+
+def test_prometheus_metrics_count_requests_without_patient_values(service, heart_records):
+    marker = "zz-unique-chest-pain-marker"
+    with service.client() as client:
+        client.post("/v1/models/heart/predict", json={"records": heart_records[:2]})
+        client.post(
+            "/v1/models/heart/predict", json={"records": [{**heart_records[0], "cp": marker}]}
+        )
+        text = client.get("/metrics").text
+    assert 'route="/v1/models/{name}/predict"' in text
+    assert 'status="200"' in text and 'status="422"' in text
+    assert "medserve_request_latency_seconds_bucket" in text
+    assert marker not in text
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_concurrent_clients_get_answers_and_exactly_one_audit_record_each(
+    start_service, heart_records, database, request
+):
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
+    service = start_service(database_url=url)
+    clients, per_client = 16, 200
+
+    def work(index: int) -> list[str]:
+        ids = []
+        with service.client() as client:
+            for n in range(per_client):
+                request_id = f"c{index}-{n}"
+                record = heart_records[(index * per_client + n) % len(heart_records)]
+                response = client.post(
+                    "/v1/models/heart/predict",
+                    json={"records": [record]},
+                    headers={"X-Request-ID": request_id},
+                )
+                assert response.status_code == 200, response.text
+                ids.append(request_id)
+        return ids
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        sent = [i for ids in pool.map(work, range(clients)) for i in ids]
+    records = [r for r in audit_records(service) if r["route"].endswith("/predict")]
+    assert sorted(r["request_id"] for r in records) == sorted(sent)
+    assert audit_log(service).verify().ok
+
+
+def test_a_tampered_artifact_is_refused_and_other_models_keep_serving(
+    service, serve_app, heart_records
+):
+    with Registry(service.settings) as registry:
+        artifact = service.settings.home / registry.get("heart").artifact_path
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    artifact.write_bytes(bytes(data))
+    restarted = serve_app(create_app(service.settings))
+    assert "heart:1" in restarted.app.state.catalog.failures
+    headers = {"Authorization": f"Bearer {service.keys['predictor']}"}
+    with httpx.Client(base_url=restarted.url, headers=headers) as client:
+        refused = client.post("/v1/models/heart/predict", json={"records": heart_records[:1]})
+        pima = client.post("/v1/models/pima/predict", json={"records": [{"Glucose": 120}]})
+        ready = client.get("/readyz").json()
+    assert refused.status_code == 503
+    assert "integrity" in refused.json()["detail"]
+    assert pima.status_code == 422  # validated and answered: the model is being served
+    assert ready["unavailable"] == ["heart:1"]
