@@ -279,7 +279,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def in_process_rows(home: Path, records: list[dict[str, Any]], token: str) -> list[Row]:
     from medserve.config import Settings
-    from medserve.scoring.compiled import FastScorer, records_frame
+    from medserve.scoring.compiled import FastScorer
+    from medserve.scoring.encoding import records_frame
     from medserve.scoring.validation import validate_records
     from medserve.security.api_keys import ApiKeyStore
     from medserve.storage import Registry

@@ -8,145 +8,35 @@ does not know fall back to the reference, so the service can always use a ``Fast
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import lightgbm as lgb
 import numpy as np
-import pandas as pd
 import torch
 from scipy.special import expit
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from medserve.core.risk import risk_logit
-from medserve.data.schema import ColumnSpec, Schema
-from medserve.errors import SchemaError
 from medserve.modeling.boosting import EarlyStoppedLGBMClassifier
 from medserve.modeling.mlp import TorchMLPClassifier
 from medserve.modeling.model import TrainedModel
 from medserve.modeling.recalibration import apply_recalibration
-from medserve.scoring.validation import (
-    UnreadableValue,
-    missing_numbers,
-    read_level,
-    read_number,
-    shown,
+from medserve.scoring.encoding import (
+    Encoding,
+    Record,
+    checked_records,
+    encoding_of,
+    records_frame,
 )
 
-Record = Mapping[str, object]
 # The fitted estimator alone: encoded matrix → uncalibrated risk of the event.
 RawRisk = Callable[[np.ndarray], np.ndarray]
 # Uncalibrated risk → the model's final risk (identity where it has no calibrator).
 Recalibration = Callable[[np.ndarray], np.ndarray]
-NUMERIC_STEP_ORDERS = ([], ["impute"], ["scale"], ["impute", "scale"])
-# Values numpy turns into float64 exactly as float() does (None → NaN); bool is not one.
-PLAIN_NUMBER_TYPES = frozenset({int, float, type(None)})
 # LightGBM scores batches up to this size on the calling thread.
 SINGLE_THREAD_ROWS = 64
-
-
-@dataclass(frozen=True)
-class NumericBlock:
-    """The fitted numeric step: median imputation with missing indicators, then scaling.
-
-    Each part is optional (LightGBM keeps NaN and raw units)."""
-
-    names: tuple[str, ...]
-    missing_tokens: np.ndarray  # (most tokens of any column, columns), NaN-padded
-    offset: int
-    kept: np.ndarray  # columns the imputer keeps (it drops any that were empty in training)
-    fill: np.ndarray | None  # imputation value of each kept column; None: NaN stays
-    indicators: np.ndarray  # columns that get a missing indicator, in output order
-    mean: np.ndarray | None
-    scale: np.ndarray | None
-
-    @property
-    def width(self) -> int:
-        return len(self.kept) + len(self.indicators)
-
-    def read(self, records: Sequence[Record]) -> np.ndarray:
-        """The raw numbers, a column per feature, NaN where not measured (or a missing token)."""
-        values = [record.get(name) for record in records for name in self.names]
-        numbers = _numbers(values, self.names).reshape(len(records), len(self.names))
-        if len(self.missing_tokens):
-            # Padded with NaN, which equals nothing, where a column has fewer tokens.
-            is_token = (numbers[np.newaxis] == self.missing_tokens[:, np.newaxis]).any(axis=0)
-            numbers[is_token] = math.nan
-        return numbers
-
-    def encode(self, numbers: np.ndarray) -> np.ndarray:
-        """The same arithmetic, in the same order, as SimpleImputer then StandardScaler."""
-        missing = np.isnan(numbers)
-        encoded = numbers[:, self.kept]
-        if self.fill is not None:
-            encoded = np.where(missing[:, self.kept], self.fill, encoded)
-            encoded = np.hstack([encoded, missing[:, self.indicators].astype(np.float64)])
-        if self.mean is not None:
-            encoded = encoded - self.mean
-        if self.scale is not None:
-            encoded = encoded / self.scale
-        return encoded
-
-
-@dataclass(frozen=True)
-class LevelBlock:
-    """One level feature's one-hot columns: missing → the "(missing)" level, unseen → none."""
-
-    name: str
-    missing_tokens: frozenset[str]
-    canonical: dict[str, str]  # lower-case level → the level as spelled in training
-    column: dict[str, int]  # level as spelled in training → its column in the matrix
-    missing_column: int | None
-
-    def columns_of(self, values: list[object]) -> list[int | None]:
-        """The matrix column set to 1 for each value; None sets none (an unseen level)."""
-        columns: list[int | None] = []
-        known: dict[str, int | None] = {}  # a batch repeats few distinct texts
-        for index, value in enumerate(values):
-            if type(value) is str:
-                if value not in known:
-                    known[value] = self._column_of(index, value)
-                columns.append(known[value])
-            else:
-                columns.append(self._column_of(index, value))
-        return columns
-
-    def _column_of(self, index: int, value: object) -> int | None:
-        try:
-            text = read_level(value)
-        except UnreadableValue as error:
-            raise _value_error(index, self.name, error) from None
-        if text is None or text in self.missing_tokens:
-            return self.missing_column
-        return self.column.get(self.canonical.get(text.lower(), text))
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """The fitted ColumnTransformer as plain arrays and lookups, in its output column order."""
-
-    numeric: NumericBlock | None
-    levels: tuple[LevelBlock, ...]
-    width: int
-
-    def matrix(self, records: Sequence[Record]) -> np.ndarray:
-        encoded = np.zeros((len(records), self.width))
-        if self.numeric is not None:
-            block = self.numeric
-            numbers = block.encode(block.read(records))
-            encoded[:, block.offset : block.offset + block.width] = numbers
-        for level in self.levels:
-            columns = level.columns_of([record.get(level.name) for record in records])
-            for index, column in enumerate(columns):
-                if column is not None:
-                    encoded[index, column] = 1.0
-        return encoded
 
 
 @dataclass(frozen=True)
@@ -210,7 +100,7 @@ class FastScorer:
 
     @classmethod
     def from_model(cls, model: TrainedModel) -> FastScorer:
-        encoding = _encoding_of(model)
+        encoding = encoding_of(model)
         raw_risk = _raw_risk_of(model, encoding) if encoding is not None else None
         recalibrate = _recalibration_of(model.calibrator)
         if raw_risk is None:
@@ -229,11 +119,11 @@ class FastScorer:
                 f"the {self.model.family} model has no fast encoding; use risk(), which "
                 "falls back to the reference pipeline"
             )
-        return self.encoding.matrix(_checked(records))
+        return self.encoding.matrix(checked_records(records))
 
     def risk(self, records: Sequence[Record]) -> np.ndarray:
         """Calibrated risk of the event for each record, equal to ``model.predict_risk``."""
-        records = _checked(records)
+        records = checked_records(records)
         if not records:
             return np.empty(0)
         if self.encoding is None or self.raw_risk is None:
@@ -245,148 +135,6 @@ class FastScorer:
         if self.raw_risk is None:
             raise ValueError(f"the {self.model.family} model has no fast path; use risk()")
         return np.asarray(self.recalibrate(self.raw_risk(matrix)), dtype=float)
-
-
-def records_frame(schema: Schema, records: Sequence[Record]) -> pd.DataFrame:
-    """The records as the raw-record DataFrame the reference pipeline takes."""
-    return pd.DataFrame([dict(record) for record in records], columns=schema.feature_names)
-
-
-def _checked(records: Sequence[Record]) -> Sequence[Record]:
-    for index, record in enumerate(records):
-        if not isinstance(record, Mapping):
-            raise SchemaError(f"record {index}: {shown(record)} is not an object of field values")
-    return records
-
-
-def _numbers(values: list[object], names: tuple[str, ...]) -> np.ndarray:
-    """Record-major field values as floats (NaN for null): one numpy call when all are plain
-    JSON numbers, value by value otherwise, to name the record and field it cannot read."""
-    if all(type(value) in PLAIN_NUMBER_TYPES for value in values):
-        try:
-            numbers = np.array(values, dtype=np.float64)
-        except OverflowError:
-            numbers = None
-        if numbers is not None and not np.isinf(numbers).any():
-            return numbers
-    numbers = np.empty(len(values))
-    for position, value in enumerate(values):
-        try:
-            numbers[position] = read_number(value)
-        except UnreadableValue as error:
-            record, field = divmod(position, len(names))
-            raise _value_error(record, names[field], error) from None
-    return numbers
-
-
-def _value_error(index: int, name: str, error: UnreadableValue) -> SchemaError:
-    return SchemaError(f"record {index}, field '{name}': {error}")
-
-
-def _encoding_of(model: TrainedModel) -> Encoding | None:
-    """The fitted preprocess step as an Encoding, or None where it holds anything else."""
-    preprocess = model.pipeline.named_steps.get("preprocess")
-    if not isinstance(preprocess, ColumnTransformer):
-        return None
-    specs = {spec.name: spec for spec in model.schema.features}
-    numeric: NumericBlock | None = None
-    levels: list[LevelBlock] = []
-    offset = 0
-    for name, step, columns in preprocess.transformers_:
-        if isinstance(step, str) and step == "drop":
-            continue
-        if not all(isinstance(c, str) and c in specs for c in columns):
-            return None
-        if name == "numeric" and numeric is None:
-            numeric = _numeric_block(step, [specs[c] for c in columns], offset)
-            if numeric is None:
-                return None
-            offset += numeric.width
-        elif name == "levels" and not levels:
-            found = _level_blocks(step, [specs[c] for c in columns], offset)
-            if found is None:
-                return None
-            blocks, offset = found
-            levels.extend(blocks)
-        else:
-            return None
-    return Encoding(numeric, tuple(levels), offset)
-
-
-def _numeric_block(step: object, specs: list[ColumnSpec], offset: int) -> NumericBlock | None:
-    if _is_identity(step):
-        parts: dict[str, object] = {}
-    elif isinstance(step, Pipeline):
-        parts = dict(step.steps)
-    else:
-        return None
-    if list(parts) not in NUMERIC_STEP_ORDERS:
-        return None
-    imputer, scaler = parts.get("impute"), parts.get("scale")
-    columns = np.arange(len(specs))
-    kept, fill, indicators = columns, None, np.arange(0)
-    if imputer is not None:
-        if not isinstance(imputer, SimpleImputer) or not _is_nan(imputer.missing_values):
-            return None
-        statistics = np.asarray(imputer.statistics_, dtype=np.float64)
-        if not imputer.keep_empty_features:
-            kept = np.flatnonzero(~np.isnan(statistics))
-        fill = statistics[kept]
-        if imputer.indicator_ is not None:
-            indicators = np.asarray(imputer.indicator_.features_, dtype=np.intp)
-    if scaler is not None and not isinstance(scaler, StandardScaler):
-        return None
-    return NumericBlock(
-        names=tuple(spec.name for spec in specs),
-        missing_tokens=_token_table([missing_numbers(spec) for spec in specs]),
-        offset=offset,
-        kept=kept,
-        fill=fill,
-        indicators=indicators,
-        mean=scaler.mean_ if scaler is not None and scaler.with_mean else None,
-        scale=scaler.scale_ if scaler is not None and scaler.with_std else None,
-    )
-
-
-def _token_table(tokens: list[frozenset[float]]) -> np.ndarray:
-    table = np.full((max((len(column) for column in tokens), default=0), len(tokens)), math.nan)
-    for j, column in enumerate(tokens):
-        table[: len(column), j] = sorted(column)
-    return table
-
-
-def _level_blocks(
-    step: object, specs: list[ColumnSpec], offset: int
-) -> tuple[list[LevelBlock], int] | None:
-    """The one-hot blocks and the offset after them."""
-    if not isinstance(step, Pipeline) or [name for name, _ in step.steps] != ["impute", "onehot"]:
-        return None
-    imputer, encoder = step.named_steps["impute"], step.named_steps["onehot"]
-    if not (
-        isinstance(imputer, SimpleImputer)
-        and imputer.strategy == "constant"
-        and _is_nan(imputer.missing_values)
-        and isinstance(encoder, OneHotEncoder)
-        and encoder.handle_unknown == "ignore"
-        and encoder.drop_idx_ is None
-        and encoder.min_frequency is None
-        and encoder.max_categories is None
-    ):
-        return None
-    blocks = []
-    for spec, categories in zip(specs, encoder.categories_, strict=True):
-        column = {str(level): offset + i for i, level in enumerate(categories)}
-        blocks.append(
-            LevelBlock(
-                name=spec.name,
-                missing_tokens=frozenset(spec.missing_tokens),
-                canonical={level.lower(): level for level in spec.categories or ()},
-                column=column,
-                missing_column=column.get(str(imputer.fill_value)),
-            )
-        )
-        offset += len(categories)
-    return blocks, offset
 
 
 def _raw_risk_of(model: TrainedModel, encoding: Encoding) -> RawRisk | None:
@@ -415,12 +163,3 @@ def _recalibration_of(calibrator: LogisticRegression | None) -> Recalibration:
     return partial(apply_recalibration, calibrator)
 
 
-def _is_identity(step: object) -> bool:
-    """True for "passthrough", which a fitted ColumnTransformer holds as a FunctionTransformer."""
-    if isinstance(step, str):
-        return step == "passthrough"
-    return isinstance(step, FunctionTransformer) and step.func is None
-
-
-def _is_nan(value: object) -> bool:
-    return isinstance(value, float) and math.isnan(value)

@@ -15,7 +15,7 @@ from medserve.http.problems import InvalidRecords
 from medserve.http.routes.models import ModelName
 from medserve.http.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
 from medserve.scoring.catalog import ServedModel
-from medserve.scoring.compiled import records_frame
+from medserve.scoring.encoding import records_frame
 
 router = APIRouter(prefix="/v1/models", tags=["predict"], responses=ERROR_RESPONSES)
 # A request's problems are listed up to this many (the first is in `detail`).
