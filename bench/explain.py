@@ -36,7 +36,7 @@ import medserve
 from medserve.config import Settings
 from medserve.data import infer_schema, read_table
 from medserve.explain import Explainer, explained
-from medserve.modeling import TrainOptions, train_model
+from medserve.modeling import TrainOptions, family_names, train_model
 from medserve.scoring.compiled import FastScorer
 
 HEART = Path(medserve.__file__).parent / "datasets" / "heart_disease_uci.csv"
@@ -92,7 +92,7 @@ def measure(family: str, model, table: pd.DataFrame, rows: int, repeats: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--families", default="logistic,lightgbm,mlp,ebm")
+    parser.add_argument("--families", default=",".join(family_names()))
     parser.add_argument("--rows", default="1,1000", help="batch sizes, comma-separated")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()

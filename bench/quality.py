@@ -37,8 +37,8 @@ from sklearn.pipeline import Pipeline
 import medserve
 from medserve.data import infer_schema, read_table
 from medserve.data.schema import Schema
-from medserve.modeling import FAMILIES, TrainOptions, train_model
-from medserve.modeling.mlp import TorchMLPClassifier
+from medserve.modeling import TrainOptions, family_names, train_model
+from medserve.modeling.families.mlp import TorchMLPClassifier
 from medserve.modeling.preprocess import build_preprocessor
 from medserve.modeling.train import split_rows
 
@@ -59,7 +59,7 @@ DATASETS = {
     "pima": Dataset("pima", "pima_diabetes.csv", target="Outcome"),
 }
 REFERENCE = "reference"
-ALL_FAMILIES = (*FAMILIES, "auto", REFERENCE)
+ALL_FAMILIES = (*family_names(), "auto", REFERENCE)
 
 
 @dataclass

@@ -7,15 +7,17 @@ key, starts `medserve serve` as a subprocess on loopback (pinned to core 0 when
 process then run on core 1), and measures:
 
 - in process, no HTTP: the scikit-learn reference (`model.predict_risk` on a DataFrame),
-  the service's own path (`validate_records` + `FastScorer.risk`) and the API-key lookup,
-  for one record and a 1,000-record batch;
+  the service's own path (`validate_records` + `FastScorer.risk`, and all of it with the
+  label and band as the route answers: `Predictor.predict`) and the API-key lookup, for
+  one record and a 1,000-record batch;
 - over HTTP: single-record latency from one keep-alive httpx client, the same from `wrk`
   at one connection (a client with far less overhead of its own), throughput at
   concurrency 16 (`wrk`, else httpx.AsyncClient in a separate process) and a
   1,000-record batch request.
 
 Afterwards it stops the server (SIGTERM, so the audit writer drains) and checks that the
-audit trail verifies and holds exactly one record per /v1/ request sent.
+audit trail verifies and holds exactly one record per predict request sent (the health
+checks it polls leave none).
 
     .venv/bin/python bench/serving.py                       # lightgbm, 3,000 requests at c=16
     .venv/bin/python bench/serving.py --family logistic
@@ -279,16 +281,22 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def in_process_rows(home: Path, records: list[dict[str, Any]], token: str) -> list[Row]:
     from medserve.config import Settings
+    from medserve.scoring.catalog import ServedModel
     from medserve.scoring.compiled import FastScorer
     from medserve.scoring.encoding import records_frame
+    from medserve.scoring.predictor import Predictor
     from medserve.scoring.validation import validate_records
     from medserve.security.api_keys import ApiKeyStore
     from medserve.storage import Registry
 
     section = "in-proc"
-    with Registry(Settings(home=home)) as registry:
-        model = registry.load(registry.get(MODEL_NAME))
+    settings = Settings(home=home)
+    with Registry(settings) as registry:
+        version = registry.get(MODEL_NAME)
+        model = registry.load(version)
         scorer = FastScorer.from_model(model)
+        served = ServedModel.of(version, model)
+        predictor = Predictor(settings.risk_bands, settings.max_records)
         keys = ApiKeyStore(registry.engine)
         one, batch = records[:1], batch_of(records, BATCH_RECORDS)
         one_frame = records_frame(model.schema, one)
@@ -312,6 +320,12 @@ def in_process_rows(home: Path, records: list[dict[str, Any]], token: str) -> li
             latency_row(section, "validate + FastScorer.risk", time_calls(fast(one), 5000, 200), 1),
             latency_row(
                 section,
+                "Predictor.predict (+ label, band)",
+                time_calls(lambda: predictor.predict(served, one), 5000, 200),
+                1,
+            ),
+            latency_row(
+                section,
                 "sklearn predict_risk (DataFrame)",
                 time_calls(lambda: model.predict_risk(batch_frame), 50, 3),
                 BATCH_RECORDS,
@@ -324,6 +338,12 @@ def in_process_rows(home: Path, records: list[dict[str, Any]], token: str) -> li
             ),
             latency_row(
                 section,
+                "Predictor.predict (+ label, band)",
+                time_calls(lambda: predictor.predict(served, batch), 100, 5),
+                BATCH_RECORDS,
+            ),
+            latency_row(
+                section,
                 "API-key authenticate (SQLite)",
                 time_calls(lambda: keys.authenticate(token), 2000, 100),
                 0,
@@ -332,8 +352,9 @@ def in_process_rows(home: Path, records: list[dict[str, Any]], token: str) -> li
         ]
         rows[-1].records_per_s = None
         if not scorer.exact_fast_path:
-            for row in rows[1:4:2]:
-                row.note = "no exact fast path: falls back to the reference pipeline"
+            for row in rows:
+                if row.name.startswith(("validate", "Predictor")):
+                    row.note = "no exact fast path: falls back to the reference pipeline"
     return rows
 
 
@@ -342,7 +363,7 @@ def in_process_rows(home: Path, records: list[dict[str, Any]], token: str) -> li
 
 
 class Sent:
-    """How many /v1/ requests this bench sent: the audit trail must hold as many records."""
+    """How many predict requests this bench sent: the audit trail must hold as many records."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -720,7 +741,7 @@ def print_report(bench: Bench) -> None:
         console.print(line, soft_wrap=True, markup=False)
     audit = bench.audit
     console.print(
-        f"audit: {audit['requests_sent']} /v1/ requests sent, {audit['records_exported']} "
+        f"audit: {audit['requests_sent']} predict requests sent, {audit['records_exported']} "
         f"records exported, verify ok={audit['verify']['ok']} checked={audit['verify']['checked']}"
         f", statuses {audit['statuses']} → "
         + ("one record per request" if audit["one_record_per_request"] else "MISMATCH"),

@@ -11,7 +11,9 @@ import pytest
 from scipy.special import expit
 from typer.testing import CliRunner
 
+from deid.test_cli_deid import FORMULA_PAYLOADS
 from medserve.cli import app
+from support.reports import files_under
 
 runner = CliRunner()
 
@@ -143,7 +145,14 @@ def test_predict_adds_risk_and_label_and_keeps_extra_columns(heart_model, heart_
     rows = pd.read_csv(heart_csv).head(25).drop(columns=["num"]).assign(ward="B2")
     rows.loc[3, "cp"] = "never seen before"
     rows.to_csv(tmp_path / "new.csv", index=False)
-    result = run("predict", "heart", tmp_path / "new.csv", "-o", tmp_path / "scored.csv")
+    result = run(
+        "predict",
+        "heart",
+        tmp_path / "new.csv",
+        "-o",
+        tmp_path / "scored.csv",
+        "--score-unseen-levels",
+    )
     assert result.exit_code == 0, result.output
     scored = pd.read_csv(tmp_path / "scored.csv")
     assert list(scored.columns[-2:]) == ["risk", "label"]
@@ -173,6 +182,34 @@ def test_predict_explain_adds_summary_and_additive_contributions(heart_model, he
         total = explanation["base_value"] + sum(explanation["contributions"].values())
         assert abs(expit(total) - row["risk"]) <= 5e-7  # risk is written rounded to 6 places
         assert row["explanation_summary"].startswith(f"Risk {row['risk']:.2f} ({row['risk_band']})")
+
+
+def test_predict_refuses_an_unseen_level_as_the_http_api_does(heart_model, heart_csv, tmp_path):
+    rows = pd.read_csv(heart_csv).head(10).drop(columns=["num"])
+    rows.loc[4, "cp"] = "never seen before"
+    rows.loc[7, "cp"] = " ASYMPTOMATIC "  # a known level in another case and spacing is fine
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    result = run("predict", "heart", tmp_path / "new.csv", "-o", tmp_path / "out.csv")
+    assert_clean_failure(
+        result,
+        "column 'cp' row 5: 'never seen before' is not a level seen in training; expected "
+        "one of 'asymptomatic', 'atypical angina'",
+        code=2,
+    )
+    assert "--score-unseen-levels" in result.output
+    assert not (tmp_path / "out.csv").exists()
+    option = run(
+        "predict",
+        "heart",
+        tmp_path / "new.csv",
+        "-o",
+        tmp_path / "out.csv",
+        "--score-unseen-levels",
+        "--explain",
+    )
+    assert option.exit_code == 0, option.output
+    scored = pd.read_csv(tmp_path / "out.csv")
+    assert scored["risk"].between(0, 1).all() and len(scored) == 10
 
 
 def test_predict_names_column_and_row_of_text_in_numbers(heart_model, heart_csv, tmp_path):
@@ -288,20 +325,70 @@ def test_unknown_model_and_version(heart_model, heart_csv, tmp_path):
     assert_clean_failure(result, "no model named 'nope'", code=3)
 
 
-def test_crash_mid_training_leaves_registry_as_it_was(heart_model, heart_csv, home, monkeypatch):
-    import medserve.flows.train as train_flow
+def interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
 
-    def explode(*args, **kwargs):
-        raise KeyboardInterrupt
 
-    files_before = sorted(p.name for p in (home / "artifacts").iterdir())
+def interrupt_once_written(path, data, **kwargs):
+    """The file lands whole, then the process is interrupted."""
+    from medserve.core.files import write_file_atomic
+
+    write_file_atomic(path, data, **kwargs)
+    raise KeyboardInterrupt
+
+
+def refuse_new_rows(home) -> None:
+    """The database itself refuses the row (as a full disk or a broken constraint would)."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(home / "medserve.db")) as database, database:
+        database.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON model_versions "
+            "BEGIN SELECT RAISE(ABORT, 'no room for the row'); END"
+        )
+
+
+@pytest.mark.parametrize(
+    ("crash", "code"),
+    [
+        # The artifact is written; the row's transaction has not started.
+        (("medserve.storage.registry.lock_for_write", interrupt), 130),
+        # The version is claimed, the database refuses the row.
+        ("refuse the row", 5),
+        # Inside the row's transaction, while the JSON report is written.
+        (("medserve.storage.registry.write_file_atomic", interrupt), 130),
+        # Inside the row's transaction, the JSON report lands, then the process stops.
+        pytest.param(
+            ("medserve.storage.registry.write_file_atomic", interrupt_once_written),
+            130,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="storage: Registry._insert_next_version records the report as written "
+                "only once write_file_atomic returns, so a report that landed is not removed",
+            ),
+        ),
+        # The report's page is rendered before registration.
+        (("medserve.flows.register.render_html", interrupt), 130),
+    ],
+    ids=["after-artifact", "during-row", "during-json-report", "json-report-landed", "page"],
+)
+def test_crash_mid_training_leaves_registry_as_it_was(
+    heart_model, heart_csv, home, monkeypatch, crash, code
+):
+    artifacts_before = files_under(home / "artifacts")
+    reports_before = files_under(home / "reports")
     with monkeypatch.context() as patch:
-        patch.setattr(train_flow, "evaluate_predictions", explode)
+        if crash == "refuse the row":
+            refuse_new_rows(home)
+        else:
+            patch.setattr(*crash)
         result = run(*train_heart_args(heart_csv))
-        assert result.exit_code == 130
+        assert result.exit_code == code, result.output
     listed = run_json("models", "list")["models"]
     assert [(m["name"], m["version"]) for m in listed] == [("heart", 1)]
-    assert sorted(p.name for p in (home / "artifacts").iterdir()) == files_before
+    assert files_under(home / "artifacts") == artifacts_before
+    assert files_under(home / "reports") == reports_before
 
 
 def test_schema_command_writes_an_override_file_train_accepts(home, heart_csv, tmp_path):
@@ -324,3 +411,22 @@ def test_schema_command_writes_an_override_file_train_accepts(home, heart_csv, t
     shown = run_json("models", "show", payload["model"])
     roles = {c["name"]: c["role"] for c in shown["schema"]["columns"]}
     assert roles["dataset"] == "group"
+
+
+@pytest.mark.parametrize("payload", FORMULA_PAYLOADS)
+def test_predict_output_cells_that_a_spreadsheet_would_run_are_made_inert(
+    heart_model, heart_csv, tmp_path, payload
+):
+    rows = pd.read_csv(heart_csv).head(4).drop(columns=["num"])
+    rows = rows.assign(ward=["B2", payload, "B2", "B2"], delta=["-5", "+2.5", "-1e3", "42"])
+    rows.to_csv(tmp_path / "new.csv", index=False, lineterminator="\r\n")  # CR cell quoted
+    result = run("predict", "heart", tmp_path / "new.csv", "-o", tmp_path / "scored.csv")
+    assert result.exit_code == 0, result.output
+    scored = pd.read_csv(tmp_path / "scored.csv", dtype=str, keep_default_na=False)
+    assert scored["ward"].tolist() == ["B2", "'" + payload, "B2", "B2"]  # one row each
+    assert scored["delta"].tolist() == ["-5", "+2.5", "-1e3", "42"]
+    assert pd.to_numeric(scored["risk"]).between(0, 1).all()
+    raw = run("predict", "heart", tmp_path / "new.csv", "-o", tmp_path / "raw.csv", "--raw-cells")
+    assert raw.exit_code == 0, raw.output
+    raw_cells = pd.read_csv(tmp_path / "raw.csv", dtype=str, keep_default_na=False)
+    assert raw_cells["ward"].tolist() == ["B2", payload, "B2", "B2"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,12 +24,6 @@ app = typer.Typer()
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(audit_cli.app, name="audit")
 runner = CliRunner()
-
-HAS_KEYSTORE = importlib.util.find_spec("medserve.storage.keystore") is not None
-needs_keystore = pytest.mark.skipif(
-    not HAS_KEYSTORE,
-    reason="medserve.storage.keystore (the audit HMAC key's source) is not written yet",
-)
 
 
 @pytest.fixture
@@ -148,10 +142,26 @@ def test_audit_export_since_to_a_file(settings: Settings, tmp_path: Path) -> Non
 
     assert result.exit_code == 0, result.output
     assert "exported 2 audit records" in result.stderr
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
     lines = target.read_text().splitlines()
     assert [json.loads(line)["request_id"] for line in lines] == ["req-3", "req-4"]
     naive = run("audit", "export", "--since", "2025-11-01 08:04")  # read as UTC
     assert [json.loads(line)["seq"] for line in naive.stdout.splitlines()] == [5]
+
+
+def test_audit_export_makes_an_existing_readable_file_private(
+    settings: Settings, tmp_path: Path
+) -> None:
+    append_entries(settings, b"k" * 32, 2, datetime(2025, 11, 1, 8, 0, tzinfo=UTC))
+    target = tmp_path / "audit.jsonl"
+    target.write_text("an older, longer export that must not survive\n" * 10)
+    target.chmod(0o644)
+
+    result = run("audit", "export", "-o", str(target))
+
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert [json.loads(line)["seq"] for line in target.read_text().splitlines()] == [1, 2]
 
 
 def test_audit_export_rejects_a_bad_time(settings: Settings) -> None:
@@ -159,14 +169,30 @@ def test_audit_export_rejects_a_bad_time(settings: Settings) -> None:
     assert result.exit_code == 2 and "not an ISO 8601 time" in result.output
 
 
-@pytest.mark.skipif(HAS_KEYSTORE, reason="the key store exists: the audit key is available")
 def test_audit_verify_without_the_key_store_fails_cleanly(settings: Settings) -> None:
     result = run("audit", "verify")
     assert result.exit_code != 0
     assert "cannot load the audit key" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"{settings.home / 'keys.json'} does not exist or holds none" in result.stderr
+    assert not settings.home.exists()  # no key, no key file, no database: nothing created
 
 
-@needs_keystore
+def test_audit_verify_on_a_home_whose_key_store_has_no_audit_key_creates_none(
+    settings: Settings,
+) -> None:
+    from medserve.storage.keystore import KeyStore
+
+    KeyStore(settings).purpose_key("deid")  # a key store, but never an audit trail
+    before = sorted(path.name for path in settings.home.iterdir())
+
+    result = run("audit", "verify", "--json")
+
+    assert result.exit_code == 2 and "cannot load the audit key" in result.stderr
+    assert sorted(path.name for path in settings.home.iterdir()) == before
+    assert not KeyStore(settings, create=False).has_purpose_key("audit")
+
+
 def test_audit_verify_reports_ok_for_an_intact_trail(settings: Settings) -> None:
     key = audit_cli.audit_key(settings)
     append_entries(settings, key, 4, datetime.now(UTC))
@@ -183,7 +209,6 @@ def test_audit_verify_reports_ok_for_an_intact_trail(settings: Settings) -> None
     }
 
 
-@needs_keystore
 def test_audit_verify_names_the_first_broken_record(settings: Settings) -> None:
     key = audit_cli.audit_key(settings)
     append_entries(settings, key, 6, datetime.now(UTC))

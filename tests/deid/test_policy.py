@@ -82,4 +82,4 @@ def test_policy_overrides_detection() -> None:
     result = deidentify(FRAME, policy, key=KEY)
     assert result.frame["mrn"].tolist() == ["A1", "A2"]
     assert result.frame["glucose"].str.startswith("X-").all()
-    assert result.report["policy"]["columns"]["mrn"] == {"action": "keep"}
+    assert result.report.to_json()["policy"]["columns"]["mrn"] == {"action": "keep"}

@@ -145,7 +145,7 @@ def test_k_anonymity_summary_counts_small_groups() -> None:
             "glucose": ["1", "2", "3", "4", "5"],
         }
     )
-    risk = deidentify(frame, parse_policy({"k": 3}), key=KEY).report["k_anonymity"]
+    risk = deidentify(frame, parse_policy({"k": 3}), key=KEY).report.to_json()["k_anonymity"]
     assert [q["column"] for q in risk["quasi_identifiers"]] == ["age", "sex", "zip"]
     assert risk["groups"] == 3  # (40-49, F, 021) ×3, (50-59, M, 100), (90+, M, 100)
     assert risk["min_group_size"] == 1
@@ -155,7 +155,7 @@ def test_k_anonymity_summary_counts_small_groups() -> None:
 
 def test_report_holds_counts_and_the_policy_never_values() -> None:
     frame = admissions()
-    report = deidentify(frame, SHIFT, key=KEY).report
+    report = deidentify(frame, SHIFT, key=KEY).report.to_json()
     text = repr(report)
     for value in ("A1", "B2", "2021-01-01", "1950-06-01"):
         assert value not in text
@@ -210,19 +210,19 @@ def test_a_de_identified_table_goes_through_again(fake) -> None:
 def test_keeping_an_identifier_says_the_output_is_not_safe_harbor(fake) -> None:
     frame = pd.DataFrame({"SSN": [fake.ssn() for _ in range(5)], "glucose": ["5.1"] * 5})
     kept = deidentify(frame, parse_policy({"columns": {"SSN": "keep"}}), key=KEY)
-    assert kept.report["safe_harbor"] is False
-    assert kept.report["kept_identifiers"] == ["SSN"]
+    assert kept.report.safe_harbor is False
+    assert kept.report.kept_identifiers == ["SSN"]
     assert (
         "NOT HIPAA Safe Harbor" in kept.safe_harbor_warning()
         and "SSN" in kept.safe_harbor_warning()
     )
     default = deidentify(frame, key=KEY)
-    assert default.report["safe_harbor"] is True and default.safe_harbor_warning() is None
-    assert default.report["kept_identifiers"] == []
+    assert default.report.safe_harbor is True and default.safe_harbor_warning() is None
+    assert default.report.kept_identifiers == []
 
 
 def test_shifted_dates_are_not_safe_harbor() -> None:
-    report = deidentify(admissions(), SHIFT, key=KEY).report
+    report = deidentify(admissions(), SHIFT, key=KEY).report.to_json()
     assert report["safe_harbor"] is False
     assert report["not_safe_harbor_because"] == ["dates shifted, not reduced to the year"]
 
@@ -240,4 +240,5 @@ def test_a_quasi_identifier_that_is_dropped_is_an_error_naming_it(fake) -> None:
     with pytest.raises(ConfigError, match="quasi_identifiers: Location would be dropped"):
         deidentify(frame, policy, key=KEY)
     named = deidentify(frame, parse_policy({"quasi_identifiers": ["Age", "sex"]}), key=KEY)
-    assert [q["column"] for q in named.report["k_anonymity"]["quasi_identifiers"]] == ["Age", "sex"]
+    quasi = named.report.to_json()["k_anonymity"]["quasi_identifiers"]
+    assert [q["column"] for q in quasi] == ["Age", "sex"]

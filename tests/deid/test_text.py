@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from medserve.deid import deidentify
+from medserve.deid.names import KnownNames
 from medserve.deid.text import NoteScrubber, row_values
 
 KEY = bytes(range(32))
@@ -85,7 +86,7 @@ def test_notes_column_is_scrubbed_with_its_rows_values_and_counts_placeholders()
     notes = next(o for o in result.columns if o.column == "notes")
     assert (notes.kind, notes.action, notes.changed) == ("text", "generalise", 1)
     assert notes.details == {"[ID]": 1, "[NAME]": 2}
-    assert result.report["text_engine"].startswith("rules")
+    assert result.report.text_engine.startswith("rules")
 
 
 @pytest.mark.parametrize(
@@ -118,3 +119,42 @@ def test_shaped_identifiers_in_unusual_forms_are_replaced(note: str, expected: s
 )
 def test_scores_fractions_and_times_are_not_taken_for_dates(note: str) -> None:
     assert scrub(note) == note
+
+
+def test_the_rows_own_name_is_found_in_lower_case_and_in_any_script() -> None:
+    row = {"name": "Zoë Ångström"}
+    note = "zoë ångström reports pain; ÅNGSTRÖM tolerating diet. Zoë agrees; ångström too."
+    assert scrub(note, row) == (
+        "[NAME] reports pain; [NAME] tolerating diet. [NAME] agrees; [NAME] too."
+    )
+
+
+def test_an_everyday_word_in_the_rows_name_stays_a_word_on_its_own() -> None:
+    row = {"name": "Rose Tyler"}
+    assert scrub("rose tyler seen; BP rose.", row) == "[NAME] seen; BP rose."
+
+
+def test_other_rows_names_are_found_with_unicode_letters_and_whole_in_lower_case() -> None:
+    names = ["zoë", "ångström", "müller", "mary", "okafor"]
+    scrubber = NoteScrubber(KnownNames(names, [], full_names=[("mary", "okafor")]))
+    note = "Zoë Ångström and MÜLLER visited; mary okafor called."
+    assert scrubber.scrub(note, [])[0] == "[NAME] [NAME] and [NAME] visited; [NAME] [NAME] called."
+
+
+@pytest.mark.parametrize(
+    ("note", "expected"),
+    [
+        ("wife Zoë Ångström came", "wife [NAME] came"),
+        ("Guardian Maria Lopez at bedside", "Guardian [NAME] at bedside"),
+        ("next of kin Jürgen Weiß called", "next of kin [NAME] called"),
+        ("stepdaughter Ana visited", "stepdaughter [NAME] visited"),
+    ],
+)
+def test_relatives_and_guardians_named_after_a_cue_are_replaced_whole(note, expected) -> None:
+    assert scrub(note) == expected
+
+
+def test_grouped_ages_stay_grouped_on_a_second_pass() -> None:
+    once = scrub("aged 93, a 95 yo, age: 101")
+    assert once == "aged 90+, a 90+ yo, age: 90+"
+    assert scrub(once) == once

@@ -161,3 +161,12 @@ def test_the_schema_record_says_when_the_output_is_not_safe_harbor(fake) -> None
     report = deidentify(frame, policy, key=bytes(32)).report
     record = schema_record(report)
     assert record["safe_harbor"] is False and record["kept_identifiers"] == ["SSN"]
+
+
+def test_the_schema_record_names_the_columns_flagged_for_review(fake) -> None:
+    frame = pd.DataFrame(
+        {"notes": [f"Seen by Dr. {fake.last_name()}" for _ in range(5)], "glucose": [5.1] * 5}
+    )
+    record = schema_record(deidentify(frame, key=bytes(32)).report)
+    assert record["safe_harbor"] is False and record["review"] == ["notes"]
+    assert schema_record(deidentify(frame, key=bytes(32)).report.to_json()) == record

@@ -1,130 +1,26 @@
-"""The HTML report, rendered from report JSON alone: self-contained, every plot labelled,
-user text escaped, and plain about what is missing."""
+"""The HTML report, rendered from the typed report alone: self-contained, every plot
+labelled, user text escaped, and plain about what is missing."""
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ElementTree
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from markupsafe import escape
 
-from medserve.evaluation import evaluate_predictions
-from medserve.evaluation.model_card import NOT_SUPPLIED, ModelCard, intended_use_section
-from medserve.evaluation.report import ReportOptions, performance_sections, training_report
+from medserve.evaluation.model_card import NOT_SUPPLIED, ModelCard
+from medserve.evaluation.report_types import parse_report
 from medserve.reporting.html import CONTENT_SECURITY_POLICY, render_html
-from support.reports import PLOT_NAMES
-
-from .test_report_sections import synthetic
+from support.reports import LEGACY_REPORT, PLOT_NAMES, synthetic_report
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-# The shape medserve.explain.report_section returns.
-EXPLANATIONS = {
-    "space": "log-odds",
-    "method": "lightgbm pred_contrib (exact TreeSHAP)",
-    "n": 61,
-    "importance": [
-        {"column": "cp", "mean_abs": 0.53},
-        {"column": "age", "mean_abs": 0.21},
-        {"column": "sex", "mean_abs": 0.12},
-    ],
-    "distribution": [
-        {
-            "column": column,
-            "edges": [-1.0, -0.5, 0.0, 0.5, 1.0],
-            "counts": [3, 20, 30, 8],
-            "value_level": levels,
-        }
-        for column, levels in [
-            ("cp", [None, None, None, None]),
-            ("age", [0.1, 0.35, 0.6, 0.9]),
-            ("sex", [None, 0.4, None, None]),
-        ]
-    ],
-}
-
-
-def build_report(*, explanations=EXPLANATIONS, card: ModelCard | None = None) -> dict:
-    frame, y, risk = synthetic(n=300)
-    metrics = evaluate_predictions(y, risk, 0.4, n_resamples=200)
-    model = SimpleNamespace(
-        family="logistic",
-        threshold=0.4,
-        threshold_rule="maximises Youden's J",
-        info={"calibration": {"method": "none"}, "cv_folds": 3},
-    )
-    return training_report(
-        source="synthetic.csv",
-        data_sha256="ab" * 32,
-        summary={
-            "rows": 300,
-            "outcome": "y = 1",
-            "rows_with_outcome": 300,
-            "events": int(y.sum()),
-            "event_rate": float(y.mean()),
-            "columns": [
-                {
-                    "name": "age",
-                    "type": "numeric",
-                    "role": "feature",
-                    "missing_fraction": 0.0,
-                    "missing_tokens": [],
-                    "missing_handling": "median imputation",
-                }
-            ],
-        },
-        schema=None,
-        model=model,
-        leaderboard=[
-            {
-                "family": "logistic",
-                "auroc_mean": 0.8,
-                "auroc_sd": 0.02,
-                "log_loss": 0.5,
-                "brier": 0.17,
-                "fit_seconds": 0.1,
-                "selected": True,
-                "error": None,
-            },
-            {
-                "family": "mlp",
-                "auroc_mean": None,
-                "auroc_sd": None,
-                "log_loss": None,
-                "brier": None,
-                "fit_seconds": 0.0,
-                "selected": False,
-                "error": "RuntimeError: x",
-            },
-        ],  # fmt: skip
-        metrics=metrics,
-        n_train=240,
-        n_test=60,
-        notices=[],
-        performance=performance_sections(
-            rows=frame,
-            y=y,
-            risk=risk,
-            threshold=0.4,
-            threshold_rule="maximises Youden's J",
-            metrics=metrics,
-            groups=["site", "sex"],
-        ),
-        explanations=explanations,
-        options=ReportOptions(
-            groups=["site", "sex"], intended_use=intended_use_section(card, None)
-        ),
-        params={"estimator": {"C": 1.0}, "seed": 0},
-        libraries={"python": "3.11"},
-    )
 
 
 @pytest.fixture(scope="module")
 def page() -> str:
-    return render_html(build_report(), "synthetic:1")
+    return render_html(synthetic_report(), "synthetic:1")
 
 
 def figures(html: str) -> list[ElementTree.Element]:
@@ -192,28 +88,19 @@ def test_sections_and_flags_are_in_the_page(page):
 
 def test_supplied_text_is_escaped_and_shown():
     card = ModelCard(intended_use="Triage <script>alert(1)</script>", limitations=["Old data"])
-    page = render_html(build_report(card=card))
+    page = render_html(synthetic_report(card=card))
     assert "Triage &lt;script&gt;" in page and "<script>" not in page
     assert NOT_SUPPLIED not in page and "Old data" in page
 
 
 def test_missing_explanations_are_said_plainly():
-    page = render_html(build_report(explanations=None))
+    page = render_html(synthetic_report(explanations=None))
     assert "Explanations: not available" in page
     assert [svg.get("aria-label") for svg in figures(page)][-1] == "subgroups"
 
 
 def test_a_report_from_before_the_full_report_still_renders():
-    legacy = {
-        "kind": "training",
-        "created_at": "2026-01-01T00:00:00+00:00",
-        "data": {"source": "old.csv", "sha256": "0" * 64, "rows": 10, "columns": []},
-        "split": {"n_train": 8, "n_test": 2},
-        "model": {"family": "logistic", "threshold": 0.5, "leaderboard": []},
-        "metrics": {"split": "held-out test"},
-        "notices": [],
-    }
-    page = render_html(legacy, "old:1")
+    page = render_html(parse_report(LEGACY_REPORT), "old:1")
     assert "Model report: old:1" in page and NOT_SUPPLIED in page
     assert not figures(page)
 

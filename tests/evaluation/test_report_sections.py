@@ -21,27 +21,7 @@ from medserve.evaluation.model_card import (
 from medserve.evaluation.reliability import reliability
 from medserve.evaluation.report import ReportOptions, performance_sections
 from medserve.evaluation.subgroups import check_group_columns, group_levels, subgroup_table
-from support.reports import lists_in
-
-
-def synthetic(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Risks, outcomes drawn from them, and group columns with a small and a one-class level."""
-    rng = np.random.default_rng(seed)
-    risk = rng.beta(2, 3, size=n)
-    y = (rng.random(n) < risk).astype(int)
-    site = rng.choice(["A", "B"], size=n)
-    site[:20] = "C"  # too small to judge
-    ward = np.where(y == 1, "W1", "W2")
-    ward[y == 0] = np.where(rng.random((y == 0).sum()) < 0.5, "W2", "W3")  # W2, W3: no events
-    frame = pd.DataFrame(
-        {
-            "site": site,
-            "sex": rng.choice(["F", "M", None], size=n, p=[0.45, 0.45, 0.1]),
-            "age": rng.integers(20, 90, size=n),
-            "ward": ward,
-        }
-    )
-    return frame, y, risk
+from support.reports import lists_in, synthetic
 
 
 @pytest.fixture(scope="module")
@@ -109,24 +89,22 @@ def test_subgroups_flag_small_and_one_class_levels(data):
     frame, y, risk = data
     table = subgroup_table(frame, y, risk, 0.4, ["site", "ward", "sex"])
     by_level = {
-        (group["column"], level["level"]): level
-        for group in table["groups"]
-        for level in group["levels"]
+        (group.column, level.level): level for group in table.groups for level in group.levels
     }
     site_a = by_level[("site", "A")]
-    assert site_a["judged"] and site_a["note"] is None
+    assert site_a.judged and site_a.note is None
     mask = (frame["site"] == "A").to_numpy()
     expected = evaluate_predictions(y[mask], risk[mask], 0.4)
-    assert site_a["metrics"]["auroc"] == expected["auroc"].to_dict()
+    assert site_a.metrics.auroc.model_dump(mode="json") == expected["auroc"].to_dict()
     small = by_level[("site", "C")]
-    assert small["n"] == 20 and not small["judged"]
-    assert small["note"].startswith("too small to judge")
-    assert small["metrics"]["auroc"]["estimate"] is not None  # defined, just uncertain
+    assert small.n == 20 and not small.judged
+    assert small.note.startswith("too small to judge")
+    assert small.metrics.auroc.estimate is not None  # defined, just uncertain
     one_class = by_level[("ward", "W2")]
-    assert not one_class["judged"] and "one outcome class" in one_class["note"]
-    assert all(value is None for value in one_class["metrics"].values())
+    assert not one_class.judged and "one outcome class" in one_class.note
+    assert all(value is None for _, value in one_class.metrics)
     assert ("sex", "(missing)") in by_level
-    assert [g["column"] for g in table["groups"]] == ["site", "ward", "sex"]
+    assert [g.column for g in table.groups] == ["site", "ward", "sex"]
 
 
 def test_many_valued_numbers_become_quartiles_in_order(data):
@@ -163,12 +141,12 @@ def test_model_card_is_read_and_command_line_text_wins(tmp_path):
     card = read_model_card(card_file)
     assert card.limitations == ["Four sites, 1980s."]
     section = intended_use_section(card, None, "card.yaml")
-    assert section["supplied"] and section["statement"] == "Flag adults with chest pain."
+    assert section.supplied and section.statement == "Flag adults with chest pain."
     overridden = intended_use_section(card, "Triage only.", "card.yaml")
-    assert overridden["intended_use"] == "Triage only."
-    assert overridden["source"] == "model card card.yaml and --intended-use"
+    assert overridden.intended_use == "Triage only."
+    assert overridden.source == "model card card.yaml and --intended-use"
     missing = intended_use_section(None, None)
-    assert not missing["supplied"] and missing["statement"] == NOT_SUPPLIED
+    assert not missing.supplied and missing.statement == NOT_SUPPLIED
 
 
 @pytest.mark.parametrize(
@@ -210,7 +188,7 @@ def test_performance_sections_hold_aggregates_only(data):
         metrics=metrics,
         groups=["site"],
     )
-    assert set(sections) == {
+    assert set(sections.model_dump()) == {
         "evaluated_rows",
         "discrimination",
         "classification",
@@ -218,7 +196,6 @@ def test_performance_sections_hold_aggregates_only(data):
         "decision_curve",
         "subgroups",
     }
-    assert sections["classification"]["confusion"]["tp"] + sections["classification"]["confusion"][
-        "fn"
-    ] == int(y.sum())
-    assert not any(len(values) >= len(y) for values in lists_in(sections))
+    confusion = sections.classification.confusion
+    assert confusion.tp + confusion.fn == int(y.sum())
+    assert not any(len(values) >= len(y) for values in lists_in(sections.model_dump(mode="json")))

@@ -195,3 +195,10 @@ def test_summary_shows_values_as_the_model_read_them(heart_schema):
         "Risk 0.62 (high). Raised most by: chol = not measured, "
         "cp = pain never seen (not seen in training)."
     )
+
+
+def test_a_family_that_reads_the_frame_is_not_explained_from_the_matrix(trained):
+    explainer = Explainer(trained("ebm"))
+    assert not explainer.takes_matrix
+    with pytest.raises(ValueError, match="the ebm model reads the prepared frame"):
+        explainer.explain_matrix(np.zeros((1, 3)))

@@ -1,18 +1,21 @@
-"""The HTTP service as an integrator meets it: a real uvicorn server, real keys, real data."""
+"""The HTTP service as an integrator meets it: the real app (in process, or behind a real
+uvicorn server where concurrency is the subject), real keys, real data."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.dependencies.models import Dependant
 from starlette.routing import Route
 
 from medserve.http.app import create_app
+from medserve.http.audited import declares_audit_subject
 from medserve.modeling import TrainedModel
 from medserve.security.api_keys import ApiKeyStore
 from medserve.security.audit import AuditLog
@@ -22,16 +25,30 @@ from medserve.storage.keystore import KeyStore
 UNPROTECTED = {"/healthz", "/readyz"}
 
 
-def walk_routes(routes) -> Iterator[tuple[str, set[str]]]:
-    """Every (path template, methods) an app answers, through included routers."""
+@dataclass(frozen=True)
+class Answered:
+    """One route as the app answers it: template, methods, and its dependency tree."""
+
+    path: str
+    methods: set[str]
+    dependant: Dependant | None
+
+
+def walk_routes(routes) -> Iterator[Answered]:
+    """Every route an app answers, through included routers."""
     for route in routes:
         if hasattr(route, "effective_route_contexts"):  # FastAPI's included router
             for context in route.effective_route_contexts():
-                yield context.path, set(context.methods)
+                yield Answered(context.path, set(context.methods), context.dependant)
         elif isinstance(route, Route):
-            yield route.path, set(route.methods or ())
+            yield Answered(route.path, set(route.methods or ()), getattr(route, "dependant", None))
         else:
             raise AssertionError(f"unknown kind of route {route!r}: teach this test about it")
+
+
+def concrete(template: str) -> str:
+    """A request path for a route template: the heart model, version 1."""
+    return template.replace("{name}", "heart").replace("{version}", "1")
 
 
 def audit_records(service) -> list[dict]:
@@ -63,7 +80,7 @@ def test_health_checks_need_no_credential(service):
 def test_every_other_route_refuses_missing_wrong_and_revoked_keys(service):
     """Walks app.routes so that a new route cannot slip in unprotected."""
     routes = list(walk_routes(service.app.routes))
-    assert {path for path, _ in routes} >= {"/v1/models", "/metrics", "/openapi.json"}
+    assert {route.path for route in routes} >= {"/v1/models", "/metrics", "/openapi.json"}
     admin = ApiKeyStore(service.app.state.registry.engine)
     revoked_key, revoked = admin.create("admin", name="to revoke")
     admin.revoke(revoked_key.id)
@@ -73,19 +90,60 @@ def test_every_other_route_refuses_missing_wrong_and_revoked_keys(service):
         "garbage": {"Authorization": "Bearer hello"},
         "revoked": {"Authorization": f"Bearer {revoked}"},
     }
-    checked = 0
+    protected = [
+        (route.path, method) for route in routes if route.path not in UNPROTECTED
+        for method in route.methods
+    ]  # fmt: skip
+    checked = []
     with service.client(role=None) as client:
-        for template, methods in routes:
-            if template in UNPROTECTED:
-                continue
-            path = template.replace("{name}", "heart").replace("{version}", "1")
-            for method in methods:
-                for label, headers in credentials.items():
-                    response = client.request(method, path, headers=headers, json={"records": [{}]})
-                    assert response.status_code == 401, (method, path, label)
-                    checked += 1
-                    assert response.headers["content-type"] == "application/problem+json"
-                    assert response.headers["www-authenticate"] == "Bearer"
+        for template, method in protected:
+            for label, headers in credentials.items():
+                response = client.request(
+                    method, concrete(template), headers=headers, json={"records": [{}]}
+                )
+                assert response.status_code == 401, (method, template, label)
+                assert response.headers["content-type"] == "application/problem+json"
+                assert response.headers["www-authenticate"] == "Bearer"
+                checked.append((template, method, label))
+    # Every protected route and method was refused with every kind of bad credential.
+    assert {template for template, _ in protected} == {r.path for r in routes} - UNPROTECTED
+    assert len(protected) >= 8
+    assert len(checked) == len(set(checked)) == len(protected) * len(credentials)
+
+
+def test_every_route_but_health_declares_an_audit_subject_and_leaves_one_record(
+    reported_service, heart_records
+):
+    """Walks app.routes: a new route that forgets its AuditSubject fails here, and every
+    route's request leaves exactly one record, with the model and version it touched."""
+    service = reported_service
+    routes = list(walk_routes(service.app.routes))
+    undeclared = {r.path for r in routes if not declares_audit_subject(r.dependant)}
+    assert undeclared == UNPROTECTED
+    sent: dict[str, tuple[str, str]] = {}
+    with service.client("admin") as client:
+        for number, route in enumerate(routes):
+            for method in sorted(route.methods):
+                request_id = f"walk-{number}-{method}"
+                body = {"records": heart_records[:1]} if method == "POST" else None
+                response = client.request(
+                    method, concrete(route.path), json=body, headers={"X-Request-ID": request_id}
+                )
+                assert response.status_code == 200, (method, route.path, response.text)
+                sent[request_id] = (route.path, method)
+    records = {r["request_id"]: r for r in audit_records(service)}
+    audited = {rid: where for rid, where in sent.items() if where[0] not in UNPROTECTED}
+    assert len(audit_records(service)) == len(records) == len(audited)
+    assert set(records) == set(audited)
+    for request_id, (template, method) in audited.items():
+        record = records[request_id]
+        assert (record["route"], record["method"], record["status"]) == (template, method, 200)
+        assert record["key_id"] == service.key_ids["admin"] and record["role"] == "admin"
+        touches_model = "{name}" in template
+        assert record["model"] == ("heart" if touches_model else None), template
+        assert record["model_version"] == (1 if touches_model else None), template
+        assert record["n_records"] == (1 if template.endswith("/predict") else None), template
+    assert audit_log(service).verify().ok
 
 
 def test_wrong_role_is_forbidden(service, heart_records):
@@ -248,6 +306,7 @@ def test_prometheus_metrics_count_requests_without_patient_values(service, heart
     assert marker not in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
@@ -255,7 +314,7 @@ def test_concurrent_clients_get_answers_and_exactly_one_audit_record_each(
     start_service, heart_records, database, request
 ):
     url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
-    service = start_service(database_url=url)
+    service = start_service(database_url=url, server=True)  # real sockets, real concurrency
     clients, per_client = 16, 200
 
     def work(index: int) -> list[str]:
@@ -288,10 +347,9 @@ def test_a_tampered_artifact_is_refused_and_other_models_keep_serving(
     data = bytearray(artifact.read_bytes())
     data[len(data) // 2] ^= 0xFF
     artifact.write_bytes(bytes(data))
-    restarted = serve_app(create_app(service.settings))
+    restarted = serve_app(create_app(service.settings), service.settings)
     assert "heart:1" in restarted.app.state.catalog.failures
-    headers = {"Authorization": f"Bearer {service.keys['predictor']}"}
-    with httpx.Client(base_url=restarted.url, headers=headers) as client:
+    with restarted.client() as client:
         refused = client.post("/v1/models/heart/predict", json={"records": heart_records[:1]})
         pima = client.post("/v1/models/pima/predict", json={"records": [{"Glucose": 120}]})
         ready = client.get("/readyz").json()

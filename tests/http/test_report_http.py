@@ -4,36 +4,20 @@ credential as the metadata routes, and 404 problem+json when there is no report.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 
-import httpx
 import pytest
 
 from medserve.config import Settings
 from medserve.flows import TrainRequest, train_and_register
 from medserve.http.app import create_app
 from medserve.http.routes.report import wants_html
-from medserve.security.api_keys import ApiKeyStore
 from medserve.storage import Registry
-from support.servers import ThreadServer, free_port
 
 PROBLEM = "application/problem+json"
 
 
-@dataclass
-class ReportService:
-    url: str
-    settings: Settings
-    keys: dict[str, str]
-
-    def client(self, role: str | None = "predictor") -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
-
-
 @pytest.fixture(scope="module")
-def report_service(tmp_path_factory, heart_csv) -> Iterator[ReportService]:
+def report_service(tmp_path_factory, heart_csv, serve_app_for_module):
     """heart:1 with its report (no intended use given), heart:2 registered without one."""
     settings = Settings(home=tmp_path_factory.mktemp("report-http") / "home")
     request = TrainRequest(
@@ -47,15 +31,10 @@ def report_service(tmp_path_factory, heart_csv) -> Iterator[ReportService]:
             lineage=first.lineage, data_sha256=first.data_sha256,
         )  # fmt: skip
         registry.promote("heart:1")
-    app = create_app(settings)
-    store = ApiKeyStore(app.state.registry.engine)
-    keys = {role: store.create(role, name=role)[1] for role in ("predictor", "auditor")}
-    port = free_port()
-    with ThreadServer(app, port):
-        yield ReportService(url=f"http://127.0.0.1:{port}", settings=settings, keys=keys)
+    return serve_app_for_module(create_app(settings), settings)
 
 
-def stored_json(service: ReportService, version: int = 1) -> dict:
+def stored_json(service, version: int = 1) -> dict:
     path = service.settings.home / f"reports/heart/v{version}/report.json"
     return json.loads(path.read_text())
 
@@ -127,3 +106,15 @@ def test_a_credential_is_required(report_service):
 )
 def test_accept_header_negotiation(accept, html):
     assert wants_html(accept) is html
+
+
+def test_a_report_stored_without_its_page_is_rendered_for_the_answer_only(reported_service):
+    page = reported_service.settings.home / "reports/heart/v1/report.html"
+    page.unlink()
+    with reported_service.client("auditor") as client:
+        response = client.get("/v1/models/heart/report", headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert "<title>Model report: heart:1</title>" in response.text
+    assert not page.exists()  # a GET only reads

@@ -24,6 +24,8 @@ from medserve.storage import Registry
 from medserve.storage.keystore import KeyStore
 from support.servers import copy_models, free_port
 
+# Each test starts `medserve serve` processes: out of the fast lane (make test-fast).
+pytestmark = pytest.mark.slow
 # uvicorn finishes in-flight requests, then re-raises SIGTERM so the exit says why.
 GRACEFUL = (0, -signal.SIGTERM)
 

@@ -211,6 +211,28 @@ def test_a_purpose_key_moved_to_another_name_is_refused(home_settings: Settings)
         KeyStore(home_settings).purpose_key("deid-pseudonym")
 
 
+def test_on_create_sees_the_new_key_once_and_a_failure_stores_nothing(
+    home_settings: Settings,
+) -> None:
+    seen: list[bytes] = []
+
+    def refuse(secret: bytes) -> None:
+        raise OSError("simulated failure before the key is stored")
+
+    with pytest.raises(OSError, match="simulated"):
+        KeyStore(home_settings).purpose_key("model-versions", on_create=refuse)
+    assert not KeyStore(home_settings).has_purpose_key("model-versions")
+
+    key = KeyStore(home_settings).purpose_key("model-versions", on_create=seen.append)
+    again = KeyStore(home_settings).purpose_key("model-versions", on_create=seen.append)
+    assert seen == [key] and again == key
+
+
+def test_asking_whether_a_purpose_key_exists_creates_nothing(home_settings: Settings) -> None:
+    assert not KeyStore(home_settings, create=False).has_purpose_key("audit")
+    assert not home_settings.home.exists()
+
+
 @pytest.mark.parametrize("purpose", ["", "Audit", "../x", "a b"])
 def test_a_purpose_name_must_be_a_plain_identifier(home_settings: Settings, purpose: str) -> None:
     with pytest.raises(ConfigError, match="not a valid key name"):
@@ -233,13 +255,15 @@ def test_rotation_rewraps_every_artifact_and_models_still_load(
     assert result.old_key_id == old_id
     assert result.new_key_id != old_id
     assert result.rewrapped == 3
-    assert result.purpose_keys_rewrapped == 1
+    assert result.purpose_keys_rewrapped == 2  # audit-hmac, and the registry's row MAC key
     assert result.retired_key_ids == () and result.unreadable == ()
     assert header_key_ids(home_settings) == {result.new_key_id}
     after = {p.name: p.read_bytes()[HEADER_SIZE:] for p in home_settings.artifacts_dir.iterdir()}
     assert after == bodies  # only headers change; the recorded sha256 still holds
-    for mv in versions:
-        assert type(sqlite_registry.load(mv)).__name__ == "LogisticRegression"
+    with Registry(home_settings) as reopened:  # unwraps the row MAC key afresh
+        for mv in versions:
+            assert type(sqlite_registry.load(mv)).__name__ == "LogisticRegression"
+            assert type(reopened.load(mv)).__name__ == "LogisticRegression"
     store = KeyStore(home_settings)
     assert store.key_ids == (result.new_key_id, old_id)  # the old key is kept, retired
     assert store.purpose_key("audit-hmac") == audit

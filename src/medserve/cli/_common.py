@@ -6,12 +6,12 @@ import functools
 import json
 import logging
 import sys
-import warnings
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -30,18 +30,22 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        warnings.filterwarnings("ignore")
         logging.getLogger("lightgbm").setLevel(logging.ERROR)
         try:
             return command(*args, **kwargs)
         except MedserveError as error:
-            err.print(f"[bold red]error:[/] {error.message}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(error.render(cli_option))}", soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted: nothing was registered")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def cli_option(name: str) -> str:
+    """An option as the command line spells it: ``positive_if`` → ``--positive-if``."""
+    return "--" + name.replace("_", "-")
 
 
 def settings() -> Settings:

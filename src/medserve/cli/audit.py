@@ -13,21 +13,30 @@ import typer
 
 from medserve.cli._common import JsonFlag, err, handle_errors, out, print_json, settings
 from medserve.config import Settings
-from medserve.errors import ConfigError, IntegrityError, RegistryError
+from medserve.core.files import create_private
+from medserve.errors import ConfigError, IntegrityError
 
 app = typer.Typer(help="Verify and export the audit trail.", no_args_is_help=True)
+AUDIT_PURPOSE = "audit"  # the purpose key the service MACs its audit records with
 
 
-def audit_key(settings: Settings) -> bytes:
-    """The audit trail's HMAC key: the key store's "audit" purpose key."""
-    try:
-        from medserve.storage.keystore import KeyStore
-    except ImportError as error:
-        raise RegistryError(
-            f"cannot load the audit key: medserve.storage.keystore is unavailable ({error})"
-        ) from error
-    key: bytes = KeyStore(settings).purpose_key("audit")
-    return key
+def audit_key(settings: Settings, *, create: bool = True) -> bytes:
+    """The audit trail's HMAC key: the key store's "audit" purpose key.
+
+    ``create=False`` (verifying) never makes a key, or any file: a home without one
+    is a ConfigError saying so.
+    """
+    from medserve.storage.keystore import KeyStore
+
+    keystore = KeyStore(settings, create=create)
+    if not create and not keystore.has_purpose_key(AUDIT_PURPOSE):
+        raise ConfigError(
+            f"cannot load the audit key: {keystore.purpose_file} does not exist or holds "
+            "none, so there is no audit trail here to vouch for; point MEDSERVE_HOME at the "
+            "home of the service that wrote the trail, or restore its master.key and "
+            "keys.json from backup"
+        )
+    return keystore.purpose_key(AUDIT_PURPOSE)
 
 
 @app.command("verify")
@@ -38,7 +47,7 @@ def audit_verify(as_json: JsonFlag = False) -> None:
     from medserve.storage import Registry
 
     current = settings()
-    key = audit_key(current)
+    key = audit_key(current, create=False)
     with Registry(current) as registry:
         result = AuditLog(registry.engine, key).verify()
     if as_json:
@@ -73,7 +82,7 @@ def audit_export(
             write_lines(export_records(registry.engine, start), sys.stdout)
             return
         try:
-            with output.open("w", encoding="utf-8") as stream:
+            with create_private(output).open("w", encoding="utf-8") as stream:
                 count = write_lines(export_records(registry.engine, start), stream)
         except OSError as error:
             raise ConfigError(f"cannot write {output}: {error.strerror}") from error

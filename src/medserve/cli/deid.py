@@ -26,10 +26,20 @@ from medserve.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from medserve.deid import ColumnOutcome, DeidResult
+    from medserve.deid import ColumnOutcome, DeidResult, ReviewFlag
 
 app = typer.Typer()
 OUTPUT_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+# Shared with `medserve predict`: both write tables people open in spreadsheets.
+RawCellsFlag = Annotated[
+    bool,
+    typer.Option(
+        "--raw-cells",
+        help="Write CSV cells exactly as they are. By default a text cell that starts with "
+        "= + - @, a tab or a carriage return gets a leading ' so that a spreadsheet shows "
+        "it instead of running it as a formula (numbers stay numbers).",
+    ),
+]
 
 
 HELP = (
@@ -58,6 +68,7 @@ def deid(
     report: Annotated[
         bool, typer.Option("--report", help="Also write a JSON report: OUT's name + .deid.json.")
     ] = False,
+    raw_cells: RawCellsFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     from medserve.data import read_table
@@ -75,14 +86,14 @@ def deid(
     if warning is not None:
         err.print(warning, style="bold red", markup=False, soft_wrap=True)
     report_file = report_path(output) if report else None
-    _write(result, output, report_file)
+    _write(result, output, report_file, raw_cells=raw_cells)
     if as_json:
         print_json(
             {
                 "input": str(data),
                 "output": str(output),
                 "report_file": str(report_file) if report_file else None,
-                "report": result.report,
+                "report": result.report.to_json(),
             }
         )
         return
@@ -120,14 +131,14 @@ def _check_output(data: Path, output: Path) -> None:
         raise ConfigError(f"{output}: is the input file; write the de-identified table elsewhere")
 
 
-def _write(result: DeidResult, output: Path, report_file: Path | None) -> None:
+def _write(result: DeidResult, output: Path, report_file: Path | None, *, raw_cells: bool) -> None:
     """Both files appear whole or not at all: temp files beside them, then renames."""
     table_tmp = _temp_beside(output)
     report_tmp = _temp_beside(report_file) if report_file else None
     try:
-        _write_table(result.frame, table_tmp)
+        _write_table(result.frame, table_tmp, raw_cells=raw_cells)
         if report_file is not None and report_tmp is not None:
-            report_tmp.write_text(json.dumps(result.report, indent=2, default=str) + "\n")
+            report_tmp.write_text(json.dumps(result.report.to_json(), indent=2) + "\n")
         os.replace(table_tmp, output)
         if report_file is not None and report_tmp is not None:
             os.replace(report_tmp, report_file)
@@ -138,12 +149,12 @@ def _write(result: DeidResult, output: Path, report_file: Path | None) -> None:
                     leftover.unlink()
 
 
-def _write_table(frame: pd.DataFrame, path: Path) -> None:
+def _write_table(frame: pd.DataFrame, path: Path, *, raw_cells: bool) -> None:
     from medserve.data import write_table
     from medserve.errors import DataError
 
     try:
-        write_table(frame, path)
+        write_table(frame, path, raw_cells=raw_cells)
     except (OSError, ValueError, TypeError) as error:  # pyarrow and the OS raise these
         raise DataError(f"cannot write the de-identified table: {error}") from None
 
@@ -155,7 +166,8 @@ def _temp_beside(path: Path) -> Path:
 
 
 def _columns_table(result: DeidResult) -> Table:
-    standard = "HIPAA Safe Harbor" if result.report["safe_harbor"] else "NOT HIPAA Safe Harbor"
+    standard = "HIPAA Safe Harbor" if result.report.safe_harbor else "NOT HIPAA Safe Harbor"
+    flagged = {flag.column: flag for flag in result.report.review}
     table = Table(title=f"De-identification ({standard})", title_justify="left")
     for column in ("column", "detected", "found by", "action", "changed", "notes"):
         table.add_column(column, justify="right" if column == "changed" else "left")
@@ -166,12 +178,16 @@ def _columns_table(result: DeidResult) -> Table:
             outcome.detected_by or "",
             outcome.action,
             str(outcome.changed) if outcome.action != "keep" else "",
-            _note(outcome),
+            _note(outcome, flagged.get(outcome.column)),
         )
     return table
 
 
-def _note(outcome: ColumnOutcome) -> str:
+def _note(outcome: ColumnOutcome, flag: ReviewFlag | None) -> str:
+    from medserve.deid.report import REVIEW_REASONS
+
+    if flag is not None and flag.reason != "scrubbed_text":
+        return f"REVIEW: {REVIEW_REASONS[flag.reason]}"
     details = outcome.details
     if outcome.kind == "zip" and details.get("restricted_to_000"):
         return f"{details['restricted_to_000']} restricted areas → 000"
@@ -180,5 +196,7 @@ def _note(outcome: ColumnOutcome) -> str:
     if outcome.kind == "age" and outcome.action == "generalise":
         return "over 89 → 90+"
     if outcome.kind == "text" and outcome.action == "generalise":
-        return f"{sum(details.values())} placeholders"
+        return f"{sum(details.values())} placeholders; REVIEW: scrubbed by rules"
+    if details.get("without_year_emptied"):
+        return f"{details['without_year_emptied']} dates without a year emptied"
     return ""

@@ -29,7 +29,7 @@ def report(
     as_json: JsonFlag = False,
 ) -> None:
     """The model report (TRIPOD+AI style): prints the path of its self-contained HTML page."""
-    from medserve.flows import stored_report
+    from medserve.flows import restore_page, stored_report
     from medserve.storage import Registry
 
     config = settings()
@@ -38,7 +38,8 @@ def report(
     if as_json and output is None:
         print_json(json.loads(found.json_path.read_text(encoding="utf-8")))
         return
-    shown = found.json_path if as_json else found.html_path
+    # A report stored without its page (an older release) gets it written now.
+    shown = found.json_path if as_json else restore_page(found)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shown, output)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from medserve.cli._common import (
     JsonFlag,
@@ -19,12 +20,20 @@ from medserve.cli._common import (
     schema_table,
     settings,
 )
+from medserve.cli.deid import RawCellsFlag
 from medserve.config import Settings
+from medserve.modeling.families import AUTO, auto_candidates, family_names
 
 if TYPE_CHECKING:
     from medserve.flows import TrainOutcome
 
 app = typer.Typer()
+
+# The choices as the families registry has them (`medserve train --help`).
+MODEL_HELP = (
+    f"{'|'.join((AUTO, *family_names()))}: {AUTO} cross-validates "
+    f"{', '.join(auto_candidates())} and keeps the best."
+)
 
 GroupOption = Annotated[
     list[str] | None,
@@ -58,7 +67,7 @@ def train(
     positive_if: Annotated[
         str | None, typer.Option("--positive-if", help="Binarise a numeric target, e.g. '>0'.")
     ] = None,
-    model: Annotated[str, typer.Option(help="auto|logistic|lightgbm|mlp|ebm")] = "auto",
+    model: Annotated[str, typer.Option(help=MODEL_HELP)] = AUTO,
     name: Annotated[str | None, typer.Option(help="Registry name (default: file name).")] = None,
     schema: Annotated[Path | None, typer.Option(help="YAML/JSON schema overrides.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for splits and models.")] = 0,
@@ -153,8 +162,8 @@ def evaluate(
     if as_json:
         print_json(outcome.to_json())
         return
-    for notice in outcome.notices:
-        err.print(f"[yellow]notice:[/] {notice}")
+    for notice in outcome.notices:  # warnings' text may hold brackets: not markup
+        err.print(f"[yellow]notice:[/] {escape(notice)}", soft_wrap=True)
     out.print(
         metrics_table(
             outcome.metrics,
@@ -179,12 +188,29 @@ def predict(
             "base_value, contributions per column) to every row.",
         ),
     ] = False,
+    score_unseen_levels: Annotated[
+        bool,
+        typer.Option(
+            "--score-unseen-levels",
+            help="Score levels never seen in training as no known level (explanations mark "
+            "them) instead of refusing the file, as the HTTP API refuses them.",
+        ),
+    ] = False,
+    raw_cells: RawCellsFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Batch scoring: writes the input columns plus `risk` and `label`."""
     from medserve.flows import predict_file
 
-    version, rows = predict_file(settings(), model, data, output, explain=explain)
+    version, rows = predict_file(
+        settings(),
+        model,
+        data,
+        output,
+        explain=explain,
+        score_unseen_levels=score_unseen_levels,
+        raw_cells=raw_cells,
+    )
     if as_json:
         print_json(
             {"model": version.name, "version": version.version, "rows": rows, "output": str(output)}
@@ -242,8 +268,8 @@ def show_schema(
 
 def show_training(outcome: TrainOutcome) -> None:
     """The readable account of a training run: notices, schema, leaderboard, metrics."""
-    for notice in outcome.notices:
-        err.print(f"[yellow]notice:[/] {notice}", soft_wrap=True)
+    for notice in outcome.notices:  # warnings' text may hold brackets: not markup
+        err.print(f"[yellow]notice:[/] {escape(notice)}", soft_wrap=True)
     out.print(schema_table(outcome.schema))
     out.print(leaderboard_table(outcome.leaderboard))
     version = outcome.version

@@ -1,9 +1,11 @@
-"""Private files written atomically: readers see the old file or the whole new one."""
+"""Private files: written atomically (readers see the old file or the whole new one), or
+created owner-only for writers that open them by name."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -35,3 +37,33 @@ def write_file_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> No
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def create_private(path: Path, *, tighten: bool = True) -> Path:
+    """Make ``path`` an owner-only (0600) file before a writer that opens it by name fills it.
+
+    Created empty when absent. An existing file is tightened to 0600 (``tighten``: for
+    outputs about to be overwritten) or left as it is (for a database someone else may
+    manage; see ``loose_mode``). Returns ``path``.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | (0 if tighten else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, FILE_MODE)
+    except FileExistsError:
+        return path
+    try:
+        if tighten:
+            os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    return path
+
+
+def loose_mode(path: Path) -> int | None:
+    """The permission bits of ``path`` when its group or others may access it, else None
+    (also None when it does not exist)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return None
+    return mode if mode & 0o077 else None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from medserve.core.files import create_private
 from medserve.errors import DataError
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".npy")
@@ -111,13 +113,68 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write scored records next to the input format (CSV or Parquet)."""
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV
+# Injection"): =1+1, +1+1, -1+1, @SUM(…), and a tab or carriage return before any of them.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A plain decimal number ("-5", "+1.5", "-2e-3") is a number to a spreadsheet, not a formula.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def write_table(frame: pd.DataFrame, path: str | Path, *, raw_cells: bool = False) -> None:
+    """Write a table in the format its suffix names (CSV, TSV or Parquet).
+
+    CSV and TSV files open live in spreadsheets, so a text cell (or header) that starts
+    with ``= + - @``, a tab or a carriage return gets a leading ``'`` and is shown, never
+    run; numbers, negative ones too, stay as they are. ``raw_cells`` writes every cell as
+    it is. Parquet is typed and written unchanged.
+
+    A cell holding a carriage return is quoted (the file's lines then end in CRLF, as RFC
+    4180 has them): unquoted, readers end the row there and the rest becomes a new row.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        frame.to_parquet(path, index=False)
+        frame.to_parquet(create_private(path), index=False)
     elif suffix in (".csv", ".tsv", ""):
-        frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+        cells = frame if raw_cells else neutralise_formulas(frame)
+        cells.to_csv(
+            create_private(path),
+            index=False,
+            sep="\t" if suffix == ".tsv" else ",",
+            # the csv module quotes a field only for characters of the line terminator
+            lineterminator="\r\n" if _holds_carriage_return(cells) else "\n",
+        )
     else:
         raise DataError(f"{path}: cannot write '{suffix}' files; use .csv or .parquet")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell and header that a spreadsheet would run made inert."""
+    out = frame.copy(deep=False)
+    out.columns = [_inert(name) if isinstance(name, str) else name for name in frame.columns]
+    for position in range(frame.shape[1]):
+        values = frame.iloc[:, position]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+            continue
+        risky = values.map(lambda value: isinstance(value, str) and _runs(value)).astype(bool)
+        if risky.any():
+            cells = values.astype(object)
+            out.isetitem(position, cells.mask(risky, cells[risky].map(_inert)))
+    return out
+
+
+def _holds_carriage_return(frame: pd.DataFrame) -> bool:
+    texts = [frame.columns.to_series(), *(frame.iloc[:, i] for i in range(frame.shape[1]))]
+    return any(
+        not pd.api.types.is_numeric_dtype(values)
+        and values.map(lambda value: isinstance(value, str) and "\r" in value).astype(bool).any()
+        for values in texts
+    )
+
+
+def _runs(text: str) -> bool:
+    return text.startswith(FORMULA_STARTS) and _PLAIN_NUMBER.fullmatch(text) is None
+
+
+def _inert(text: str) -> str:
+    return "'" + text if _runs(text) else text

@@ -10,6 +10,12 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from medserve.data.outcome import Outcome
+from medserve.data.values import (
+    UnreadableValue,
+    ValueReader,
+    level_text,
+    unseen_level_message,
+)
 from medserve.errors import SchemaError
 
 ColumnType = Literal["numeric", "categorical", "binary", "datetime", "text"]
@@ -66,77 +72,65 @@ class Schema(BaseModel):
         raise SchemaError(f"no column '{name}' in the schema")
 
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Raw records → the typed feature frame (float numbers, string levels, NaN missing).
+        """Raw records → the typed feature frame (float numbers, string levels, NaN missing),
+        every value read by ``medserve.data.values``.
 
         Raises SchemaError naming the column and the first bad row when a value does not
-        fit; unseen categories pass through (the encoder ignores them)."""
+        fit; unseen levels pass through (the encoder ignores them; ``unseen_level`` finds
+        them for the channels that refuse them)."""
+        self._require_features(frame)
+        prepared = {}
+        for spec in self.features:
+            reader = ValueReader.of(spec)
+            dtype = np.float64 if reader.numeric else object
+            values = _read_column(reader, frame[spec.name])
+            prepared[spec.name] = pd.Series(values, index=frame.index, dtype=dtype)
+        return pd.DataFrame(prepared, index=frame.index)
+
+    def unseen_level(self, frame: pd.DataFrame) -> str | None:
+        """The first level in ``frame`` that training never saw, said for the person who
+        sent it (row, column, the known levels); None when every level was seen."""
+        self._require_features(frame)
+        for spec in self.features:
+            reader = ValueReader.of(spec)
+            if reader.numeric or not reader.known:
+                continue
+            levels = _read_column(reader, frame[spec.name])
+            unseen = [i for i, level in enumerate(levels) if _is_unseen(reader, level)]
+            if unseen:
+                row = unseen[0]
+                value = frame[spec.name].iloc[row]
+                message = unseen_level_message(value, spec.categories or [], "an empty cell")
+                others = f"; {len(unseen)} rows of '{spec.name}' have such levels"
+                return f"column '{spec.name}' row {row + 1}: {message}" + (
+                    others if len(unseen) > 1 else ""
+                )
+        return None
+
+    def _require_features(self, frame: pd.DataFrame) -> None:
         missing = [c.name for c in self.features if c.name not in frame.columns]
         if missing:
             raise SchemaError(
                 f"missing column(s) {', '.join(repr(m) for m in missing)}; the model needs "
                 f"{', '.join(self.feature_names)}"
             )
-        prepared = {}
-        for spec in self.features:
-            values = frame[spec.name]
-            if spec.numeric_encoded:
-                prepared[spec.name] = _as_numbers(values, spec)
-            else:
-                prepared[spec.name] = _as_levels(values, spec)
-        return pd.DataFrame(prepared, index=frame.index)
 
 
-def _as_numbers(values: pd.Series, spec: ColumnSpec) -> pd.Series:
-    if pd.api.types.is_bool_dtype(values):
-        numbers = values.astype(float)
-    else:
-        numbers = pd.to_numeric(values, errors="coerce")
-        bad = numbers.isna().to_numpy() & values.notna().to_numpy()
-        if bad.any():
-            text = values.astype(str).str.strip()
-            blank = text.isin(["", "nan", "NaN", "NA", "None"]).to_numpy()
-            bad &= ~blank
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                raise SchemaError(
-                    f"column '{spec.name}' row {row + 1}: '{values.iloc[row]}' is not a number"
-                )
-        numbers = numbers.astype(float)
-    infinite = np.isinf(numbers.to_numpy())
-    if infinite.any():
-        row = int(np.flatnonzero(infinite)[0])
-        raise SchemaError(
-            f"column '{spec.name}' row {row + 1}: '{values.iloc[row]}' is not a finite number"
-        )
-    if spec.missing_tokens:
-        tokens = pd.to_numeric(pd.Series(spec.missing_tokens), errors="coerce").dropna()
-        numbers = numbers.mask(numbers.isin(tokens.tolist()))
-    return numbers
+def _read_column(reader: ValueReader, values: pd.Series) -> np.ndarray:
+    """Floats for a number column, levels for a level column; SchemaError at a bad value."""
+    try:
+        return reader.numbers(values) if reader.numeric else reader.levels(values)
+    except UnreadableValue as error:
+        row = (error.position or 0) + 1
+        raise SchemaError(f"column '{reader.name}' row {row}: {error}") from None
 
 
-def _level_of(value: object) -> object:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return np.nan
-    if isinstance(value, bool | np.bool_):
-        return "True" if value else "False"
-    if isinstance(value, int | float | np.integer | np.floating):
-        return f"{value:g}"
-    return str(value).strip()
+def _is_unseen(reader: ValueReader, level: object) -> bool:
+    return isinstance(level, str) and reader.unseen(level)
 
 
 def category_text(values: pd.Series) -> pd.Series:
-    """Levels as stripped strings (True → 'True', 2.0 → '2'), missing kept as NaN.
-
-    Value by value, so a record reads the same whatever else is in its batch."""
-    return values.map(_level_of).astype(object)
-
-
-def _as_levels(values: pd.Series, spec: ColumnSpec) -> pd.Series:
-    text = category_text(values)
-    if spec.missing_tokens:
-        text = text.mask(text.isin(spec.missing_tokens))
-    if spec.categories:
-        # Match levels regardless of case (TRUE, true and True are the same answer).
-        lookup = {level.lower(): level for level in spec.categories}
-        text = text.map(lambda v: v if pd.isna(v) else lookup.get(v.lower(), v))
-    return text.astype(object)
+    """Levels as stripped strings (True → 'True', 2.0 → '2'), blank kept as NaN, with no
+    column's tokens or levels applied (for describing a column). Value by value, so a
+    record reads the same whatever else is in its batch."""
+    return values.map(lambda value: level_text(value) or np.nan).astype(object)

@@ -11,7 +11,6 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -30,11 +29,22 @@ from medserve.deid.policy import DeidPolicy
 from medserve.deid.pseudonym import (
     MAX_SHIFT_DAYS,
     check_key,
+    is_pseudonym,
     key_fingerprint,
     pseudonymise,
     row_shift_days,
     shift_days,
 )
+from medserve.deid.report import (
+    REVIEW_REASONS,
+    ColumnOutcome,
+    DateHandling,
+    DeidReport,
+    PolicyRecord,
+    ReviewFlag,
+)
+from medserve.deid.result import DeidResult
+from medserve.deid.review import SAFE_HARBOR_KEEPS, review_column
 from medserve.deid.risk import k_anonymity
 from medserve.deid.text import ENGINE, ROW_KINDS, NoteScrubber, row_values
 from medserve.errors import ConfigError
@@ -42,57 +52,9 @@ from medserve.errors import ConfigError
 logger = logging.getLogger("medserve.deid")
 
 Progress = Callable[[str, int, int], None]
-REPORT_FORMAT = "medserve-deid-report"
-STANDARD = "HIPAA Safe Harbor, 45 CFR 164.514(b)(2)"
-# Kinds that Safe Harbor lets through unchanged; keeping any other kind breaks it.
-SAFE_HARBOR_KEEPS = frozenset({"none", "sex", "race"})
 _PATIENT_ID_NAME = re.compile(r"mrn|medical_record|patient|subject|person", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class ColumnOutcome:
-    """What happened to one column: its kind, how it was found, the action, counts only."""
-
-    column: str
-    kind: str
-    detected_by: str | None
-    action: str
-    changed: int = 0
-    details: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DeidResult:
-    """The de-identified table and a JSON-ready report of what was done to it."""
-
-    frame: pd.DataFrame
-    report: dict[str, Any]
-    columns: tuple[ColumnOutcome, ...]
-
-    def summary_lines(self) -> list[str]:
-        """One line per column, then the date handling and the re-identification risk."""
-        rows = self.report["rows"]
-        lines = []
-        for outcome in self.columns:
-            how = f" by {outcome.detected_by}" if outcome.detected_by else ""
-            what = outcome.kind if outcome.kind != "none" else "no identifier"
-            line = f"{outcome.column}: {what}{how} → {outcome.action}"
-            if outcome.action not in ("keep", "drop"):
-                line += f", {outcome.changed} of {rows} values changed"
-            if outcome.details:
-                line += " (" + ", ".join(f"{k}: {v}" for k, v in outcome.details.items()) + ")"
-            lines.append(line)
-        lines.append(_dates_line(self.report["dates"]))
-        lines.append(_risk_line(self.report["k_anonymity"]))
-        return lines
-
-    def safe_harbor_warning(self) -> str | None:
-        """A warning when the output does not meet Safe Harbor, saying why; else None."""
-        if self.report["safe_harbor"]:
-            return None
-        return "WARNING: the output is NOT HIPAA Safe Harbor: " + "; ".join(
-            self.report["not_safe_harbor_because"]
-        )
+# Columns that say which patient a row is, best first, when no record number does.
+_PATIENT_KINDS = ("record_id", "ssn", "name")
 
 
 def deidentify(
@@ -113,6 +75,7 @@ def deidentify(
     plan = plan_columns(frame, policy)
     kinds = {str(c): outcome.kind for c, outcome in zip(frame.columns, plan, strict=True)}
     patient_id = _patient_id(policy, plan)
+    patients = _patients(frame, policy, plan)
     reference = policy.reference_date or dt.date.today()
     offsets = None
     if policy.dates == "shift" and any(
@@ -141,9 +104,11 @@ def deidentify(
     if progress is not None:
         progress("de-identifying columns", len(plan), len(plan))
     result = pd.DataFrame(columns, index=frame.index)
-    report = _report(frame, result, outcomes, policy, key, patient_id, offsets, reference)
-    report["text_engine"] = ENGINE if scrubber is not None else None
-    return DeidResult(frame=result, report=report, columns=tuple(outcomes))
+    review = _review(outcomes, result, policy, patients)
+    report = _report(
+        frame, result, outcomes, policy, key, patient_id, offsets, reference, review, scrubber
+    )
+    return DeidResult(frame=result, report=report)
 
 
 def plan_columns(frame: pd.DataFrame, policy: DeidPolicy) -> list[ColumnOutcome]:
@@ -155,6 +120,14 @@ def plan_columns(frame: pd.DataFrame, policy: DeidPolicy) -> list[ColumnOutcome]
     """
     policy.check_columns(frame.columns)
     plan = [_decide(column, frame[column], policy) for column in frame.columns]
+    patients = _patients(frame, policy, plan)
+    if patients is not None:  # a second look at what repeats with each patient's visits
+        plan = [
+            _decide(column, frame[column], policy, patients=patients)
+            if decided.kind == "none" and decided.detected_by is None
+            else decided
+            for column, decided in zip(frame.columns, plan, strict=True)
+        ]
     removed = {o.column for o in plan if o.action == "drop"}
     dropped = [q for q in policy.quasi_identifiers or () if q in removed]
     if dropped:
@@ -166,9 +139,12 @@ def plan_columns(frame: pd.DataFrame, policy: DeidPolicy) -> list[ColumnOutcome]
     return plan
 
 
-def _decide(column: object, values: pd.Series, policy: DeidPolicy) -> ColumnOutcome:
+def _decide(
+    column: object, values: pd.Series, policy: DeidPolicy, *, patients: pd.Series | None = None
+) -> ColumnOutcome:
     rule = policy.columns.get(str(column))
-    detection = detect_column(column, values)
+    same = patients is not None and str(column) == str(patients.name)
+    detection = detect_column(column, values, patients=None if same else patients)
     if rule is not None and rule.kind is not None:
         detection = Detection(str(column), rule.kind, "policy")
     kind = detection.kind
@@ -180,7 +156,9 @@ def _decide(column: object, values: pd.Series, policy: DeidPolicy) -> ColumnOutc
             f"generalised; give its kind, e.g. {{action: generalise, kind: date}} (kinds that "
             f"generalise: {', '.join(sorted(GENERALISABLE_KINDS))}), or drop or pseudonymise it"
         )
-    return ColumnOutcome(str(column), kind, detection.detected_by, action)
+    return ColumnOutcome(
+        column=str(column), kind=kind, detected_by=detection.detected_by, action=action
+    )
 
 
 def _default_action(kind: str) -> str:
@@ -193,12 +171,48 @@ def _default_action(kind: str) -> str:
     return "keep"
 
 
-def _patient_id(policy: DeidPolicy, plan: list[ColumnOutcome]) -> str | None:
+def _patient_id(
+    policy: DeidPolicy, plan: list[ColumnOutcome], kinds: tuple[str, ...] = ("record_id",)
+) -> str | None:
+    """The column that says which patient a row is: the policy's patient_id, else the first
+    column of the first of ``kinds`` found (one named like a patient id first)."""
     if policy.patient_id is not None:
         return policy.patient_id
-    ids = [o.column for o in plan if o.kind == "record_id"]
-    preferred = [c for c in ids if _PATIENT_ID_NAME.search(c)]
-    return (preferred or ids or [None])[0]
+    for kind in kinds:
+        found = [o.column for o in plan if o.kind == kind]
+        preferred = [c for c in found if _PATIENT_ID_NAME.search(c)]
+        if found:
+            return (preferred or found)[0]
+    return None
+
+
+def _patients(
+    frame: pd.DataFrame, policy: DeidPolicy, plan: list[ColumnOutcome]
+) -> pd.Series | None:
+    """The patient of each row, as the table says it: the policy's patient_id, else a record
+    number, an SSN or a name column; None when nothing says."""
+    column = _patient_id(policy, plan, _PATIENT_KINDS)
+    if column is None:
+        return None
+    position = [str(c) for c in frame.columns].index(column)
+    return frame.iloc[:, position].rename(column)
+
+
+def _review(
+    outcomes: list[ColumnOutcome],
+    result: pd.DataFrame,
+    policy: DeidPolicy,
+    patients: pd.Series | None,
+) -> list[ReviewFlag]:
+    """The flags of the columns a person should look at (see ``review.py``)."""
+    flags = []
+    for outcome in outcomes:
+        values = result[outcome.column] if outcome.column in result else pd.Series(dtype=object)
+        classified = outcome.column in policy.columns
+        flag = review_column(outcome, values, classified=classified, patients=patients)
+        if flag is not None:
+            flags.append(flag)
+    return flags
 
 
 def _offsets(frame: pd.DataFrame, patient_id: str | None, key: bytes) -> pd.Series:
@@ -229,11 +243,15 @@ def _transform(
     if decided.action == "drop":
         return None, _with(decided, changed=present)
     if decided.action == "pseudonymise":
-        return pseudonymise(key, values, decided.kind), _with(decided, changed=present)
+        done = int(values.map(is_pseudonym).sum())  # from an earlier pass: kept as they are
+        return pseudonymise(key, values, decided.kind), _with(decided, changed=present - done)
     kind, name = decided.kind, str(column)
     if kind in ("date", "birth_date"):
         parsed = date_rules.parse_dates(values, name)
         details: dict[str, int] = {}
+        yearless = int(date_rules.without_year(values).sum())
+        if yearless:
+            details["without_year_emptied"] = yearless
         if kind == "birth_date":
             old = date_rules.aged_90_or_more(parsed, reference)
             parsed = parsed.mask(old)
@@ -243,7 +261,7 @@ def _transform(
             out = date_rules.shift(parsed, offsets)
         else:
             out = date_rules.to_year(parsed)
-        return out, _with(decided, changed=present, details=details)
+        return out, _with(decided, changed=_differing(values, out), details=details)
     if kind == "age":
         out, over = generalise_ages(values, name)
         return out, _with(decided, changed=over, details={"over_89": over})
@@ -252,6 +270,13 @@ def _transform(
         return out, _with(decided, changed=changed, details={"restricted_to_000": restricted})
     assert kind == "text" and scrubber is not None
     return _scrub(frame, column, decided, scrubber, kinds)
+
+
+def _differing(before: pd.Series, after: pd.Series) -> int:
+    """Present values whose text the transform changed (a year written again stays)."""
+    present = before.notna()
+    same = before[present].astype(str).str.strip() == after[present].astype(str)
+    return int((~same).sum())
 
 
 def _scrub(
@@ -288,7 +313,9 @@ def _report(
     patient_id: str | None,
     offsets: pd.Series | None,
     reference: dt.date,
-) -> dict[str, Any]:
+    review: list[ReviewFlag],
+    scrubber: NoteScrubber | None,
+) -> DeidReport:
     kept = {o.column: o.kind for o in outcomes if o.column in result.columns}
     if policy.quasi_identifiers is not None:
         quasi = {c: kept[c] for c in policy.quasi_identifiers}  # plan_columns checked them
@@ -302,62 +329,36 @@ def _report(
         exceptions.append(f"identifier column(s) kept: {', '.join(kept_identifiers)}")
     if offsets is not None:
         exceptions.append("dates shifted, not reduced to the year")
-    return {
-        "format": REPORT_FORMAT,
-        "version": 1,
-        "standard": STANDARD,
-        "safe_harbor": not exceptions,
-        "not_safe_harbor_because": exceptions,
-        "kept_identifiers": kept_identifiers,
-        # keyed codes derived from identifiers: re-identification codes (45 CFR 164.514(c))
-        "pseudonymised": [o.column for o in outcomes if o.action == "pseudonymise"],
-        "rows": len(source),
-        "columns_in": source.shape[1],
-        "columns_out": result.shape[1],
-        "policy": policy.describe(),
-        "key_id": key_fingerprint(key),
-        "reference_date": reference.isoformat(),
-        "dates": {
-            "mode": policy.dates,
-            "patient_id": patient_id,
-            "shifted_per": None if offsets is None else ("patient" if patient_id else "row"),
-            "shift_days_range": [-MAX_SHIFT_DAYS, MAX_SHIFT_DAYS] if offsets is not None else None,
-        },
-        "columns": [asdict(o) for o in outcomes],
-        "k_anonymity": k_anonymity(result, quasi, policy.k),
-    }
+    if review:
+        flagged = ", ".join(f"{flag.column} ({REVIEW_REASONS[flag.reason]})" for flag in review)
+        exceptions.append(f"column(s) flagged for review: {flagged}")
+    return DeidReport(
+        safe_harbor=not exceptions,
+        not_safe_harbor_because=exceptions,
+        kept_identifiers=kept_identifiers,
+        review=review,
+        pseudonymised=[o.column for o in outcomes if o.action == "pseudonymise"],
+        rows=len(source),
+        columns_in=source.shape[1],
+        columns_out=result.shape[1],
+        policy=PolicyRecord.model_validate(policy.describe()),
+        key_id=key_fingerprint(key),
+        reference_date=reference,
+        dates=DateHandling(
+            mode=policy.dates,
+            patient_id=patient_id,
+            shifted_per=None if offsets is None else ("patient" if patient_id else "row"),
+            shift_days_range=(-MAX_SHIFT_DAYS, MAX_SHIFT_DAYS) if offsets is not None else None,
+        ),
+        columns=outcomes,
+        k_anonymity=k_anonymity(result, quasi, policy.k),
+        text_engine=ENGINE if scrubber is not None else None,
+    )
 
 
 def _with(decided: ColumnOutcome, **changes: Any) -> ColumnOutcome:
-    return ColumnOutcome(**(asdict(decided) | changes))
+    return decided.model_copy(update=changes)
 
 
 def _where(policy: DeidPolicy) -> str:
     return f"policy {policy.source}: " if policy.source else ""
-
-
-def _dates_line(dates: dict[str, Any]) -> str:
-    if dates["shifted_per"] == "patient":
-        return (
-            f"dates: shifted per patient (by '{dates['patient_id']}', "
-            f"±{MAX_SHIFT_DAYS} days); intervals within a patient are kept"
-        )
-    if dates["shifted_per"] == "row":
-        return (
-            "dates: shifted per row (no patient id column; set patient_id in the policy to "
-            "keep intervals across a patient's rows)"
-        )
-    return f"dates: {'reduced to the year' if dates['mode'] == 'year' else 'none to shift'}"
-
-
-def _risk_line(risk: dict[str, Any]) -> str:
-    if not risk["quasi_identifiers"]:
-        return "re-identification risk: no quasi-identifiers left (age, sex, ZIP3, …)"
-    over = ", ".join(
-        q["column"] + (f" ({q['as']})" if q["as"] != q["column"] else "")
-        for q in risk["quasi_identifiers"]
-    )
-    return (
-        f"re-identification risk over {over}: smallest group {risk['min_group_size']}; "
-        f"{risk['share_in_groups_below_k']:.1%} of records in groups smaller than k={risk['k']}"
-    )

@@ -2,8 +2,8 @@
 
 A shift keeps every interval between one patient's dates (length of stay, time to
 readmission) because all of that patient's dates move by the same number of days.
-Birth dates of people aged 90 or more are suppressed in both modes, since the year
-alone would reveal an age over 89.
+Birth dates whose year alone could mean an age of 90 or more are suppressed in both
+modes. A date written without its year ("Mar 3") has no year to keep: it is emptied.
 """
 
 from __future__ import annotations
@@ -13,25 +13,39 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from medserve.deid.detect import DATE_VALUE
+from medserve.deid.shapes import DATE_VALUE, MONTH_DAY_VALUE
 from medserve.errors import DataError
 
 OLDEST_AGE_SHOWN = 89
+
+
+def without_year(values: pd.Series) -> pd.Series:
+    """True where a value is a month and day with no year ("Mar 3", "3rd March")."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return pd.Series(False, index=values.index)
+    return values.map(
+        lambda value: (
+            isinstance(value, str) and MONTH_DAY_VALUE.fullmatch(value.strip()) is not None
+        )
+    ).astype(bool)
 
 
 def parse_dates(values: pd.Series, column: str) -> pd.Series:
     """Datetimes for every present value; DataError naming the column and the first bad row.
 
     ISO 8601 is tried first, then values written like dates (``3/14/2021``,
-    ``14 Mar 2021``; US month/day order). The message gives the row number, never the
-    value: it is protected health information.
+    ``14 Mar 2021``; US month/day order). Dates without a year become missing (see
+    ``without_year``). The message gives the row number, never the value: it is
+    protected health information.
     """
     if pd.api.types.is_datetime64_any_dtype(values):
         return _naive(values)
-    present = values.notna()
+    present = values.notna() & ~without_year(values)
     text = values[present].astype(str).str.strip()
     parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
-    retry = parsed.isna() & text.map(lambda value: DATE_VALUE.fullmatch(value) is not None)
+    retry = parsed.isna() & text.map(lambda value: DATE_VALUE.fullmatch(value) is not None).astype(
+        bool
+    )
     if retry.any():
         parsed[retry] = pd.to_datetime(text[retry], errors="coerce", format="mixed", utc=True)
     bad = present.copy()
@@ -57,9 +71,10 @@ def shift(dates: pd.Series, offsets_days: pd.Series) -> pd.Series:
 
 
 def aged_90_or_more(birth: pd.Series, reference: dt.date) -> pd.Series:
-    """True where a birth date means an age over 89 on ``reference`` (the Safe Harbor cut)."""
-    cutoff = pd.Timestamp(reference.replace(year=reference.year - OLDEST_AGE_SHOWN - 1))
-    return birth.notna() & (birth <= cutoff)
+    """True where the birth year alone could mean an age over 89 on ``reference`` (the Safe
+    Harbor cut): born in or before the year ``reference.year - 90``. Judged on the year, so
+    a year written by an earlier pass is judged as the full date was."""
+    return birth.notna() & (birth.dt.year <= reference.year - OLDEST_AGE_SHOWN - 1)
 
 
 def _naive(dates: pd.Series) -> pd.Series:

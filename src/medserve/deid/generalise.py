@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from medserve.deid.shapes import AGE_VALUE
 from medserve.errors import DataError
 
 TOP_AGE = "90+"
@@ -24,9 +25,10 @@ def generalise_ages(values: pd.Series, column: str) -> tuple[pd.Series, int]:
 
     Safe Harbor groups "all ages over 89": ages are counted in whole years, so 89.5 is
     89 and stays; 90 and above are grouped. ``"90+"`` is accepted as already grouped, so
-    a de-identified table can go through again.
+    a de-identified table can go through again. Ages written with a unit ("93 yo",
+    "93 years") are read as their number.
     """
-    numbers = pd.to_numeric(values, errors="coerce")
+    numbers = pd.to_numeric(values, errors="coerce").fillna(_years_with_unit(values))
     grouped = values.notna() & values.astype(str).str.strip().eq(TOP_AGE)
     _first_bad(values.notna() & numbers.isna() & ~grouped, column, "is not an age in years")
     over = numbers >= OLDEST_GROUPED_AGE
@@ -36,6 +38,16 @@ def generalise_ages(values: pd.Series, column: str) -> tuple[pd.Series, int]:
         out = numbers.map(lambda age: None if pd.isna(age) else f"{age:g}").astype(object)
     out[over | grouped] = TOP_AGE
     return out, int(over.sum())
+
+
+def _years_with_unit(values: pd.Series) -> pd.Series:
+    """The number of years in "93 yo", "93 years"; missing for anything else."""
+
+    def years(value: object) -> str | None:
+        match = AGE_VALUE.fullmatch(value.strip()) if isinstance(value, str) else None
+        return match.group("years") if match else None
+
+    return pd.to_numeric(values.map(years).astype(object), errors="coerce")
 
 
 def zip3(values: pd.Series, column: str) -> tuple[pd.Series, int, int]:

@@ -14,6 +14,8 @@ import re
 
 import pandas as pd
 
+from medserve.deid.shapes import PSEUDONYM
+
 KEY_SIZE = 32
 MAX_SHIFT_DAYS = 365
 PSEUDONYM_HEX = 16  # 64 bits: collisions stay unlikely up to hundreds of millions of values
@@ -60,12 +62,24 @@ def pseudonym(key: bytes, value: object, kind: str) -> str:
 
 
 def pseudonymise(key: bytes, values: pd.Series, kind: str) -> pd.Series:
-    """Each present value → its pseudonym (each distinct value hashed once); missing stays."""
+    """Each present value → its pseudonym (each distinct value hashed once); missing stays.
+
+    A value that already is a pseudonym (``P-`` and 16 hex digits, from an earlier pass)
+    stays as it is, so de-identifying a de-identified table changes nothing and records
+    still link.
+    """
     present = values.dropna()
-    mapping = {value: pseudonym(key, value, kind) for value in present.unique()}
+    mapping = {
+        value: value if is_pseudonym(value) else pseudonym(key, value, kind)
+        for value in present.unique()
+    }
     out = pd.Series(None, index=values.index, dtype=object)
     out[present.index] = present.map(mapping)
     return out
+
+
+def is_pseudonym(value: object) -> bool:
+    return isinstance(value, str) and PSEUDONYM.fullmatch(value) is not None
 
 
 def shift_days(key: bytes, patient: object) -> int:

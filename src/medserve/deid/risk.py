@@ -8,40 +8,40 @@ in groups smaller than a chosen k (5 by default).
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
+
+from medserve.deid.report import KAnonymity, QuasiIdentifier
 
 AGE_BAND_YEARS = 10
 MISSING = "(missing)"
 
 
-def k_anonymity(frame: pd.DataFrame, quasi: dict[str, str], k: int) -> dict[str, Any]:
+def k_anonymity(frame: pd.DataFrame, quasi: dict[str, str], k: int) -> KAnonymity:
     """Smallest group size and records in groups under ``k``; ``quasi`` maps column → kind."""
-    summary: dict[str, Any] = {
-        "quasi_identifiers": [
-            {"column": column, "as": _described(kind)} for column, kind in quasi.items()
-        ],
-        "k": k,
-        "records": len(frame),
-    }
+    over = [QuasiIdentifier(column=column, as_=_described(kind)) for column, kind in quasi.items()]
     if not quasi or frame.empty:
         size = len(frame) if not frame.empty else None
-        return summary | {
-            "groups": 1 if size else 0,
-            "min_group_size": size,
-            "records_in_groups_below_k": 0 if size is None or size >= k else size,
-            "share_in_groups_below_k": 0.0 if size is None or size >= k else 1.0,
-        }
+        return KAnonymity(
+            quasi_identifiers=over,
+            k=k,
+            records=len(frame),
+            groups=1 if size else 0,
+            min_group_size=size,
+            records_in_groups_below_k=0 if size is None or size >= k else size,
+            share_in_groups_below_k=0.0 if size is None or size >= k else 1.0,
+        )
     keys = pd.DataFrame({column: _coarsened(frame[column], kind) for column, kind in quasi.items()})
     sizes = keys.groupby(list(keys.columns), sort=False).transform("size")
     below = int((sizes < k).sum())
-    return summary | {
-        "groups": int(keys.drop_duplicates().shape[0]),
-        "min_group_size": int(sizes.min()),
-        "records_in_groups_below_k": below,
-        "share_in_groups_below_k": round(below / len(frame), 4),
-    }
+    return KAnonymity(
+        quasi_identifiers=over,
+        k=k,
+        records=len(frame),
+        groups=int(keys.drop_duplicates().shape[0]),
+        min_group_size=int(sizes.min()),
+        records_in_groups_below_k=below,
+        share_in_groups_below_k=round(below / len(frame), 4),
+    )
 
 
 def _coarsened(values: pd.Series, kind: str) -> pd.Series:

@@ -3,9 +3,11 @@
 No named-entity model can be installed here (the spaCy models Presidio needs are not
 on PyPI), so this is a rule-based scrubber in three layers:
 
-1. identifier values from the note's own row (the patient's name, record number,
-   phone, address, dates … taken from the table's identifier columns);
-2. names from every row's name columns, wherever they appear capitalised;
+1. identifier values from the note's own row (the patient's and relatives' names in any
+   case, record number, phone, address, dates … taken from the table's identifier
+   columns);
+2. names from every row's name columns, in any script, wherever they appear capitalised
+   or in capitals, and whole in lower case (``names.py``);
 3. regular expressions for what has a shape: e-mail and web addresses, IP addresses,
    SSNs, phone and fax numbers, dates, street addresses, ZIP codes, labelled record
    numbers, long id-like numbers, names after a title or a relation ("Dr.", "wife"),
@@ -24,7 +26,8 @@ from collections.abc import Callable, Iterable
 
 import pandas as pd
 
-from medserve.deid.detect import STREET_ADDRESS
+from medserve.deid.names import EPONYM_AFTER, KnownNames, name_parts
+from medserve.deid.shapes import NAME_WORD, STREET_ADDRESS
 
 ENGINE = (
     "rules: identifier values from the same row, names from the table's name columns, and "
@@ -56,9 +59,6 @@ _NOT_AFTER_RELATION = frozenset(
     "portal consent notes note refused declined agrees agreed understands tolerated "
     "returned arrived left seen".split()
 )
-_NOT_NAMES = frozenset(
-    "mr mrs ms miss mx dr prof md do phd rn np pa dds jr sr ii iii iv the and of".split()
-)
 
 _MONTH = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
@@ -66,10 +66,16 @@ _MONTH = (
 )
 _DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
 _YEAR = r"(?:1[89]\d\d|20\d\d)"
-_NAME_WORD = r"[A-Z][a-zA-Z'’-]+"
+_NAME_WORD = NAME_WORD
+# Words before a person's name: relatives, guardians and household members (Safe Harbor
+# names them too), and labels.
 _RELATION = (
     r"(?:wife|husband|son|daughter|mother|father|brother|sister|spouse|partner|friend|"
-    r"caregiver|neighbou?r|aunt|uncle|niece|nephew|cousin|grandson|granddaughter|"
+    r"caregiver|carer|neighbou?r|aunt|uncle|niece|nephew|cousin|grandson|granddaughter|"
+    r"grandmother|grandfather|grandparent|grandchild|stepmother|stepfather|stepson|"
+    r"stepdaughter|sibling|parent|child|guardian|relative|kin|next of kin|fianc[eé]e?|"
+    r"girlfriend|boyfriend|roommate|housemate|landlord|landlady|employer|proxy|surrogate|"
+    r"guarantor|poa|emergency contact|"
     r"patient|pt|named|name:?|contact:?|NOK:?)"
 )
 
@@ -181,55 +187,39 @@ _SCORE_BEFORE = re.compile(
     r"apgars?|reflex(?:es)?|dtrs?|pulses?|cultures?|x)\s*(?:of|is|was|at|to|:|=)?\s*$"
 )
 _OLD_AGE = re.compile(r"\b(?:9\d|1[0-4]\d)(?=(?:\s|-)*(?:years?|yrs?|y/?o|year-old|yo)\b)")
-_AGE_AFTER_WORD = re.compile(r"(?i:\b(aged?|age:)\s+)(9\d|1[0-4]\d)\b")
+# (?!\+): "aged 90+" is grouped already, so a second pass leaves it as it is.
+_AGE_AFTER_WORD = re.compile(r"(?i:\b(aged?|age:)\s+)(9\d|1[0-4]\d)\b(?!\+)")
 _TITLED_NAME = re.compile(
     rf"(?:\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?\s+)({_NAME_WORD}(?:\s+{_NAME_WORD})?)"
 )
 _RELATION_NAME = re.compile(
     rf"(?i:\b{_RELATION}\s+)({_NAME_WORD}(?:\s+{_NAME_WORD})?)",
 )
-# "Graves disease", "Bell's palsy": a surname that names a disease, sign or device.
-_EPONYM_AFTER = re.compile(
-    r"(?:['’]s?)?\s+(?i:disease|syndrome|palsy|sign|test|score|criteria|catheter|procedure|"
-    r"tumou?r|lymphoma|sarcoma|ulcer|reflex|maneuver|manoeuvre|phenomenon|triad|scale|"
-    r"classification|disorder|anomaly|aneurysm|fracture|operation|repair|block)\b"
-)
-_CAPITALISED = re.compile(r"(?<!\[)\b[A-Z][a-zA-Z'’-]+\b")
-_WORD = re.compile(r"\b[a-z][a-z'’-]+\b")
 
 
 class NoteScrubber:
     """Scrubs the notes of one table. Built once per table, applied row by row.
 
-    ``names`` are the casefolded name parts from the table's name columns;
-    ``lowercase_words`` the words the notes use in lower case. A name part that is also
-    such a word ("white", "rose") is replaced only beside another name, or after a title
-    or a relation ("Dr.", "wife").
+    ``names`` are the casefolded name parts from the table's name columns (or the
+    ``KnownNames`` of a table); ``lowercase_words`` the words the notes use in lower case.
+    A name part that is also such a word ("white", "rose") is replaced only beside another
+    name, or after a title or a relation ("Dr.", "wife").
     """
 
-    def __init__(self, names: Iterable[str], lowercase_words: Iterable[str]) -> None:
-        self.names = frozenset(names)
-        self.lowercase_words = frozenset(lowercase_words)
-        self.common_names = self.names & self.lowercase_words
+    def __init__(self, names: Iterable[str] | KnownNames, lowercase_words: Iterable[str] = ()):
+        known = names if isinstance(names, KnownNames) else KnownNames(names, lowercase_words)
+        self.known = known
 
     @classmethod
     def for_table(
         cls, frame: pd.DataFrame, name_columns: list[str], text_columns: list[str]
     ) -> NoteScrubber:
-        names: set[str] = set()
-        for column in name_columns:
-            for value in frame[column].dropna().astype(str).unique():
-                names.update(part.casefold() for part in _name_parts(value))
-        words: set[str] = set()
-        for column in text_columns:
-            for note in frame[column].dropna().astype(str):
-                words.update(_WORD.findall(note))
-        return cls(names, words)
+        return cls(KnownNames.for_table(frame, name_columns, text_columns))
 
     def scrub(self, note: str, row_values: list[tuple[str, str]]) -> tuple[str, Counter[str]]:
         """``note`` with identifiers replaced; counts by placeholder (never the values)."""
         counts: Counter[str] = Counter()
-        note = _replace_row_values(note, row_values, counts)
+        note = self._replace_row_values(note, row_values, counts)
         for kind, pattern, group in _RULES:
             note = _substitute(note, pattern, group, PLACEHOLDER[kind], counts)
         note = _substitute(note, _IPV6_CANDIDATE, 0, "[IP]", counts, keep=_not_ipv6)
@@ -238,44 +228,43 @@ class NoteScrubber:
         note = _substitute(note, _OLD_AGE, 0, "90+", counts, label="AGE 90+")
         note = _substitute(note, _TITLED_NAME, 1, "[NAME]", counts)
         note = _substitute(note, _RELATION_NAME, 1, "[NAME]", counts, keep=self._plain_word)
-        return self._replace_known_names(note, counts), counts
+        return self.known.replace(note, counts), counts
 
     def _plain_word(self, match: re.Match[str]) -> bool:
         """'patient Reports …': a word the notes also use in lower case is no name."""
         first = match.group(1).split()[0].casefold()
         if first in _NOT_AFTER_RELATION:
             return True
-        return first in self.lowercase_words and first not in self.names
+        return first in self.known.lowercase_words and first not in self.known.names
 
-    def _replace_known_names(self, note: str, counts: Counter[str]) -> str:
-        if not self.names:
+    def _replace_row_values(
+        self, note: str, values: list[tuple[str, str]], counts: Counter[str]
+    ) -> str:
+        """The row's own identifiers, wherever the note writes them; names in any case."""
+        if not values:
             return note
-        tokens = list(_CAPITALISED.finditer(note))
-        pieces, last = [], 0
-        for position, token in enumerate(tokens):
-            word = _bare(token.group(0))
-            if word not in self.names or _EPONYM_AFTER.match(note, token.end()):
-                continue
-            if word in self.common_names and not self._beside_name(note, tokens, position):
-                continue  # "White blood cells", not "Mary White"
-            pieces += [note[last : token.start()], "[NAME]"]
-            last = token.end()
-            counts["[NAME]"] += 1
-        return "".join(pieces) + note[last:]
+        placeholder_of: dict[str, str] = {}
+        names: set[str] = set()
+        others: set[str] = set()
+        for kind, text in values:
+            if kind == "name":  # "rose tyler" and "ROSE", never "rose" (the verb) alone
+                names |= self.known.row_forms(text)
+            else:
+                others.add(text)
+            placeholder_of.setdefault(text.casefold(), PLACEHOLDER[kind])
+        alternatives = []
+        if others:
+            alternatives.append(f"(?i:{_alternation(others)})")
+        if names:  # not "Graves" in "Graves disease"
+            alternatives.append(f"(?:{_alternation(names)})(?!{EPONYM_AFTER.pattern})")
+        pattern = re.compile(rf"(?<![\w@.])(?:{'|'.join(alternatives)})(?![\w@])")
 
-    def _beside_name(self, note: str, tokens: list[re.Match[str]], position: int) -> bool:
-        token = tokens[position]
-        if note[: token.start()].endswith("[NAME] ") or note[token.end() :].startswith(" [NAME]"):
-            return True
-        for other in (position - 1, position + 1):
-            if 0 <= other < len(tokens):
-                neighbour = tokens[other]
-                gap = note[
-                    min(neighbour.end(), token.end()) : max(neighbour.start(), token.start())
-                ]
-                if gap == " " and _bare(neighbour.group(0)) in self.names:
-                    return True
-        return False
+        def replace(match: re.Match[str]) -> str:
+            placeholder = placeholder_of.get(match.group(0).casefold(), "[ID]")
+            counts[placeholder] += 1
+            return placeholder
+
+        return pattern.sub(replace, note)
 
 
 def _not_ipv6(match: re.Match[str]) -> bool:
@@ -309,7 +298,7 @@ def row_values(row: dict[str, object], kinds: dict[str, str]) -> list[tuple[str,
             continue
         values.append((kind, text))
         if kind == "name":
-            values += [(kind, part) for part in _name_parts(text)]
+            values += [(kind, part) for part in name_parts(text)]
         elif kind == "street_address":
             values += [(kind, line.strip()) for line in re.split(r"[\n,]", text) if line.strip()]
         elif kind in ("ssn", "phone", "fax", "record_id"):
@@ -317,33 +306,6 @@ def row_values(row: dict[str, object], kinds: dict[str, str]) -> list[tuple[str,
             if len(digits) >= 5 and digits != text:
                 values.append((kind, digits))
     return [(kind, text) for kind, text in values if len(text) >= 2]
-
-
-def _replace_row_values(note: str, values: list[tuple[str, str]], counts: Counter[str]) -> str:
-    if not values:
-        return note
-    placeholder_of: dict[str, str] = {}
-    names: set[str] = set()
-    others: set[str] = set()
-    for kind, text in values:
-        if kind == "name":  # "Rose" and "ROSE", never "rose" (the verb)
-            names.update({text, text.upper(), text[:1].upper() + text[1:]})
-        else:
-            others.add(text)
-        placeholder_of.setdefault(text.casefold(), PLACEHOLDER[kind])
-    alternatives = []
-    if others:
-        alternatives.append(f"(?i:{_alternation(others)})")
-    if names:  # not "Graves" in "Graves disease"
-        alternatives.append(f"(?:{_alternation(names)})(?!{_EPONYM_AFTER.pattern})")
-    pattern = re.compile(rf"(?<![\w@.])(?:{'|'.join(alternatives)})(?![\w@])")
-
-    def replace(match: re.Match[str]) -> str:
-        placeholder = placeholder_of.get(match.group(0).casefold(), "[ID]")
-        counts[placeholder] += 1
-        return placeholder
-
-    return pattern.sub(replace, note)
 
 
 def _alternation(texts: set[str]) -> str:
@@ -372,14 +334,3 @@ def _substitute(
         return whole[: start - offset] + placeholder + whole[end - offset :]
 
     return pattern.sub(replace, note)
-
-
-def _name_parts(value: str) -> list[str]:
-    parts = [p.strip("'’-") for p in re.split(r"[^A-Za-z'’-]+", value)]
-    return [p for p in parts if len(p) >= 2 and p.casefold() not in _NOT_NAMES]
-
-
-def _bare(word: str) -> str:
-    """'Smith's' → 'smith'."""
-    word = word.casefold()
-    return word[:-2] if word.endswith(("'s", "’s")) else word

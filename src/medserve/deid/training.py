@@ -14,6 +14,7 @@ import pandas as pd
 from medserve.deid.apply import deidentify, plan_columns
 from medserve.deid.generalise import TOP_AGE
 from medserve.deid.policy import load_policy
+from medserve.deid.report import DeidReport
 from medserve.errors import ConfigError
 
 # "90+" is modelled as this age: the boundary of the Safe Harbor group.
@@ -23,11 +24,16 @@ TOP_AGE_VALUE = "90"
 @dataclass(frozen=True)
 class TrainingTable:
     frame: pd.DataFrame
-    report: dict[str, Any]
+    deid: DeidReport
     notices: list[str]
     # Schema overrides for what de-identification produced: ZIP3 codes are places, not
     # amounts (categorical); dates reduced to a year are calendar time, not a feature.
     overrides: dict[str, dict[str, str]]
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The report as JSON, as the training report's data section records it."""
+        return self.deid.to_json()
 
 
 def deidentify_for_training(
@@ -64,7 +70,7 @@ def deidentify_for_training(
             continue
         if outcome.kind == "zip":
             overrides[outcome.column] = {"type": "categorical"}
-        elif outcome.kind in ("date", "birth_date") and result.report["dates"]["mode"] == "year":
+        elif outcome.kind in ("date", "birth_date") and result.report.dates.mode == "year":
             overrides[outcome.column] = {"role": "time"}
     for outcome in result.columns:
         if outcome.kind == "age" and outcome.action == "generalise" and outcome.column in table:
@@ -83,19 +89,21 @@ def deidentify_for_training(
     return TrainingTable(table, result.report, notices, overrides)
 
 
-def schema_record(report: dict[str, Any]) -> dict[str, Any]:
+def schema_record(report: DeidReport | dict[str, Any]) -> dict[str, Any]:
     """What the stored schema keeps of a de-identification run (no values, no key)."""
-    policy = report["policy"]
+    if not isinstance(report, DeidReport):
+        report = DeidReport.model_validate(report)
     return {
-        "standard": report["standard"],
-        "safe_harbor": report["safe_harbor"],
-        "kept_identifiers": report["kept_identifiers"],
-        "policy": policy["source"] or "default",
-        "policy_fingerprint": policy["fingerprint"],
-        "dates": report["dates"]["mode"],
-        "text_engine": report["text_engine"],
-        "key_id": report["key_id"],
-        "actions": {c["column"]: c["action"] for c in report["columns"] if c["action"] != "keep"},
+        "standard": report.standard,
+        "safe_harbor": report.safe_harbor,
+        "kept_identifiers": report.kept_identifiers,
+        "review": [flag.column for flag in report.review],
+        "policy": report.policy.source or "default",
+        "policy_fingerprint": report.policy.fingerprint,
+        "dates": report.dates.mode,
+        "text_engine": report.text_engine,
+        "key_id": report.key_id,
+        "actions": {c.column: c.action for c in report.columns if c.action != "keep"},
     }
 
 

@@ -41,6 +41,17 @@ class ModelCard(BaseModel):
         return [value] if isinstance(value, str) else value
 
 
+class IntendedUse(ModelCard):
+    """The report's intended-use section: the model card's fields, whether an intended use
+    was supplied and from where, and the sentence the report shows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    supplied: bool = False
+    source: str | None = None
+    statement: str = NOT_SUPPLIED
+
+
 def read_model_card(path: Path) -> ModelCard:
     """The model card in ``path``, or ConfigError saying what is wrong with the file."""
     try:
@@ -75,7 +86,7 @@ def read_model_card(path: Path) -> ModelCard:
 
 def intended_use_section(
     card: ModelCard | None, text: str | None, card_name: str | None = None
-) -> dict[str, Any]:
+) -> IntendedUse:
     """The report's intended-use section; ``--intended-use`` text overrides the card's."""
     card = card or ModelCard()
     if text:
@@ -83,9 +94,9 @@ def intended_use_section(
     sources = [f"model card {card_name}"] if card_name else []
     if text:
         sources.append("--intended-use")
-    return {
-        "supplied": bool(card.intended_use),
-        "source": " and ".join(sources) or None,
+    return IntendedUse(
         **card.model_dump(),
-        "statement": card.intended_use or NOT_SUPPLIED,
-    }
+        supplied=bool(card.intended_use),
+        source=" and ".join(sources) or None,
+        statement=card.intended_use or NOT_SUPPLIED,
+    )

@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from statsmodels.nonparametric.smoothers_lowess import lowess
-from statsmodels.stats.proportion import proportion_confint
 
 SMOOTHER = "LOWESS (statsmodels; frac 2/3, no robustness iterations)"
 LOWESS_FRACTION = 2 / 3
@@ -49,6 +47,9 @@ def binned_curve(y: np.ndarray, risk: np.ndarray) -> dict[str, Any]:
         .groupby("bin", observed=True)
         .agg(mean_risk=("risk", "mean"), n=("y", "size"), events=("y", "sum"))
     )
+    # statsmodels loads in ~1 s: imported when a report is built, not with the package.
+    from statsmodels.stats.proportion import proportion_confint
+
     low, high = proportion_confint(table["events"], table["n"], alpha=0.05, method="wilson")
     points = [
         {
@@ -66,6 +67,8 @@ def binned_curve(y: np.ndarray, risk: np.ndarray) -> dict[str, Any]:
 def smoothed_curve(y: np.ndarray, risk: np.ndarray) -> dict[str, Any]:
     start, stop = np.percentile(risk, [1, 99])
     grid = np.linspace(start, stop, GRID_POINTS) if stop > start else np.array([start])
+    from statsmodels.nonparametric.smoothers_lowess import lowess
+
     observed = lowess(y, risk, frac=LOWESS_FRACTION, it=0, xvals=grid)
     return {
         "method": SMOOTHER,

@@ -9,7 +9,6 @@ has no AUROC, sensitivity/specificity pair or calibration: nothing is estimated 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,13 @@ from medserve.data.schema import category_text
 from medserve.errors import ConfigError
 from medserve.evaluation.metrics import evaluate_predictions
 from medserve.evaluation.reliability import observed_expected
+from medserve.evaluation.report_types import (
+    Estimate,
+    SubgroupColumn,
+    SubgroupLevel,
+    SubgroupMetrics,
+    Subgroups,
+)
 
 MIN_ROWS = 30
 MIN_EVENTS = 5
@@ -81,7 +87,7 @@ def subgroup_table(
     columns: Sequence[str],
     *,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> Subgroups:
     """Counts and core metrics per level of each column in ``columns``."""
     y = np.asarray(y, dtype=int)
     risk = np.asarray(risk, dtype=float)
@@ -89,45 +95,41 @@ def subgroup_table(
     for column in columns:
         labels, levels, quartiles = group_levels(frame[column].reset_index(drop=True))
         groups.append(
-            {
-                "column": column,
-                "quartiles": quartiles,
-                "levels": [
+            SubgroupColumn(
+                column=column,
+                quartiles=quartiles,
+                levels=[
                     _level_row(level, y[mask], risk[mask], threshold, seed)
                     for level in levels
                     for mask in [(labels == level).to_numpy()]
                 ],
-            }
+            )
         )
-    return {"min_rows": MIN_ROWS, "min_events": MIN_EVENTS, "rule": RULE, "groups": groups}
+    return Subgroups(min_rows=MIN_ROWS, min_events=MIN_EVENTS, rule=RULE, groups=groups)
 
 
 def _level_row(
     level: str, y: np.ndarray, risk: np.ndarray, threshold: float, seed: int
-) -> dict[str, Any]:
+) -> SubgroupLevel:
     n, events = len(y), int(y.sum())
     non_events = n - events
-    row: dict[str, Any] = {
-        "level": level,
-        "n": n,
-        "events": events,
-        "event_rate": events / n,
-        "judged": n >= MIN_ROWS and min(events, non_events) >= MIN_EVENTS,
-        "note": None,
-        "metrics": {name: None for name in (*CORE_METRICS, "oe_ratio")},
-    }
+    judged = n >= MIN_ROWS and min(events, non_events) >= MIN_EVENTS
+    row = SubgroupLevel(level=level, n=n, events=events, event_rate=events / n, judged=judged)
     if events == 0 or non_events == 0:
         only = "non-events" if events == 0 else "events"
-        row["note"] = f"one outcome class (all {only}): metrics undefined"
-        return row
-    if not row["judged"]:
-        row["note"] = f"too small to judge ({n} rows, {events} events, {non_events} non-events)"
+        return row.model_copy(update={"note": f"one outcome class (all {only}): metrics undefined"})
+    note = None
+    if not judged:
+        note = f"too small to judge ({n} rows, {events} events, {non_events} non-events)"
     metrics = evaluate_predictions(y, risk, threshold, seed=seed)
-    row["metrics"] = {name: metrics[name].to_dict() for name in CORE_METRICS}
-    row["metrics"]["oe_ratio"] = {
-        k: v for k, v in observed_expected(y, risk).items() if k in ("estimate", "ci95")
-    }
-    return row
+    observed_vs_expected = observed_expected(y, risk)
+    estimates = SubgroupMetrics(
+        **{name: Estimate.of(metrics[name]) for name in CORE_METRICS},
+        oe_ratio=Estimate(
+            estimate=observed_vs_expected["estimate"], ci95=observed_vs_expected["ci95"]
+        ),
+    )
+    return row.model_copy(update={"note": note, "metrics": estimates})
 
 
 def _quartiles(numbers: pd.Series) -> tuple[pd.Series, list[str]]:

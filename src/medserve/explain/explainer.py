@@ -1,30 +1,21 @@
-"""Explanations on the model's raw input columns: the family's attribution over encoded
-columns, summed back per raw column (a level's one-hot parts, a number's missing
-indicator), then carried through the model's recalibration, all in log-odds."""
+"""Explanations on the model's raw input columns: the family's attribution over its
+estimator's inputs, summed back per raw column (a level's one-hot parts, a number's
+missing indicator), then carried through the model's recalibration, all in log-odds."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
 
 from medserve.errors import ExplanationUnavailable
-from medserve.explain.attribution import (
-    Attribution,
-    DeepAttribution,
-    LinearAttribution,
-    TermAttribution,
-    TreeAttribution,
-)
-from medserve.modeling.boosting import EarlyStoppedLGBMClassifier
-from medserve.modeling.mlp import TorchMLPClassifier
+from medserve.explain.attribution import platt_of, raw_column_grouping
+from medserve.modeling.families import Attribution, find_family
 from medserve.modeling.model import TrainedModel
-from medserve.modeling.preprocess import encoded_sources
 
 SPACE = "log-odds"
 
@@ -70,30 +61,21 @@ class Explainer:
     def __init__(self, model: TrainedModel) -> None:
         self.columns = tuple(model.schema.feature_names)
         self.schema = model.schema
-        preprocess = model.pipeline.named_steps.get("preprocess")
-        estimator = model.pipeline.named_steps["model"]
-        self._encode: Callable[[pd.DataFrame], object]
-        if isinstance(preprocess, ColumnTransformer):
-            self._encode = preprocess.transform
-            self._attribute = _encoded_attribution(model, preprocess, estimator)
-            sources = encoded_sources(preprocess)
-            weights = [{source: 1.0} for source in sources]
-        elif model.family == "ebm":
-            self._encode = lambda prepared: prepared
-            self._attribute = TermAttribution(estimator)
-            names = list(estimator.feature_names_in_)
-            weights = [
-                {names[f]: 1.0 / len(term) for f in term} for term in estimator.term_features_
-            ]
-        else:
+        self.family = model.family
+        family = find_family(model.family)
+        attributor = family.attribution(model) if family is not None else None
+        if attributor is None:
             raise ExplanationUnavailable(f"no explainer for the {model.family} family")
-        self._grouping = np.zeros((len(weights), len(self.columns)))
-        position = {name: j for j, name in enumerate(self.columns)}
-        for i, parts in enumerate(weights):
-            for name, weight in parts.items():
-                self._grouping[i, position[name]] = weight
-        self._scale, self._shift = _platt_of(model.calibrator)
-        self.method = self._attribute.method + (
+        self._attribute = attributor.attribute
+        self._reads_matrix = attributor.reads_matrix
+        self._encode: Callable[[pd.DataFrame], Any] = (
+            model.pipeline.named_steps["preprocess"].transform
+            if attributor.reads_matrix
+            else _prepared_frame
+        )
+        self._grouping = raw_column_grouping(attributor.parts, self.columns)
+        self._scale, self._shift = platt_of(model.calibrator)
+        self.method = attributor.method + (
             ", carried through Platt recalibration" if self._scale != 1.0 else ""
         )
 
@@ -104,13 +86,13 @@ class Explainer:
 
     def explain_matrix(self, matrix: np.ndarray) -> Explanations:
         """Explain records already encoded as the fitted preprocess step would (fast path)."""
-        if isinstance(self._attribute, TermAttribution):
-            raise ValueError("an EBM reads the prepared frame: use explain_frame")
+        if not self._reads_matrix:
+            raise ValueError(f"the {self.family} model reads the prepared frame: use explain_frame")
         return self._explain(self._attribute(matrix))
 
     @property
     def takes_matrix(self) -> bool:
-        return not isinstance(self._attribute, TermAttribution)
+        return self._reads_matrix
 
     def _explain(self, attribution: Attribution) -> Explanations:
         contributions = attribution.contributions @ self._grouping
@@ -123,30 +105,5 @@ class Explainer:
         )
 
 
-def _encoded_attribution(model: TrainedModel, preprocess: ColumnTransformer, estimator):
-    if isinstance(estimator, EarlyStoppedLGBMClassifier):
-        return TreeAttribution(estimator.booster_.booster_)
-    if model.background is None:
-        raise ExplanationUnavailable(
-            f"this {model.family} model was stored without a background sample (trained "
-            "before explanations existed); retrain it to explain its predictions"
-        )
-    background = np.asarray(preprocess.transform(model.schema.prepare(model.background)))
-    if isinstance(estimator, LogisticRegression) and estimator.coef_.shape[0] == 1:
-        return LinearAttribution(
-            coef=estimator.coef_[0].astype(np.float64),
-            intercept=float(estimator.intercept_[0]),
-            reference=background.mean(axis=0),
-        )
-    if isinstance(estimator, TorchMLPClassifier):
-        return DeepAttribution(estimator.network_, background)
-    raise ExplanationUnavailable(f"no explainer for the {model.family} family")
-
-
-def _platt_of(calibrator: LogisticRegression | None) -> tuple[float, float]:
-    """Platt scaling is linear in log-odds: calibrated = scale × raw + shift.
-
-    (Raw log-odds beyond ±16 are clipped before scaling; risks there are 0 or 1.)"""
-    if calibrator is None:
-        return 1.0, 0.0
-    return float(calibrator.coef_[0, 0]), float(calibrator.intercept_[0])
+def _prepared_frame(prepared: pd.DataFrame) -> pd.DataFrame:
+    return prepared

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from medserve.data.schema import ColumnSpec, Schema
+from medserve.data.schema import Schema
+from medserve.data.values import UnreadableValue, ValueReader
 from medserve.explain.explainer import Explanations
 
 # Contributions smaller than this (log-odds) are not worth naming.
@@ -51,7 +52,7 @@ def explained(
 ) -> list[dict]:
     """Each record's explanation object, its summary written from its own values (as the
     model read them, when ``schema`` is given: a missing token reads "not measured")."""
-    specs = {spec.name: spec for spec in schema.features} if schema is not None else {}
+    readers = [ValueReader.of(spec) for spec in schema.features] if schema is not None else []
     return [
         explanations.record(
             i,
@@ -60,40 +61,30 @@ def explained(
                 bands[i],
                 explanations.columns,
                 contributions,
-                _as_read(rows[i], specs) if specs else rows[i],
+                as_read(rows[i], readers) if readers else rows[i],
             ),
         )
         for i, contributions in enumerate(explanations.contributions)
     ]
 
 
-def _as_read(row: Mapping[str, object], specs: Mapping[str, ColumnSpec]) -> dict:
-    """The row's values as the model read them: missing tokens → None, and a level never
-    seen in training marked as such."""
+def as_read(row: Mapping[str, object], readers: Sequence[ValueReader]) -> dict:
+    """The row's values as the model read them (``medserve.data.values``): None for what
+    it read as not measured, a level in its training spelling, and a level never seen in
+    training marked as such; numbers and unreadable values as sent."""
     read = dict(row)
-    for name, spec in specs.items():
-        value = row.get(name)
-        if value is None or isinstance(value, bool):
-            continue
-        text = str(value).strip()
-        if _is_token(text, spec.missing_tokens):
-            read[name] = None
-        elif not spec.numeric_encoded and spec.categories:
-            if text.lower() not in {level.lower() for level in spec.categories}:
-                read[name] = f"{text} (not seen in training)"
-    return read
-
-
-def _is_token(text: str, tokens: Sequence[str]) -> bool:
-    for token in tokens:
-        if text.lower() == token.lower():
-            return True
+    for reader in readers:
+        value = row.get(reader.name)
         try:
-            if float(text) == float(token):
-                return True
-        except ValueError:
+            reading = reader.read(value)
+        except UnreadableValue:
             continue
-    return False
+        if reading is None:
+            read[reader.name] = None
+        elif isinstance(reading, str):
+            unseen = reader.unseen(reading)
+            read[reader.name] = f"{reading} (not seen in training)" if unseen else reading
+    return read
 
 
 def _shown(value: object) -> str:

@@ -4,7 +4,7 @@ CLI and the HTTP app are thin shells over these."""
 from medserve.flows.common import library_versions, load_model, result_json
 from medserve.flows.evaluate import EvaluationOutcome, evaluate_stored
 from medserve.flows.predict import predict_file
-from medserve.flows.report import StoredReport, stored_report
+from medserve.flows.report import StoredReport, restore_page, stored_report
 from medserve.flows.train import (
     TrainOutcome,
     TrainRequest,
@@ -24,6 +24,7 @@ __all__ = [
     "model_name_from",
     "parse_missing",
     "predict_file",
+    "restore_page",
     "result_json",
     "stored_report",
     "train_and_register",

@@ -1,5 +1,5 @@
 """What the workflows share: versions of the libraries, loading a stored model, the JSON
-fields common to `train` and `evaluate`."""
+fields common to `train` and `evaluate`, the explanations section of their reports."""
 
 from __future__ import annotations
 
@@ -8,10 +8,15 @@ import platform
 from importlib import metadata
 from typing import Any
 
+import pandas as pd
+from pydantic import ValidationError
+
 from medserve import __version__
 from medserve.config import Settings
 from medserve.errors import DataError
 from medserve.evaluation import Metric
+from medserve.evaluation.report_types import Explanations, TrainingReport, parse_report
+from medserve.explain import report_section
 from medserve.modeling import TrainedModel
 from medserve.storage import ModelVersion, Registry
 from medserve.storage.artifacts import resolve_in_home
@@ -59,12 +64,18 @@ def load_model(registry: Registry, ref: str) -> tuple[ModelVersion, TrainedModel
     return version, model
 
 
-def training_report_of(settings: Settings, version: ModelVersion) -> dict[str, Any]:
-    """The version's training report, or {} when it has none (or it cannot be read)."""
+def training_report_of(settings: Settings, version: ModelVersion) -> TrainingReport | None:
+    """The version's training report, or None when it has none (or it cannot be read)."""
     if not version.report_path:
-        return {}
+        return None
     try:
         path = resolve_in_home(settings, version.report_path)
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        report = parse_report(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, ValidationError):
+        return None
+    return report if isinstance(report, TrainingReport) else None
+
+
+def explanations_of(model: TrainedModel, rows: pd.DataFrame) -> Explanations:
+    """The report's explanations section: aggregates of the contributions over ``rows``."""
+    return Explanations.model_validate(report_section(model, rows))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,20 +9,19 @@ from typing import Any
 import pandas as pd
 
 from medserve.config import Settings
-from medserve.core.files import write_file_atomic
 from medserve.data import file_sha256, read_table
 from medserve.errors import DataError
 from medserve.evaluation import Metric, evaluate_predictions
 from medserve.evaluation.report import (
     ReportOptions,
-    data_summary,
+    data_section,
     evaluation_report,
     performance_sections,
 )
-from medserve.explain import report_section
-from medserve.flows.common import load_model, result_json, training_report_of
+from medserve.flows.common import explanations_of, load_model, result_json, training_report_of
+from medserve.flows.notices import warnings_as_notices
+from medserve.flows.report import write_report_files
 from medserve.modeling.train import labelled_rows
-from medserve.reporting.html import write_html_report
 from medserve.storage import ModelVersion, Registry
 
 
@@ -71,6 +69,7 @@ def evaluate_stored(
             f"{data.name}: outcome column '{outcome.column}' not found; name it with --target"
         )
     schema = model.schema.model_copy(update={"outcome": outcome})
+    trained = training_report_of(settings, version)
     report_options = ReportOptions.build(
         groups=groups or [],
         columns=list(frame.columns),
@@ -78,7 +77,7 @@ def evaluate_stored(
         source=data.name,
         intended_use=intended_use,
         model_card=model_card,
-        inherited=training_report_of(settings, version).get("intended_use"),
+        inherited=trained.intended_use if trained is not None else None,
     )
     rows, labels, dropped = labelled_rows(frame, schema)
     notices = [f"{dropped} rows without an outcome were left out"] if dropped else []
@@ -87,16 +86,10 @@ def evaluate_stored(
             f"{data.name}: every row has the same outcome under '{outcome.describe()}'; "
             "external validation needs both events and non-events"
         )
-    risk = model.predict_risk(rows)
-    metrics = evaluate_predictions(labels, risk, model.threshold, seed=seed)
-    report = evaluation_report(
-        version=version,
-        source=data.name,
-        data_sha256=file_sha256(data),
-        summary=data_summary(frame, schema, version.family),
-        metrics=metrics,
-        notices=notices,
-        performance=performance_sections(
+    with warnings_as_notices(f"measuring {data.name}", notices):
+        risk = model.predict_risk(rows)
+        metrics = evaluate_predictions(labels, risk, model.threshold, seed=seed)
+        performance = performance_sections(
             rows=rows,
             y=labels,
             risk=risk,
@@ -105,12 +98,21 @@ def evaluate_stored(
             metrics=metrics,
             groups=report_options.groups,
             seed=seed,
+        )
+        explanations = explanations_of(model, rows)
+    report = evaluation_report(
+        version=version,
+        data=data_section(
+            frame, schema, version.family, source=data.name, sha256=file_sha256(data)
         ),
-        explanations=report_section(model, rows),
+        metrics=metrics,
+        notices=notices,
+        performance=performance,
+        explanations=explanations,
         options=report_options,
     )
-    report_path = _write_evaluation_report(settings, version, report)
-    report_html = write_html_report(report_path, report, version.ref)
+    report_path = _evaluation_report_path(settings, version)
+    report_html = write_report_files(report_path, report, version.ref)
     return EvaluationOutcome(
         version=version,
         metrics=metrics,
@@ -122,8 +124,8 @@ def evaluate_stored(
     )
 
 
-def _write_evaluation_report(settings: Settings, version: ModelVersion, report: dict) -> Path:
+def _evaluation_report_path(settings: Settings, version: ModelVersion) -> Path:
+    """A new file beside the version's training report, named by the time (UTC)."""
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%fZ")
     relative = Path("reports") / version.name / f"v{version.version}" / f"evaluation-{stamp}.json"
-    write_file_atomic(settings.home / relative, json.dumps(report, indent=2).encode())
     return (settings.home / relative).resolve()

@@ -1,64 +1,52 @@
-"""Training: read, optionally de-identify, infer the schema, train and select, evaluate
-on the held-out split, report, register."""
+"""Training, in steps: prepare (read, de-identify, infer the schema, check the options),
+check that the registry can be written, fit (cross-validate, select, refit), assess on the
+held-out split, build the report, register (model, report and row together).
+
+The registry is open only at the two ends, never through the minutes of fitting; warnings
+raised while fitting and assessing become notices (``flows.notices``).
+"""
 
 from __future__ import annotations
 
-import getpass
-import re
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
 from medserve.config import Settings
-from medserve.data import (
-    Schema,
-    default_target,
-    file_sha256,
-    infer_schema,
-    read_schema_file,
-    read_table,
-)
-from medserve.deid import KEY_PURPOSE as DEID_KEY_PURPOSE
-from medserve.deid.training import deidentify_for_training, schema_record
-from medserve.errors import ConfigError
+from medserve.data import Schema
 from medserve.evaluation import Metric, evaluate_predictions
-from medserve.evaluation.report import (
-    ReportOptions,
-    data_summary,
-    performance_sections,
-    training_report,
+from medserve.evaluation.report import data_section, performance_sections, training_report
+from medserve.evaluation.report_types import (
+    Explanations,
+    LeaderboardRow,
+    Performance,
+    TrainingReport,
 )
-from medserve.explain import report_section
-from medserve.flows.common import library_versions, result_json
-from medserve.modeling import ThresholdRule, TrainedModel, TrainOptions, train_model
-from medserve.modeling.train import CandidateResult, Progress
-from medserve.reporting.html import write_html_report
-from medserve.storage import ModelVersion, Registry
-from medserve.storage.keystore import KeyStore
+from medserve.flows.common import explanations_of, library_versions, result_json
+from medserve.flows.notices import warnings_as_notices
+from medserve.flows.prepare import (
+    Prepared,
+    TrainRequest,
+    model_name_from,
+    parse_missing,
+    prepare,
+)
+from medserve.flows.register import check_registry, register
+from medserve.modeling import TrainedModel, get_family, train_model
+from medserve.modeling.train import CandidateResult, Progress, TrainResult
+from medserve.storage import ModelVersion
 
-
-@dataclass
-class TrainRequest:
-    data: Path
-    target: str | None = None
-    positive: str | None = None
-    positive_if: str | None = None
-    family: str = "auto"
-    name: str | None = None
-    schema_file: Path | None = None
-    seed: int = 0
-    test_size: float = 0.2
-    cv: int = 5
-    threshold_for: str | None = None
-    missing: dict[str, list[str]] | None = None
-    ignore: list[str] | None = None
-    groups: list[str] | None = None
-    intended_use: str | None = None
-    model_card: Path | None = None
-    deid: bool = False
-    deid_policy: Path | None = None
+__all__ = [
+    "Assessment",
+    "TrainOutcome",
+    "TrainRequest",
+    "assess",
+    "build_report",
+    "fit",
+    "model_name_from",
+    "parse_missing",
+    "prepare",
+    "train_and_register",
+]
 
 
 @dataclass
@@ -72,6 +60,7 @@ class TrainOutcome:
     n_test: int
     report_file: str | None
     report_html: str | None = None
+    report: TrainingReport | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,165 +72,125 @@ class TrainOutcome:
         }
 
 
-def model_name_from(path: Path) -> str:
-    """A registry name from a file name: 'Heart Disease_UCI.csv' → 'heart-disease-uci'."""
-    name = re.sub(r"[^a-z0-9.]+", "-", path.stem.lower()).strip("-.")
-    return (name or "model")[:63]
+@dataclass(frozen=True)
+class Assessment:
+    """The trained model measured on the held-out test split."""
+
+    metrics: dict[str, Metric]
+    performance: Performance
+    explanations: Explanations
+    notices: list[str]
 
 
 def train_and_register(
     settings: Settings, request: TrainRequest, progress: Progress | None = None
 ) -> TrainOutcome:
     """Read, infer the schema, train and select, evaluate on the held-out split, register."""
-    frame = read_table(request.data)
-    overrides = read_schema_file(request.schema_file) if request.schema_file else None
-    target = request.target or default_target(request.data)
-    deid_report, deid_notices = None, []
-    if request.deid or request.deid_policy is not None:
-        deidentified = deidentify_for_training(  # the policy is checked before the key
-            frame,
-            request.deid_policy,
-            lambda: KeyStore(settings).purpose_key(DEID_KEY_PURPOSE),
-            target=target,
-        )
-        frame, deid_report = deidentified.frame, deidentified.report
-        deid_notices = deidentified.notices
-        overrides = _with_column_defaults(overrides, deidentified.overrides)
-    schema = infer_schema(
-        frame,
-        target=target,
-        positive=request.positive,
-        positive_if=request.positive_if,
-        missing_tokens=request.missing,
-        ignore=request.ignore,
-        overrides=overrides,
+    prepared = prepare(settings, request)
+    check_registry(settings, prepared.name)
+    result = fit(prepared, progress)
+    assessment = assess(prepared, result)
+    libraries = library_versions()
+    params = training_params(request, result.model)
+    report = build_report(prepared, result, assessment, params=params, libraries=libraries)
+    registered = register(
+        settings,
+        prepared,
+        result.model,
+        metrics=assessment.metrics,
+        params=params,
+        libraries=libraries,
+        report=report,
     )
-    if deid_report is not None:
-        schema = schema.model_copy(
-            update={
-                "deidentification": schema_record(deid_report),
-                "notices": deid_notices + schema.notices,
-            }
-        )
-    report_options = ReportOptions.build(  # checked before any training starts
-        groups=request.groups or [],
-        columns=list(frame.columns),
-        outcome=schema.outcome.column if schema.outcome else None,
-        source=request.data.name,
-        intended_use=request.intended_use,
-        model_card=request.model_card,
-    )
-    options = TrainOptions(
-        family=request.family,
-        seed=request.seed,
-        test_size=request.test_size,
-        cv=request.cv,
-        threshold_rule=ThresholdRule.parse(request.threshold_for),
-    )
-    name = request.name or model_name_from(request.data)
-    with Registry(settings) as registry:  # opened first: an unusable registry fails fast
-        result = train_model(frame, schema, options, progress)
-        model = result.model
-        test_risk = model.predict_risk(result.split.test)
-        metrics = evaluate_predictions(
-            result.split.y_test, test_risk, model.threshold, seed=request.seed
-        )
-        data_sha256 = file_sha256(request.data)
-        notices = schema.notices + result.notices
-        params = {
-            "family": model.family,
-            "requested_family": request.family,
-            "seed": request.seed,
-            "test_size": request.test_size,
-            "cv_folds": model.info["cv_folds"],
-            "threshold_rule": model.threshold_rule,
-            "calibration": model.info["calibration"],
-            "estimator": _estimator_params(model),
-        }
-        libraries = library_versions()
-        report = training_report(
-            source=request.data.name,
-            data_sha256=data_sha256,
-            summary=data_summary(frame, schema, model.family),
-            schema=schema,
-            model=model,
-            leaderboard=[row.to_dict() for row in result.leaderboard],
-            metrics=metrics,
-            n_train=len(result.split.y_train),
-            n_test=len(result.split.y_test),
-            notices=notices,
-            performance=performance_sections(
-                rows=result.split.test,
-                y=result.split.y_test,
-                risk=test_risk,
-                threshold=model.threshold,
-                threshold_rule=model.threshold_rule,
-                metrics=metrics,
-                groups=report_options.groups,
-                seed=request.seed,
-            ),
-            explanations=report_section(model, result.split.test),
-            options=report_options,
-            params=params,
-            libraries=libraries,
-        )
-        if deid_report is not None:
-            report["data"]["deidentification"] = deid_report
-        version = registry.register(
-            name,
-            model,
-            family=model.family,
-            schema=schema.model_dump(mode="json"),
-            metrics={k: m.to_dict() for k, m in metrics.items()},
-            threshold=model.threshold,
-            params=params,
-            lineage={
-                "data_file": request.data.name,
-                "data_sha256": data_sha256,
-                "libraries": libraries,
-                "trained_by": _user(),
-            },
-            data_sha256=data_sha256,
-            created_by=_user(),
-            report=report,
-        )
-    report_html = None
-    if version.report_path:
-        report_html = write_html_report(settings.home / version.report_path, report, version.ref)
     return TrainOutcome(
-        version=version,
-        schema=schema,
-        metrics=metrics,
+        version=registered.version,
+        schema=prepared.schema,
+        metrics=assessment.metrics,
         leaderboard=result.leaderboard,
-        notices=notices,
+        notices=report.notices + registered.notices,
         n_train=len(result.split.y_train),
         n_test=len(result.split.y_test),
-        report_file=str((settings.home / version.report_path).resolve())
-        if version.report_path
-        else None,
-        report_html=str(report_html.resolve()) if report_html else None,
+        report_file=str(registered.json_path.resolve()),
+        report_html=str(registered.html_path.resolve()) if registered.html_path else None,
+        report=report,
     )
 
 
-def _with_column_defaults(
-    overrides: dict[str, Any] | None, defaults: dict[str, dict[str, str]]
-) -> dict[str, Any]:
-    """Schema overrides with ``defaults`` for columns the user's schema file does not set."""
-    merged = dict(overrides or {})
-    merged["columns"] = {**defaults, **(merged.get("columns") or {})}
-    return merged
+def fit(prepared: Prepared, progress: Progress | None = None) -> TrainResult:
+    """Cross-validate the candidate families, select one, recalibrate, choose the threshold
+    and refit on the training split; the result's notices include the warnings raised."""
+    warned: list[str] = []
+    with warnings_as_notices("training", warned):
+        result = train_model(prepared.frame, prepared.schema, prepared.options, progress)
+    return replace(result, notices=result.notices + warned)
 
 
-def parse_missing(declarations: list[str]) -> dict[str, list[str]]:
-    """'--missing chol=0' → {'chol': ['0']}; 'chol=' declares no token (keeps zeros)."""
-    tokens: dict[str, list[str]] = {}
-    for item in declarations:
-        if "=" not in item:
-            raise ConfigError(f"--missing '{item}' should look like COLUMN=VALUE (e.g. chol=0)")
-        column, value = item.split("=", 1)
-        values = tokens.setdefault(column.strip(), [])
-        values.extend(v.strip() for v in value.split(",") if v.strip())
-    return tokens
+def assess(prepared: Prepared, result: TrainResult) -> Assessment:
+    """Metrics, report sections and explanations on the held-out test split."""
+    model, split, seed = result.model, result.split, prepared.request.seed
+    warned: list[str] = []
+    with warnings_as_notices("measuring the held-out test split", warned):
+        test_risk = model.predict_risk(split.test)
+        metrics = evaluate_predictions(split.y_test, test_risk, model.threshold, seed=seed)
+        performance = performance_sections(
+            rows=split.test,
+            y=split.y_test,
+            risk=test_risk,
+            threshold=model.threshold,
+            threshold_rule=model.threshold_rule,
+            metrics=metrics,
+            groups=prepared.report_options.groups,
+            seed=seed,
+        )
+        explanations = explanations_of(model, split.test)
+    return Assessment(metrics, performance, explanations, warned)
+
+
+def build_report(
+    prepared: Prepared,
+    result: TrainResult,
+    assessment: Assessment,
+    *,
+    params: dict[str, Any],
+    libraries: dict[str, str],
+) -> TrainingReport:
+    """The training report: the data, the model chosen and how it did on the test split."""
+    model = result.model
+    return training_report(
+        data=data_section(
+            prepared.frame,
+            prepared.schema,
+            model.family,
+            source=prepared.request.data.name,
+            sha256=prepared.data_sha256,
+            deidentification=prepared.deidentification,
+        ),
+        model=model,
+        leaderboard=[LeaderboardRow.model_validate(row.to_dict()) for row in result.leaderboard],
+        metrics=assessment.metrics,
+        n_train=len(result.split.y_train),
+        n_test=len(result.split.y_test),
+        notices=prepared.schema.notices + result.notices + assessment.notices,
+        performance=assessment.performance,
+        explanations=assessment.explanations,
+        options=prepared.report_options,
+        params=params,
+        libraries=libraries,
+    )
+
+
+def training_params(request: TrainRequest, model: TrainedModel) -> dict[str, Any]:
+    """What the registry and the report keep of how the model was trained."""
+    return {
+        "family": model.family,
+        "requested_family": request.family,
+        "seed": request.seed,
+        "test_size": request.test_size,
+        "cv_folds": model.info["cv_folds"],
+        "threshold_rule": model.threshold_rule,
+        "calibration": model.info["calibration"],
+        "estimator": _estimator_params(model),
+    }
 
 
 def _estimator_params(model: TrainedModel) -> dict[str, Any]:
@@ -252,19 +201,9 @@ def _estimator_params(model: TrainedModel) -> dict[str, Any]:
         # scikit-learn's "deprecated"/"warn" placeholders are not settings that were used
         if _is_plain(v) and v not in ("deprecated", "warn")
     }
-    for fitted in ("C_", "n_trees_", "n_epochs_"):
-        value = getattr(estimator, fitted, None)
-        if value is not None:
-            params[fitted.rstrip("_")] = np.asarray(value).ravel().tolist()[0]
+    params.update(get_family(model.family).fitted_params(model.pipeline))
     return params
 
 
 def _is_plain(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool | tuple | list | dict)
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

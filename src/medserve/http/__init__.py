@@ -1,1 +1,2 @@
-"""The HTTP service: app, auth, audit, request validation and fast scoring of records."""
+"""The HTTP service: the app, who is calling, what each request is audited as, problem
+responses; routes are thin shells over scoring, storage and flows."""

@@ -11,20 +11,24 @@ from fastapi import FastAPI
 
 from medserve import __version__
 from medserve.config import Settings
-from medserve.http.deps import RateLimiter
+from medserve.http.audited import DeclaredRoutes
 from medserve.http.observability import RequestBookkeeping, ServiceMetrics
 from medserve.http.problems import install_problem_handlers, problem
 from medserve.http.routes import health, metadata, metrics, models, predict, report
 from medserve.scoring.catalog import ModelCatalog
+from medserve.scoring.predictor import Predictor
 from medserve.security.api_keys import ApiKeyStore
 from medserve.security.audit import AuditLog, AuditWriter
+from medserve.security.rate_limit import MemoryRateLimiter, RateLimiter
 from medserve.storage import Registry
 from medserve.storage.keystore import KeyStore
 
 log = logging.getLogger("medserve.http")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> FastAPI:
+    """The service for ``settings``; ``rate_limiter`` defaults to this process's own
+    (a shared one lets replicas count a key's requests together)."""
     registry = Registry(settings)
     keystore = KeyStore(settings)
     audit_writer = AuditWriter(AuditLog(registry.engine, keystore.purpose_key("audit")))
@@ -55,8 +59,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.keys = ApiKeyStore(registry.engine)
     app.state.audit = audit_writer
     app.state.catalog = catalog
+    app.state.predictor = Predictor(settings.risk_bands, settings.max_records)
     app.state.metrics = ServiceMetrics()
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    if rate_limiter is None:
+        rate_limiter = MemoryRateLimiter(settings.rate_limit_per_minute)
+    app.state.rate_limiter = rate_limiter
     install_problem_handlers(app)
     for router in (health.router, models.router, predict.router, metrics.router, metadata.router):
         app.include_router(router)
@@ -65,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         RequestBookkeeping,
         metrics=app.state.metrics,
         audit=lambda: app.state.audit,
+        audited=DeclaredRoutes(app.routes),
         max_body_bytes=settings.max_body_bytes,
         too_large=lambda detail: problem(413, detail),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,7 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from medserve.errors import AuthError, MedserveError, RateLimited, SchemaError
+from medserve.errors import AuthError, MedserveError, RateLimited
+from medserve.scoring.predictor import InvalidRecords
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://medserve.dev/problems/"
@@ -50,17 +52,7 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
-class InvalidRecords(SchemaError):
-    """Records that break the model's schema; carries every problem found."""
-
-    def __init__(self, problems: list[dict[str, Any]]) -> None:
-        first = problems[0]["message"]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(first + more)
-        self.problems = problems
-
-
-def _medserve_error(request: Request, error: Exception) -> JSONResponse:
+async def _medserve_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, MedserveError)
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
@@ -69,7 +61,7 @@ def _medserve_error(request: Request, error: Exception) -> JSONResponse:
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after_s)
     if isinstance(error, InvalidRecords):
-        extra["errors"] = error.problems
+        extra["errors"] = [asdict(problem) for problem in error.problems]
     if error.http_status >= 500:
         log.error("request failed", extra={"fields": {"error": type(error).__name__}})
     return problem(
@@ -90,7 +82,7 @@ def _location(loc: tuple[Any, ...]) -> dict[str, Any]:
     return where
 
 
-def _validation_error(request: Request, error: Exception) -> JSONResponse:
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     errors = [
         {
@@ -105,7 +97,7 @@ def _validation_error(request: Request, error: Exception) -> JSONResponse:
     return problem(422, detail, kind="invalid-request", errors=errors)
 
 
-def _http_error(request: Request, error: Exception) -> JSONResponse:
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     detail = error.detail if isinstance(error.detail, str) else "request refused"
     if error.status_code == 404 and detail == "Not Found":
@@ -113,7 +105,7 @@ def _http_error(request: Request, error: Exception) -> JSONResponse:
     return problem(error.status_code, detail, headers=dict(error.headers or {}))
 
 
-def _unexpected(request: Request, error: Exception) -> JSONResponse:
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unexpected error", extra={"fields": {"error": type(error).__name__}})
     return problem(500, "the server hit an unexpected error; it has been logged")
 

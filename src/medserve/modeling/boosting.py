@@ -1,83 +1,9 @@
-"""LightGBM tuned for clinical tables: shallow trees, strong regularisation, and the
-number of trees chosen by early stopping inside every fit (so inside every CV fold)."""
+"""Where models stored before the families package name their LightGBM estimator.
 
-from __future__ import annotations
+A stored model is a pickle, and a pickle names each class by the module it was defined
+in; this path keeps those models loading. New code imports from
+``medserve.modeling.families.lightgbm``."""
 
-import lightgbm as lgb
-import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import train_test_split
-from sklearn.utils.validation import check_is_fitted
+from medserve.modeling.families.lightgbm import EarlyStoppedLGBMClassifier, small_data_params
 
-
-def small_data_params(n_rows: int) -> dict:
-    """Capacity grows with the table: stumps-to-depth-3 trees below a few thousand rows."""
-    if n_rows < 2000:
-        return {"num_leaves": 4, "max_depth": 2, "min_child_samples": 20, "reg_lambda": 10.0}
-    if n_rows < 10000:
-        return {"num_leaves": 8, "max_depth": 3, "min_child_samples": 30, "reg_lambda": 5.0}
-    return {"num_leaves": 31, "max_depth": -1, "min_child_samples": 50, "reg_lambda": 1.0}
-
-
-class EarlyStoppedLGBMClassifier(ClassifierMixin, BaseEstimator):
-    """Finds the tree count on a held-out slice, then refits on everything it was given."""
-
-    def __init__(
-        self,
-        learning_rate: float = 0.03,
-        max_trees: int = 2000,
-        early_stopping_rounds: int = 50,
-        validation_fraction: float = 0.2,
-        params: dict | None = None,
-        random_state: int = 0,
-        n_jobs: int = 2,
-    ) -> None:
-        self.learning_rate = learning_rate
-        self.max_trees = max_trees
-        self.early_stopping_rounds = early_stopping_rounds
-        self.validation_fraction = validation_fraction
-        self.params = params
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-
-    def _booster_params(self, n_rows: int) -> dict:
-        return {
-            "learning_rate": self.learning_rate,
-            "subsample": 0.8,
-            "subsample_freq": 1,
-            "colsample_bytree": 0.8,
-            "random_state": self.random_state,
-            "n_jobs": self.n_jobs,
-            "verbose": -1,
-            **(self.params if self.params is not None else small_data_params(n_rows)),
-        }
-
-    def fit(self, X, y):
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y).astype(int)
-        self.classes_ = np.array([0, 1])
-        self.n_features_in_ = X.shape[1]
-        params = self._booster_params(len(y))
-        X_fit, X_val, y_fit, y_val = train_test_split(
-            X, y, test_size=self.validation_fraction, stratify=y, random_state=self.random_state
-        )
-        probe = lgb.LGBMClassifier(n_estimators=self.max_trees, **params)
-        probe.fit(
-            X_fit,
-            y_fit,
-            eval_set=[(X_val, y_val)],
-            eval_metric="binary_logloss",
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
-        )
-        best = probe.best_iteration_ or self.max_trees
-        # Refit on all rows; a few more trees since it now sees 1/(1-f) times the data.
-        self.n_trees_ = max(10, int(round(best / (1 - self.validation_fraction))))
-        self.booster_ = lgb.LGBMClassifier(n_estimators=self.n_trees_, **params).fit(X, y)
-        return self
-
-    def predict_proba(self, X) -> np.ndarray:
-        check_is_fitted(self, "booster_")
-        return self.booster_.predict_proba(np.asarray(X, dtype=np.float64))
-
-    def predict(self, X) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+__all__ = ["EarlyStoppedLGBMClassifier", "small_data_params"]

@@ -4,7 +4,6 @@ threshold on out-of-fold predictions, refit on the whole training split."""
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,7 +15,13 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from medserve.data.schema import Schema
 from medserve.errors import ConfigError, DataError
-from medserve.modeling.families import AUTO_CANDIDATES, FAMILIES, make_pipeline
+from medserve.modeling.families import (
+    AUTO,
+    auto_candidates,
+    family_names,
+    find_family,
+    make_pipeline,
+)
 from medserve.modeling.model import BACKGROUND_ROWS, TrainedModel
 from medserve.modeling.recalibration import apply_recalibration, fit_recalibration
 from medserve.modeling.threshold import ThresholdRule, choose_threshold
@@ -37,11 +42,12 @@ class TrainOptions:
     threshold_rule: ThresholdRule = field(default_factory=ThresholdRule)
 
     def candidates(self) -> tuple[str, ...]:
-        if self.family == "auto":
-            return AUTO_CANDIDATES
-        if self.family not in FAMILIES:
+        if self.family == AUTO:
+            return auto_candidates()
+        if find_family(self.family) is None:
             raise ConfigError(
-                f"unknown model family '{self.family}'; choose auto or one of {', '.join(FAMILIES)}"
+                f"unknown model family '{self.family}'; choose {AUTO} or one of "
+                f"{', '.join(family_names())}"
             )
         return (self.family,)
 
@@ -132,9 +138,8 @@ def cross_validate_family(
     try:
         for train_index, valid_index in splitter.split(X, y):
             pipeline = clone(make_pipeline(family, schema, seed=seed))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                pipeline.fit(X.iloc[train_index], y[train_index])
+            # Warnings (a solver that did not converge) reach the caller: they are information.
+            pipeline.fit(X.iloc[train_index], y[train_index])
             oof[valid_index] = pipeline.predict_proba(X.iloc[valid_index])[:, 1]
             fold_auroc.append(roc_auc_score(y[valid_index], oof[valid_index]))
             tick(f"cross-validating {family}")
@@ -195,9 +200,7 @@ def train_model(
     threshold = choose_threshold(y, oof_risk, options.threshold_rule)
 
     pipeline = clone(make_pipeline(chosen.family, schema, seed=options.seed))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pipeline.fit(X, y)
+    pipeline.fit(X, y)
     tick(f"refitting {chosen.family} on the training split")
     model = TrainedModel(
         family=chosen.family,

@@ -1,10 +1,11 @@
 """The report as one self-contained HTML page: inline CSS and SVG plots, no scripts, no
 external resources (a Content-Security-Policy says so), so it opens offline and can be
-mailed. Rendered from the report's JSON alone: the JSON is the single source of truth."""
+mailed. Rendered from the typed report alone (``evaluation.report_types``): its JSON is the
+single source of truth, and the page is written beside it (same name, ``.html``)."""
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from medserve import __version__
-from medserve.core.files import write_file_atomic
+from medserve.evaluation.report_types import (
+    DecisionCurve,
+    Estimate,
+    EvaluationReport,
+    Recalibration,
+    Report,
+)
 from medserve.reporting import plots
 
 # What the page may load: its own inline styles and nothing else.
@@ -25,6 +32,11 @@ _environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def page_path(json_path: Path) -> Path:
+    """Where the HTML page of the JSON report at ``json_path`` lives: beside it."""
+    return json_path.with_suffix(".html")
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -43,38 +55,39 @@ def _percent(value: Any, digits: int = 1) -> str:
     return "–" if value is None else f"{100 * value:.{digits}f}%"
 
 
-def _metric(metric: dict[str, Any] | None, digits: int = 3) -> str:
+def _metric(metric: Estimate | None, digits: int = 3) -> str:
     """'0.912 (0.871–0.948)', or 'not estimable'."""
-    if not metric or metric.get("estimate") is None:
+    if metric is None or metric.estimate is None:
         return "not estimable"
-    low, high = metric.get("ci95") or [None, None]
+    low, high = metric.ci95
     interval = f" ({_number(low, digits)}–{_number(high, digits)})" if low is not None else ""
-    return f"{_number(metric['estimate'], digits)}{interval}"
+    return f"{_number(metric.estimate, digits)}{interval}"
 
 
-def _metric_cell(metric: dict[str, Any] | None, digits: int = 2) -> Markup:
+def _metric_cell(metric: Estimate | None, digits: int = 2) -> Markup:
     """Estimate over its interval, for narrow table cells."""
-    if not metric or metric.get("estimate") is None:
+    if metric is None or metric.estimate is None:
         return Markup('<span class="muted">–</span>')
-    low, high = metric.get("ci95") or [None, None]
+    low, high = metric.ci95
     interval = f"{_number(low, digits)}–{_number(high, digits)}" if low is not None else ""
-    return Markup('{}<span class="ci">{}</span>').format(
-        _number(metric["estimate"], digits), interval
-    )
+    return Markup('{}<span class="ci">{}</span>').format(_number(metric.estimate, digits), interval)
 
 
-def _recalibration(info: Any) -> str:
+def _recalibration(info: Recalibration) -> str:
     """The training's recalibration record in words."""
-    if not isinstance(info, dict):
-        return str(info)
-    method = {"none": "none", "platt": "Platt scaling"}.get(info.get("method"), info.get("method"))
-    raw, calibrated = info.get("oof_log_loss_raw"), info.get("oof_log_loss_calibrated")
+    method = {"none": "none", "platt": "Platt scaling"}.get(info.method, info.method)
+    raw, calibrated = info.oof_log_loss_raw, info.oof_log_loss_calibrated
     if raw is None or calibrated is None:
-        return str(method)
+        return method
     return (
         f"{method} (out-of-fold log-loss {_number(raw)} as fitted, "
         f"{_number(calibrated)} recalibrated)"
     )
+
+
+def _utc(moment: datetime) -> str:
+    """'2026-01-01 09:30:00' (the report's times are UTC)."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 _environment.filters.update(
@@ -83,26 +96,28 @@ _environment.filters.update(
     metric=_metric,
     metric_cell=_metric_cell,
     recalibration=_recalibration,
+    utc=_utc,
 )
 
 
-def render_html(report: dict[str, Any], model_ref: str | None = None) -> str:
+def render_html(report: Report, model_ref: str | None = None) -> str:
     """The HTML page of a report (training or external validation)."""
     figures: dict[str, str | None] = {}
-    if "discrimination" in report:
-        figures["roc"] = plots.roc_plot(report["discrimination"])
-        figures["pr"] = plots.pr_plot(report["discrimination"])
-        figures["calibration"] = plots.calibration_plot(report["calibration"])
-        figures["decision"] = plots.decision_plot(report["decision_curve"])
-        figures["subgroups"] = plots.subgroup_plot(
-            report["subgroups"], report["discrimination"]["auroc"].get("estimate")
-        )
-    explanations = report.get("explanations")
-    if explanations and explanations.get("importance"):
-        figures["importance"] = plots.importance_plot(explanations)
-        figures["contributions"] = plots.contribution_plot(explanations)
-    if model_ref is None and "name" in report.get("model", {}):
-        model_ref = f"{report['model']['name']}:{report['model']['version']}"
+    if report.discrimination is not None:
+        figures["roc"] = plots.roc_plot(report.discrimination)
+        figures["pr"] = plots.pr_plot(report.discrimination)
+    if report.calibration is not None:
+        figures["calibration"] = plots.calibration_plot(report.calibration)
+    if report.decision_curve is not None:
+        figures["decision"] = plots.decision_plot(report.decision_curve)
+    if report.subgroups is not None:
+        overall = report.discrimination.auroc.estimate if report.discrimination else None
+        figures["subgroups"] = plots.subgroup_plot(report.subgroups, overall)
+    if report.explanations is not None and report.explanations.importance:
+        figures["importance"] = plots.importance_plot(report.explanations)
+        figures["contributions"] = plots.contribution_plot(report.explanations)
+    if model_ref is None and isinstance(report, EvaluationReport):
+        model_ref = f"{report.model.name}:{report.model.version}"
     template = _environment.get_template("report.html.j2")
     return template.render(
         report=report,
@@ -110,39 +125,23 @@ def render_html(report: dict[str, Any], model_ref: str | None = None) -> str:
         figures=figures,
         csp=CONTENT_SECURITY_POLICY,
         medserve_version=__version__,
-        net_benefit_rows=_net_benefit_rows(report.get("decision_curve")),
+        net_benefit_rows=_net_benefit_rows(report.decision_curve),
     )
 
 
-def write_html_report(json_path: Path, report: dict[str, Any], model_ref: str | None) -> Path:
-    """Render ``report`` and write it atomically beside its JSON (same name, ``.html``)."""
-    html_path = json_path.with_suffix(".html")
-    write_file_atomic(html_path, render_html(report, model_ref).encode("utf-8"))
-    return html_path
-
-
-def html_for_json_file(json_path: Path, model_ref: str | None) -> Path:
-    """The HTML beside a stored JSON report, rendered (and kept) when it is not there yet."""
-    html_path = json_path.with_suffix(".html")
-    if not html_path.exists():
-        report = json.loads(json_path.read_text(encoding="utf-8"))
-        write_html_report(json_path, report, model_ref)
-    return html_path
-
-
-def _net_benefit_rows(decision: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _net_benefit_rows(decision: DecisionCurve | None) -> list[dict[str, float]]:
     """Net benefit at a few common threshold probabilities and at the model's threshold."""
-    if not decision:
+    if decision is None:
         return []
-    thresholds = decision["thresholds"]
+    thresholds = decision.thresholds
     rows = []
     for wanted in (0.05, 0.1, 0.2, 0.3, 0.5):
         index = min(range(len(thresholds)), key=lambda i: abs(thresholds[i] - wanted))
         rows.append(
             {
                 "threshold": thresholds[index],
-                "model": decision["model"][index],
-                "treat_all": decision["treat_all"][index],
+                "model": decision.model[index],
+                "treat_all": decision.treat_all[index],
             }
         )
     return rows

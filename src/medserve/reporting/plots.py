@@ -1,4 +1,4 @@
-"""The report's plots, drawn by matplotlib from the report's JSON sections as inline SVG.
+"""The report's plots, drawn by matplotlib from the report's typed sections as inline SVG.
 
 Text stays text (``svg.fonttype='none'``) so labels are searchable and readable by
 screen readers; each figure gets its own id salt so several SVGs share one page.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import math
 import re
-from typing import Any
 
 import matplotlib
 import numpy as np
@@ -19,6 +18,15 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
+
+from medserve.evaluation.report_types import (
+    Calibration,
+    DecisionCurve,
+    Discrimination,
+    Estimate,
+    Explanations,
+    Subgroups,
+)
 
 MODEL = "#0072B2"
 REFERENCE = "#7f7f7f"
@@ -60,32 +68,32 @@ def _figure(width: float = 5.0, height: float = 4.0) -> Figure:
         return Figure(figsize=(width, height), layout="constrained")
 
 
-def _ci_text(metric: dict[str, Any] | None) -> str:
-    if not metric or metric.get("estimate") is None:
+def _ci_text(metric: Estimate | None) -> str:
+    if metric is None or metric.estimate is None:
         return "not estimable"
-    low, high = metric.get("ci95") or [None, None]
+    low, high = metric.ci95
     if low is None or high is None:
-        return f"{metric['estimate']:.2f}"
-    return f"{metric['estimate']:.2f} (95% CI {low:.2f}–{high:.2f})"
+        return f"{metric.estimate:.2f}"
+    return f"{metric.estimate:.2f} (95% CI {low:.2f}–{high:.2f})"
 
 
-def roc_plot(discrimination: dict[str, Any]) -> str:
+def roc_plot(discrimination: Discrimination) -> str:
     with matplotlib.rc_context(_RC):
         figure = _figure()
         ax = figure.subplots()
-        roc = discrimination["roc"]
+        roc = discrimination.roc
         ax.plot([0, 1], [0, 1], ls="--", color=REFERENCE, lw=1, label="No discrimination")
         ax.plot(
-            roc["fpr"],
-            roc["tpr"],
+            roc.fpr,
+            roc.tpr,
             color=MODEL,
             lw=2,
-            label=f"Model: AUROC {_ci_text(discrimination['auroc'])}",
+            label=f"Model: AUROC {_ci_text(discrimination.auroc)}",
         )
-        point = discrimination["operating_point"]
+        point = discrimination.operating_point
         _unit_square(
             ax,
-            (point["fpr"], point["tpr"]),
+            (point.fpr, point.tpr),
             xlabel="1 − specificity (false-positive rate)",
             ylabel="Sensitivity (true-positive rate)",
             title="ROC curve",
@@ -94,12 +102,12 @@ def roc_plot(discrimination: dict[str, Any]) -> str:
         return _svg(figure, "roc")
 
 
-def pr_plot(discrimination: dict[str, Any]) -> str:
+def pr_plot(discrimination: Discrimination) -> str:
     with matplotlib.rc_context(_RC):
         figure = _figure()
         ax = figure.subplots()
-        pr = discrimination["pr"]
-        prevalence = pr["prevalence"]
+        pr = discrimination.pr
+        prevalence = pr.prevalence
         ax.axhline(
             prevalence,
             ls="--",
@@ -108,17 +116,17 @@ def pr_plot(discrimination: dict[str, Any]) -> str:
             label=f"No skill (prevalence {prevalence:.2f})",
         )
         ax.step(
-            pr["recall"],
-            pr["precision"],
+            pr.recall,
+            pr.precision,
             where="post",
             color=MODEL,
             lw=2,
-            label=f"Model: AUPRC {_ci_text(discrimination['auprc'])}",
+            label=f"Model: AUPRC {_ci_text(discrimination.auprc)}",
         )
-        point = discrimination["operating_point"]
+        point = discrimination.operating_point
         _unit_square(
             ax,
-            (point["tpr"], point["precision"]),
+            (point.tpr, point.precision),
             xlabel="Recall (sensitivity)",
             ylabel="Precision (PPV)",
             title="Precision–recall curve",
@@ -138,22 +146,22 @@ def _unit_square(
     ax.legend(loc=legend)
 
 
-def calibration_plot(calibration: dict[str, Any]) -> str:
+def calibration_plot(calibration: Calibration) -> str:
     with matplotlib.rc_context(_RC):
         figure = _figure(5.0, 5.2)
         curve_ax, hist_ax = figure.subplots(
             2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
         )
         curve_ax.plot([0, 1], [0, 1], ls="--", color=REFERENCE, lw=1, label="Perfect calibration")
-        smoothed = calibration["smoothed"]
+        smoothed = calibration.smoothed
         curve_ax.plot(
-            smoothed["risk"], smoothed["observed"], color=MODEL, lw=2, label="Smoothed (LOWESS)"
+            smoothed.risk, smoothed.observed, color=MODEL, lw=2, label="Smoothed (LOWESS)"
         )
-        bins = calibration["binned"]["bins"]
-        mean_risk = np.array([b["mean_risk"] for b in bins])
-        observed = np.array([b["observed"] for b in bins])
-        low = np.array([b["ci95"][0] for b in bins])
-        high = np.array([b["ci95"][1] for b in bins])
+        bins = calibration.binned.bins
+        mean_risk = np.array([b.mean_risk for b in bins])
+        observed = np.array([b.observed for b in bins])
+        low = np.array([b.ci95[0] for b in bins])
+        high = np.array([b.ci95[1] for b in bins])
         curve_ax.errorbar(
             mean_risk,
             observed,
@@ -172,12 +180,12 @@ def calibration_plot(calibration: dict[str, Any]) -> str:
             title="Calibration (reliability) curve",
         )
         curve_ax.legend(loc="upper left")
-        histogram = calibration["risk_histogram"]
-        edges = np.array(histogram["edges"])
+        histogram = calibration.risk_histogram
+        edges = np.array(histogram.edges)
         width = np.diff(edges)
         hist_ax.bar(
             edges[:-1],
-            histogram["non_events"],
+            histogram.non_events,
             width=width,
             align="edge",
             color=NON_EVENTS,
@@ -185,10 +193,10 @@ def calibration_plot(calibration: dict[str, Any]) -> str:
         )
         hist_ax.bar(
             edges[:-1],
-            histogram["events"],
+            histogram.events,
             width=width,
             align="edge",
-            bottom=histogram["non_events"],
+            bottom=histogram.non_events,
             color=EVENTS,
             label="Events",
         )
@@ -197,20 +205,20 @@ def calibration_plot(calibration: dict[str, Any]) -> str:
         return _svg(figure, "calibration")
 
 
-def decision_plot(decision: dict[str, Any]) -> str:
+def decision_plot(decision: DecisionCurve) -> str:
     with matplotlib.rc_context(_RC):
         figure = _figure(5.6, 4.0)
         ax = figure.subplots()
-        thresholds = decision["thresholds"]
-        ax.plot(thresholds, decision["treat_none"], color="black", lw=1, label="Treat none")
-        ax.plot(thresholds, decision["treat_all"], color=TREAT_ALL, lw=1.5, label="Treat all")
-        ax.plot(thresholds, decision["model"], color=MODEL, lw=2, label="Model")
-        chosen = decision.get("model_threshold")
+        thresholds = decision.thresholds
+        ax.plot(thresholds, decision.treat_none, color="black", lw=1, label="Treat none")
+        ax.plot(thresholds, decision.treat_all, color=TREAT_ALL, lw=1.5, label="Treat all")
+        ax.plot(thresholds, decision.model, color=MODEL, lw=2, label="Model")
+        chosen = decision.model_threshold
         if chosen is not None:
             ax.axvline(
                 chosen, ls=":", color=OPERATING, lw=1.2, label=f"Model threshold ({chosen:.2f})"
             )
-        prevalence = decision["prevalence"]
+        prevalence = decision.prevalence
         ax.set(
             xlim=(0, 1),
             ylim=(-0.05, max(0.05, prevalence * 1.1)),
@@ -222,30 +230,29 @@ def decision_plot(decision: dict[str, Any]) -> str:
         return _svg(figure, "decision-curve")
 
 
-def subgroup_plot(subgroups: dict[str, Any], overall_auroc: float | None) -> str | None:
+def subgroup_plot(subgroups: Subgroups, overall_auroc: float | None) -> str | None:
     """A forest plot of AUROC per subgroup level; None when no level has an AUROC."""
     rows = []
-    for group in subgroups["groups"]:
-        for level in group["levels"]:
-            auroc = level["metrics"].get("auroc")
-            label = f"{group['column']}: {level['level']} (n={level['n']})"
-            rows.append((label, auroc, level["judged"]))
-    if not any(auroc and auroc.get("estimate") is not None for _, auroc, _ in rows):
+    for group in subgroups.groups:
+        for level in group.levels:
+            label = f"{group.column}: {level.level} (n={level.n})"
+            rows.append((label, level.metrics.auroc, level.judged))
+    if not any(auroc is not None and auroc.estimate is not None for _, auroc, _ in rows):
         return None
     with matplotlib.rc_context(_RC):
         figure = _figure(5.6, 1.2 + 0.32 * len(rows))
         ax = figure.subplots()
         positions = np.arange(len(rows))[::-1]
         for y, (_, auroc, judged) in zip(positions, rows, strict=True):
-            if not auroc or auroc.get("estimate") is None:
+            if auroc is None or auroc.estimate is None:
                 ax.text(0.505, y, "not estimable", va="center", fontsize=8, color=SMALL)
                 continue
-            low, high = auroc["ci95"]
+            low, high = auroc.ci95
             colour = MODEL if judged else SMALL
             if low is not None and high is not None:
                 ax.plot([low, high], [y, y], color=colour, lw=1.5)
             ax.plot(
-                auroc["estimate"],
+                auroc.estimate,
                 y,
                 "o" if judged else "D",
                 color=colour,
@@ -255,7 +262,7 @@ def subgroup_plot(subgroups: dict[str, Any], overall_auroc: float | None) -> str
         if overall_auroc is not None:
             ax.axvline(overall_auroc, ls="--", color=REFERENCE, lw=1)
         lowest = min(
-            (auroc["ci95"][0] for _, auroc, _ in rows if auroc and auroc["ci95"][0] is not None),
+            (auroc.ci95[0] for _, auroc, _ in rows if auroc and auroc.ci95[0] is not None),
             default=0.5,
         )
         ax.set_yticks(positions, [label for label, _, _ in rows])
@@ -279,21 +286,21 @@ def subgroup_plot(subgroups: dict[str, Any], overall_auroc: float | None) -> str
         return _svg(figure, "subgroups")
 
 
-def importance_plot(explanations: dict[str, Any]) -> str:
-    importance = explanations["importance"][:MAX_FEATURES]
+def importance_plot(explanations: Explanations) -> str:
+    importance = explanations.importance[:MAX_FEATURES]
     with matplotlib.rc_context(_RC):
         figure = _figure(5.4, 1.2 + 0.28 * len(importance))
         ax = figure.subplots()
         positions = np.arange(len(importance))[::-1]
         ax.barh(
             positions,
-            [row["mean_abs"] for row in importance],
+            [row.mean_abs for row in importance],
             color=MODEL,
-            label=f"Mean |contribution| over {explanations['n']} patients",
+            label=f"Mean |contribution| over {explanations.n} patients",
         )
-        ax.set_yticks(positions, [row["column"] for row in importance])
+        ax.set_yticks(positions, [row.column for row in importance])
         ax.set(
-            xlabel=f"Mean absolute contribution ({explanations['space']})",
+            xlabel=f"Mean absolute contribution ({explanations.space})",
             ylabel="Feature",
             title="Global importance",
         )
@@ -301,11 +308,11 @@ def importance_plot(explanations: dict[str, Any]) -> str:
         return _svg(figure, "importance")
 
 
-def contribution_plot(explanations: dict[str, Any]) -> str:
+def contribution_plot(explanations: Explanations) -> str:
     """Beeswarm-style: per feature, the density of contributions over shared bins, each bin
     coloured by the mean normalised feature value of its records (grey: no numeric value)."""
-    order = [row["column"] for row in explanations["importance"][:MAX_FEATURES]]
-    by_column = {row["column"]: row for row in explanations["distribution"]}
+    order = [row.column for row in explanations.importance[:MAX_FEATURES]]
+    by_column = {row.column: row for row in explanations.distribution}
     order = [column for column in order if column in by_column]
     with matplotlib.rc_context(_RC):
         figure = _figure(5.8, 1.4 + 0.34 * len(order))
@@ -314,13 +321,13 @@ def contribution_plot(explanations: dict[str, Any]) -> str:
         low_edge, high_edge = math.inf, -math.inf
         for y, column in zip(positions, order, strict=True):
             row = by_column[column]
-            edges, counts = row["edges"], row["counts"]
+            edges, counts = row.edges, row.counts
             peak = max(counts) or 1
             for j, count in enumerate(counts):
                 if count == 0:
                     continue
                 half = 0.42 * count / peak
-                level = row["value_level"][j]
+                level = row.value_level[j]
                 colour = NO_VALUE if level is None else VALUE_MAP(level)
                 ax.add_patch(
                     Rectangle(
@@ -335,7 +342,7 @@ def contribution_plot(explanations: dict[str, Any]) -> str:
         ax.set_ylim(-0.6, len(order) - 0.4)
         ax.set_yticks(positions, order)
         ax.set(
-            xlabel=f"Contribution to the prediction ({explanations['space']})",
+            xlabel=f"Contribution to the prediction ({explanations.space})",
             ylabel="Feature",
             title="Contribution distribution (beeswarm-style, binned)",
         )

@@ -1,5 +1,9 @@
 """The models a running service answers with: loaded once per version, refreshed when a
-new version is promoted, and isolated so one unloadable artifact never stops the others."""
+new version is promoted, and isolated so one unloadable artifact never stops the others.
+
+Requests call it from many threads at once: a version is loaded (decrypted, unpickled)
+by one thread while the others asking for it wait; versions already loaded, and other
+versions being loaded, are not held up by it."""
 
 from __future__ import annotations
 
@@ -64,7 +68,10 @@ class ModelCatalog:
         self._loaded: dict[tuple[str, int], ServedModel] = {}
         self._failed: dict[tuple[str, int], str] = {}
         self._current: dict[str, tuple[int, float]] = {}
+        # Guards the dictionaries above, held only for a lookup or an insert.
         self._lock = threading.Lock()
+        # One per version being loaded: its loaders wait for each other, nobody else does.
+        self._loading: dict[tuple[str, int], threading.Lock] = {}
 
     def preload(self) -> list[str]:
         """Load every served version now; returns one line per version that failed."""
@@ -80,13 +87,15 @@ class ModelCatalog:
         return failures
 
     def served_versions(self) -> list[ModelVersion]:
-        return [m.version for m in self._loaded.values()]
+        with self._lock:
+            return [m.version for m in self._loaded.values()]
 
     def get(self, name: str, version: int | None = None) -> ServedModel:
+        """The loaded model; may query the registry and load an artifact, so call it off
+        the event loop."""
         if version is None:
             version = self._resolve(name)
-        key = (name, version)
-        served = self._loaded.get(key)
+        served = self._loaded.get((name, version))
         if served is not None:
             return served
         return self._load(self._registry.get(f"{name}:{version}"))
@@ -107,26 +116,44 @@ class ModelCatalog:
     def _load(self, version: ModelVersion) -> ServedModel:
         key = (version.name, version.version)
         with self._lock:
-            if key in self._loaded:
-                return self._loaded[key]
+            served = self._loaded.get(key)
+            if served is not None:
+                return served
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                served = self._loaded.get(key)
+            if served is not None:  # another thread loaded it while this one waited
+                return served
             try:
-                model = self._registry.load(version)
+                served = self._served(version)
             except IntegrityError as error:
-                self._failed[key] = error.message
+                with self._lock:
+                    self._failed[key] = error.message
                 log.error(
                     "model refused", extra={"fields": {"model": version.ref, "why": error.message}}
                 )
                 raise ModelUnavailable(
                     f"model {version.ref} cannot be served: {error.message}"
                 ) from error
-            if not isinstance(model, TrainedModel):
-                raise ModelUnavailable(f"model {version.ref}: artifact is not a medserve model")
-            served = ServedModel.of(version, model)
-            self._loaded[key] = served
-            self._failed.pop(key, None)
-            log.info("model loaded", extra={"fields": {"model": version.ref}})
-            return served
+            else:
+                with self._lock:
+                    self._loaded[key] = served
+                    self._failed.pop(key, None)
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
+        log.info("model loaded", extra={"fields": {"model": version.ref}})
+        return served
+
+    def _served(self, version: ModelVersion) -> ServedModel:
+        model = self._registry.load(version)
+        if not isinstance(model, TrainedModel):
+            raise ModelUnavailable(f"model {version.ref}: artifact is not a medserve model")
+        return ServedModel.of(version, model)
 
     @property
     def failures(self) -> dict[str, str]:
-        return {f"{name}:{version}": why for (name, version), why in self._failed.items()}
+        with self._lock:
+            failed = list(self._failed.items())
+        return {f"{name}:{version}": why for (name, version), why in failed}

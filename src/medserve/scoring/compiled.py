@@ -1,10 +1,12 @@
-"""Scoring JSON records without pandas: the fitted pipeline's own parameters (medians,
-missing indicators, scaler, one-hot levels, coefficients, trees, network) applied with numpy.
+"""Scoring JSON records without pandas: the records encoded as the fitted preprocess step
+would (``scoring.encoding``), then the estimator as its family compiles it to a function
+of that matrix (``Family.compile``: coefficients, trees, network), then the recalibration.
 
 The reference path, ``TrainedModel.predict_risk``, spends ~7 ms per one-row DataFrame in
 pandas and scikit-learn input checks; the estimators themselves need well under 1 ms. The
-fast path gives the same risks (tests hold it to the reference on real data); families it
-does not know fall back to the reference, so the service can always use a ``FastScorer``."""
+fast path gives the same risks (tests hold it to the reference on real data); where the
+family does not compile (the EBM) or is not installed here, it falls back to the reference,
+so the service can always use a ``FastScorer``."""
 
 from __future__ import annotations
 
@@ -12,15 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-import lightgbm as lgb
 import numpy as np
-import torch
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from medserve.core.risk import risk_logit
-from medserve.modeling.boosting import EarlyStoppedLGBMClassifier
-from medserve.modeling.mlp import TorchMLPClassifier
+from medserve.modeling.families import RawRisk, estimator_of, find_family
 from medserve.modeling.model import TrainedModel
 from medserve.modeling.recalibration import apply_recalibration
 from medserve.scoring.encoding import (
@@ -31,59 +30,21 @@ from medserve.scoring.encoding import (
     records_frame,
 )
 
-# The fitted estimator alone: encoded matrix → uncalibrated risk of the event.
-RawRisk = Callable[[np.ndarray], np.ndarray]
 # Uncalibrated risk → the model's final risk (identity where it has no calibrator).
 Recalibration = Callable[[np.ndarray], np.ndarray]
-# LightGBM scores batches up to this size on the calling thread.
-SINGLE_THREAD_ROWS = 64
-
-
-@dataclass(frozen=True)
-class LinearRisk:
-    """Logistic regression: expit(X·coef + intercept), as LogisticRegression computes it."""
-
-    coef: np.ndarray
-    intercept: np.ndarray
-
-    def __call__(self, matrix: np.ndarray) -> np.ndarray:
-        return expit((matrix @ self.coef.T + self.intercept).reshape(-1))
-
-
-@dataclass(frozen=True)
-class BoosterRisk:
-    """LightGBM: the raw Booster, skipping the scikit-learn wrapper's input checks."""
-
-    booster: lgb.Booster
-
-    def __call__(self, matrix: np.ndarray) -> np.ndarray:
-        if len(matrix) <= SINGLE_THREAD_ROWS:
-            # Waking worker threads costs more than a few rows of trees (0.07 vs 0.5 ms
-            # for one record on a busy 2-core host); rows are scored alike either way.
-            return self.booster.predict(matrix, num_threads=1)
-        return self.booster.predict(matrix)
-
-
-@dataclass(frozen=True)
-class NetworkRisk:
-    """The MLP: float32 inputs and sigmoid, exactly as TorchMLPClassifier.predict_proba."""
-
-    network: torch.nn.Module
-
-    def __call__(self, matrix: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            logits = self.network(torch.from_numpy(matrix.astype(np.float32)))
-        return torch.sigmoid(logits.squeeze(1)).double().numpy()
 
 
 @dataclass(frozen=True)
 class PlattRecalibration:
-    """``apply_recalibration`` with its LogisticRegression as numpy (0.3 ms → µs per call)."""
+    """``apply_recalibration`` with its LogisticRegression as numpy (0.3 ms → µs per call):
+    expit(logit(risk)·coef + intercept), as LogisticRegression.predict_proba computes it."""
 
-    linear: LinearRisk
+    coef: np.ndarray  # (1, 1)
+    intercept: np.ndarray  # (1,)
 
     def __call__(self, risk: np.ndarray) -> np.ndarray:
-        return self.linear(risk_logit(risk).reshape(-1, 1))
+        logits = risk_logit(risk).reshape(-1, 1)
+        return expit((logits @ self.coef.T + self.intercept).reshape(-1))
 
 
 @dataclass(frozen=True)
@@ -138,28 +99,18 @@ class FastScorer:
 
 
 def _raw_risk_of(model: TrainedModel, encoding: Encoding) -> RawRisk | None:
-    """The estimator as a function of the encoded matrix, for the families we mirror."""
-    estimator = model.pipeline.named_steps.get("model")
-    if getattr(estimator, "n_features_in_", None) != encoding.width:
+    """The model's family compiles its estimator to a function of the encoded matrix, where
+    the family is installed here and the estimator reads the matrix the encoding builds."""
+    family = find_family(model.family)
+    estimator = estimator_of(model.pipeline)
+    if family is None or getattr(estimator, "n_features_in_", None) != encoding.width:
         return None
-    if (
-        model.family == "logistic"
-        and isinstance(estimator, LogisticRegression)
-        and estimator.coef_.shape[0] == 1
-    ):
-        return LinearRisk(estimator.coef_, estimator.intercept_)
-    if model.family == "lightgbm" and isinstance(estimator, EarlyStoppedLGBMClassifier):
-        return BoosterRisk(estimator.booster_.booster_)
-    if model.family == "mlp" and isinstance(estimator, TorchMLPClassifier):
-        return NetworkRisk(estimator.network_)
-    return None
+    return family.compile(model.pipeline, encoding)
 
 
 def _recalibration_of(calibrator: LogisticRegression | None) -> Recalibration:
     """Platt scaling mirrored in numpy where it is the usual one-input LogisticRegression;
     the reference function for anything else."""
     if isinstance(calibrator, LogisticRegression) and calibrator.coef_.shape == (1, 1):
-        return PlattRecalibration(LinearRisk(calibrator.coef_, calibrator.intercept_))
+        return PlattRecalibration(calibrator.coef_, calibrator.intercept_)
     return partial(apply_recalibration, calibrator)
-
-

@@ -2,7 +2,9 @@
 
 The step's fitted parameters (medians, missing indicators, scaler, one-hot levels) become
 plain arrays and lookups; ``Encoding.matrix`` then builds the estimator's input matrix.
-Families whose estimator reads that matrix (``Family.compile``) score on top of it."""
+Families whose estimator reads that matrix (``Family.compile``) score on top of it.
+Values are read by ``medserve.data.values``, in its batch forms (``NumberColumns``, and
+``ValueReader.level`` once per distinct text of a batch)."""
 
 from __future__ import annotations
 
@@ -18,20 +20,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from medserve.data.schema import ColumnSpec, Schema
+from medserve.data.values import NumberColumns, UnreadableValue, ValueReader, shown
 from medserve.errors import SchemaError
 from medserve.modeling.model import TrainedModel
-from medserve.scoring.validation import (
-    UnreadableValue,
-    missing_numbers,
-    read_level,
-    read_number,
-    shown,
-)
 
 Record = Mapping[str, object]
 NUMERIC_STEP_ORDERS = ([], ["impute"], ["scale"], ["impute", "scale"])
-# Values numpy turns into float64 exactly as float() does (None → NaN); bool is not one.
-PLAIN_NUMBER_TYPES = frozenset({int, float, type(None)})
 
 
 @dataclass(frozen=True)
@@ -41,7 +35,7 @@ class NumericBlock:
     Each part is optional (LightGBM keeps NaN and raw units)."""
 
     names: tuple[str, ...]
-    missing_tokens: np.ndarray  # (most tokens of any column, columns), NaN-padded
+    columns: NumberColumns  # how each column's values are read
     offset: int
     kept: np.ndarray  # columns the imputer keeps (it drops any that were empty in training)
     fill: np.ndarray | None  # imputation value of each kept column; None: NaN stays
@@ -56,12 +50,11 @@ class NumericBlock:
     def read(self, records: Sequence[Record]) -> np.ndarray:
         """The raw numbers, a column per feature, NaN where not measured (or a missing token)."""
         values = [record.get(name) for record in records for name in self.names]
-        numbers = _numbers(values, self.names).reshape(len(records), len(self.names))
-        if len(self.missing_tokens):
-            # Padded with NaN, which equals nothing, where a column has fewer tokens.
-            is_token = (numbers[np.newaxis] == self.missing_tokens[:, np.newaxis]).any(axis=0)
-            numbers[is_token] = math.nan
-        return numbers
+        try:
+            return self.columns.read(values)
+        except UnreadableValue as error:
+            record, field = divmod(error.position or 0, len(self.names))
+            raise _value_error(record, self.names[field], error) from None
 
     def encode(self, numbers: np.ndarray) -> np.ndarray:
         """The same arithmetic, in the same order, as SimpleImputer then StandardScaler."""
@@ -82,8 +75,7 @@ class LevelBlock:
     """One level feature's one-hot columns: missing → the "(missing)" level, unseen → none."""
 
     name: str
-    missing_tokens: frozenset[str]
-    canonical: dict[str, str]  # lower-case level → the level as spelled in training
+    reader: ValueReader
     column: dict[str, int]  # level as spelled in training → its column in the matrix
     missing_column: int | None
 
@@ -102,12 +94,12 @@ class LevelBlock:
 
     def _column_of(self, index: int, value: object) -> int | None:
         try:
-            text = read_level(value)
+            level = self.reader.level(value)
         except UnreadableValue as error:
             raise _value_error(index, self.name, error) from None
-        if text is None or text in self.missing_tokens:
+        if level is None:
             return self.missing_column
-        return self.column.get(self.canonical.get(text.lower(), text))
+        return self.column.get(level)
 
 
 @dataclass(frozen=True)
@@ -142,26 +134,6 @@ def checked_records(records: Sequence[Record]) -> Sequence[Record]:
         if not isinstance(record, Mapping):
             raise SchemaError(f"record {index}: {shown(record)} is not an object of field values")
     return records
-
-
-def _numbers(values: list[object], names: tuple[str, ...]) -> np.ndarray:
-    """Record-major field values as floats (NaN for null): one numpy call when all are plain
-    JSON numbers, value by value otherwise, to name the record and field it cannot read."""
-    if all(type(value) in PLAIN_NUMBER_TYPES for value in values):
-        try:
-            numbers = np.array(values, dtype=np.float64)
-        except OverflowError:
-            numbers = None
-        if numbers is not None and not np.isinf(numbers).any():
-            return numbers
-    numbers = np.empty(len(values))
-    for position, value in enumerate(values):
-        try:
-            numbers[position] = read_number(value)
-        except UnreadableValue as error:
-            record, field = divmod(position, len(names))
-            raise _value_error(record, names[field], error) from None
-    return numbers
 
 
 def _value_error(index: int, name: str, error: UnreadableValue) -> SchemaError:
@@ -223,7 +195,7 @@ def _numeric_block(step: object, specs: list[ColumnSpec], offset: int) -> Numeri
         return None
     return NumericBlock(
         names=tuple(spec.name for spec in specs),
-        missing_tokens=_token_table([missing_numbers(spec) for spec in specs]),
+        columns=NumberColumns.of([ValueReader.of(spec) for spec in specs]),
         offset=offset,
         kept=kept,
         fill=fill,
@@ -231,13 +203,6 @@ def _numeric_block(step: object, specs: list[ColumnSpec], offset: int) -> Numeri
         mean=scaler.mean_ if scaler is not None and scaler.with_mean else None,
         scale=scaler.scale_ if scaler is not None and scaler.with_std else None,
     )
-
-
-def _token_table(tokens: list[frozenset[float]]) -> np.ndarray:
-    table = np.full((max((len(column) for column in tokens), default=0), len(tokens)), math.nan)
-    for j, column in enumerate(tokens):
-        table[: len(column), j] = sorted(column)
-    return table
 
 
 def _level_blocks(
@@ -264,8 +229,7 @@ def _level_blocks(
         blocks.append(
             LevelBlock(
                 name=spec.name,
-                missing_tokens=frozenset(spec.missing_tokens),
-                canonical={level.lower(): level for level in spec.categories or ()},
+                reader=ValueReader.of(spec),
                 column=column,
                 missing_column=column.get(str(imputer.fill_value)),
             )

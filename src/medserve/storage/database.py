@@ -15,6 +15,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from medserve.core.files import create_private
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30
 
@@ -23,6 +25,11 @@ def open_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL (readers never block writers) and a busy timeout."""
     if make_url(url).get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
+    database = sqlite_path(url)
+    if database is not None:
+        # Owner-only from the start; SQLite gives its -wal, -shm and -journal files the
+        # database file's mode. An existing file keeps its mode (Registry warns if loose).
+        create_private(database, tighten=False)
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
@@ -33,6 +40,17 @@ def open_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 def migrate(engine: Engine) -> None:

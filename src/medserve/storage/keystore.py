@@ -16,7 +16,8 @@ The key file is not consulted then.
                "retired_at": null | "..."}, ...]}
 
 ``keys.json`` (mode 0600) holds purpose keys, random 32-byte secrets for other
-subsystems (audit-trail HMAC, pseudonyms) that must outlive master-key rotation.
+subsystems (audit-trail HMAC, pseudonyms, the MACs of registry rows) that must outlive
+master-key rotation.
 Each is stored wrapped by a master key and re-wrapped when the master key rotates::
 
     {"format": "medserve-purpose-keys", "version": 1,
@@ -42,7 +43,7 @@ import re
 import secrets
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -144,17 +145,17 @@ class KeyStore:
             f"not hold; {fix}"
         )
 
-    def purpose_key(self, purpose: str) -> bytes:
+    def purpose_key(
+        self, purpose: str, *, on_create: Callable[[bytes], None] | None = None
+    ) -> bytes:
         """A stable random 32-byte secret for ``purpose`` (e.g. "audit-hmac"), made on first use.
 
         The same value comes back on every replica sharing the home and after any
-        master-key rotation.
+        master-key rotation. ``on_create`` is called with a new secret before it is
+        stored, under the exclusive key lock; if it raises, nothing is stored (a later
+        call makes a fresh secret and calls it again).
         """
-        if not PURPOSE_PATTERN.fullmatch(purpose):
-            raise ConfigError(
-                f"purpose {purpose!r} is not a valid key name: use lowercase letters, digits, "
-                "'.', '_' or '-', starting with a letter or digit"
-            )
+        _check_purpose(purpose)
         with self._mutex:
             if purpose in self._purpose_keys:
                 return self._purpose_keys[purpose]
@@ -164,14 +165,23 @@ class KeyStore:
                 entries = self._read_purpose_file()
                 if purpose not in entries:
                     current_id, master_key = self.current()
-                    entries[purpose] = _wrap_purpose(
-                        purpose, generate_key(), current_id, master_key
-                    )
+                    secret = generate_key()
+                    if on_create is not None:
+                        on_create(secret)
+                    entries[purpose] = _wrap_purpose(purpose, secret, current_id, master_key)
                     self._write_purpose_file(entries)
         secret = self._unwrap_purpose(purpose, entries[purpose])
         with self._mutex:
             self._purpose_keys[purpose] = secret
         return secret
+
+    def has_purpose_key(self, purpose: str) -> bool:
+        """Whether ``purpose`` already has a key; never creates one (or any file)."""
+        _check_purpose(purpose)
+        with self._mutex:
+            if purpose in self._purpose_keys:
+                return True
+        return purpose in self._read_purpose_file()
 
     # Rotation steps, used by ``medserve.storage.artifacts.rotate_master_key``.
     # Call them while holding ``key_lock(home, exclusive=True)``.
@@ -392,6 +402,14 @@ def key_lock(home: Path, *, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _check_purpose(purpose: str) -> None:
+    if not PURPOSE_PATTERN.fullmatch(purpose):
+        raise ConfigError(
+            f"purpose {purpose!r} is not a valid key name: use lowercase letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
 
 
 def _wrap_purpose(

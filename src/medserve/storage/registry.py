@@ -8,6 +8,7 @@ import dataclasses
 import getpass
 import io
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from medserve.config import Settings
-from medserve.core.files import DIR_MODE, write_file_atomic
+from medserve.core.files import DIR_MODE, loose_mode, write_file_atomic
 from medserve.errors import ConfigError, ModelNotFound, RegistryError
 from medserve.storage.artifacts import (
     delete_artifact,
@@ -32,8 +33,24 @@ from medserve.storage.artifacts import (
     resolve_in_home,
     write_artifact,
 )
-from medserve.storage.database import describe_url, lock_for_write, migrate, one_line, open_engine
+from medserve.storage.database import (
+    describe_url,
+    lock_for_write,
+    migrate,
+    one_line,
+    open_engine,
+    sqlite_path,
+)
+from medserve.storage.integrity import (
+    check_threshold,
+    check_version,
+    model_threshold,
+    version_key,
+    version_mac,
+)
 from medserve.storage.tables import ModelVersionRow
+
+logger = logging.getLogger("medserve.storage")
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 NAME_RULE = (
@@ -64,6 +81,7 @@ class ModelVersion:
     params: dict[str, Any]
     lineage: dict[str, Any]
     report_path: str | None
+    mac: str | None  # binds the row to its artifact: see medserve.storage.integrity
 
     @property
     def ref(self) -> str:
@@ -110,6 +128,8 @@ class Registry:
                 f"cannot open the registry database {describe_url(url)}: {one_line(error)}"
             ) from error
         self._engine = engine
+        self._version_key: bytes | None = None
+        _warn_if_loose(settings, url)
 
     @property
     def engine(self) -> Engine:
@@ -142,6 +162,12 @@ class Registry:
             raise ConfigError("a model family is required to register a model")
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold {threshold} is not a probability between 0 and 1")
+        own_threshold = model_threshold(model)
+        if own_threshold is not None and own_threshold != float(threshold):
+            raise ConfigError(
+                f"threshold {threshold} differs from the model's own threshold {own_threshold}: "
+                "register the model with the threshold it carries"
+            )
         fields: dict[str, Any] = {
             "name": name,
             "family": family,
@@ -157,23 +183,27 @@ class Registry:
         if report is not None:
             report_json = json.dumps(json_document(report, "report"), indent=2, allow_nan=False)
 
-        artifact = write_artifact(self._settings, serialise(model))
+        payload = serialise(model)
+        key = self._key(create=True)
+        artifact = write_artifact(self._settings, payload)
         fields.update(
             artifact_id=artifact.artifact_id,
             artifact_path=artifact.path,
             artifact_sha256=artifact.sha256,
         )
         try:
-            return self._insert_with_retry(fields, report_json)
+            return self._insert_with_retry(fields, report_json, key)
         except BaseException:
             delete_artifact(self._settings, artifact.path)
             raise
 
-    def _insert_with_retry(self, fields: dict[str, Any], report_json: str | None) -> ModelVersion:
+    def _insert_with_retry(
+        self, fields: dict[str, Any], report_json: str | None, key: bytes
+    ) -> ModelVersion:
         attempt = 1
         while True:
             try:
-                return self._insert_next_version(fields, report_json)
+                return self._insert_next_version(fields, report_json, key)
             except sa_exc.IntegrityError as conflict:
                 if attempt == ALLOCATION_ATTEMPTS:
                     raise RegistryError(
@@ -182,7 +212,9 @@ class Registry:
                     ) from conflict
                 attempt += 1
 
-    def _insert_next_version(self, fields: dict[str, Any], report_json: str | None) -> ModelVersion:
+    def _insert_next_version(
+        self, fields: dict[str, Any], report_json: str | None, key: bytes
+    ) -> ModelVersion:
         """One attempt: claim the next version number, write the report, commit the row."""
         name = fields["name"]
         written_report: str | None = None
@@ -204,6 +236,7 @@ class Registry:
                     created_at=datetime.now(UTC),
                     report_path=report_path,
                 )
+                row.mac = version_mac(key, row)
                 # Flushing claims (name, version) through the unique constraint before any
                 # file named after it is written; the row becomes visible only at commit,
                 # after every file it points at.
@@ -249,13 +282,28 @@ class Registry:
             return [ModelVersion.from_row(row) for row in _versions_of(session, name)]
 
     def load(self, model_version: ModelVersion | str) -> object:
-        """The model object of a version; its artifact's sha256 is checked before unpickling."""
+        """The model object of a version, refused (IntegrityError naming it) unless its row
+        is what was registered (its MAC) and its artifact is intact (sha256, then AES-GCM),
+        both checked before unpickling; a model that carries its own threshold must carry
+        the row's."""
+        key = self._key(create=False)  # first: making it seals the rows of older releases
         if isinstance(model_version, str):
             model_version = self.get(model_version)
+        elif model_version.mac is None:  # read before sealing, perhaps by the line above
+            model_version = dataclasses.replace(model_version, mac=self.get(model_version.ref).mac)
+        check_version(key, model_version)
         payload = read_artifact(
             self._settings, model_version.artifact_path, model_version.artifact_sha256
         )
-        return joblib.load(io.BytesIO(payload))
+        model = joblib.load(io.BytesIO(payload))
+        check_threshold(model_version, model)
+        return model
+
+    def _key(self, *, create: bool) -> bytes:
+        """The key of the rows' MACs (made on first use, sealing rows stored without one)."""
+        if self._version_key is None:
+            self._version_key = version_key(self._settings, self._engine, create=create)
+        return self._version_key
 
     def promote(self, ref: str) -> ModelVersion:
         """Make a version production; the name's previous production version is archived."""
@@ -295,6 +343,25 @@ class Registry:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _warn_if_loose(settings: Settings, url: str) -> None:
+    """One warning line per loose path: group or others may read the home or the database."""
+    database = sqlite_path(url)
+    for what, path, fix in (
+        ("medserve home", settings.home, "chmod 700"),
+        ("registry database", database, "chmod 600"),
+    ):
+        mode = None if path is None else loose_mode(path)
+        if mode is not None:
+            logger.warning(
+                "%s %s is accessible to other users (mode %o); run: %s %s",
+                what,
+                path,
+                mode,
+                fix,
+                path,
+            )
 
 
 def check_name(name: str) -> None:

@@ -89,6 +89,10 @@ class ModelVersionRow(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     lineage: Mapped[dict[str, Any]] = mapped_column(JSON)
     report_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # HMAC binding the row to its artifact (storage/integrity.py); NULL only in rows an
+    # older medserve stored, until they are sealed.
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
 
 ROLE_CHECK = "role IN ('predictor', 'trainer', 'auditor', 'admin')"
 HEAD_ID = 1

@@ -1,11 +1,12 @@
-"""Model metadata: what is served, its schema (what a request must look like), its metrics."""
+"""Model metadata: what is served, its schema (what a request must look like), its metrics.
+Registry queries block, so the routes are plain ``def`` (FastAPI's thread pool)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 
 from medserve.data.schema import Schema
-from medserve.http.deps import AnyKey
+from medserve.http.deps import AnyKey, AuditSubject, RegistryDep
 from medserve.http.schemas import (
     ERROR_RESPONSES,
     ColumnOut,
@@ -63,15 +64,10 @@ def detail(version: ModelVersion) -> VersionDetail:
     )
 
 
-def remember(request: Request, name: str, version: int | None = None) -> None:
-    request.state.model_name = name
-    request.state.model_version = version
-
-
 @router.get("", response_model=ModelList, summary="Every registered model and its versions")
-async def list_models(request: Request, key: AnyKey) -> ModelList:
+def list_models(key: AnyKey, subject: AuditSubject, registry: RegistryDep) -> ModelList:
     by_name: dict[str, list[ModelVersion]] = {}
-    for version in request.app.state.registry.list():
+    for version in registry.list():
         by_name.setdefault(version.name, []).append(version)
     return ModelList(
         models=[
@@ -88,18 +84,24 @@ async def list_models(request: Request, key: AnyKey) -> ModelList:
 
 
 @router.get("/{name}", response_model=VersionDetail, summary="The version served by default")
-async def get_model(request: Request, key: AnyKey, name: str = ModelName) -> VersionDetail:
-    remember(request, name)
-    version = request.app.state.registry.get(name)
-    remember(request, name, version.version)
+def get_model(
+    key: AnyKey, subject: AuditSubject, registry: RegistryDep, name: str = ModelName
+) -> VersionDetail:
+    subject.model = name
+    version = registry.get(name)
+    subject.model_version = version.version
     return detail(version)
 
 
 @router.get(
     "/{name}/versions/{version}", response_model=VersionDetail, summary="One version in full"
 )
-async def get_version(
-    request: Request, key: AnyKey, name: str = ModelName, version: int = Path(ge=1)
+def get_version(
+    key: AnyKey,
+    subject: AuditSubject,
+    registry: RegistryDep,
+    name: str = ModelName,
+    version: int = Path(ge=1),
 ) -> VersionDetail:
-    remember(request, name, version)
-    return detail(request.app.state.registry.get(f"{name}:{version}"))
+    subject.model, subject.model_version = name, version
+    return detail(registry.get(f"{name}:{version}"))

@@ -1,18 +1,23 @@
 """The model report: JSON by default, the self-contained HTML page when the client asks for
-text/html (a browser does). Same credential as the model metadata routes."""
+text/html (a browser does). Same credential as the model metadata routes; plain ``def``
+routes, as finding the report queries the registry."""
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse, Response
 
+from medserve.config import Settings
 from medserve.flows import stored_report
-from medserve.http.deps import AnyKey
-from medserve.http.routes.models import ModelName, remember
+from medserve.http.deps import AnyKey, AuditSubject, RegistryDep, SettingsDep
+from medserve.http.observability import AuditSubject as Subject
+from medserve.http.routes.models import ModelName
 from medserve.http.schemas import ERROR_RESPONSES
 from medserve.reporting.html import CONTENT_SECURITY_POLICY
+from medserve.storage import Registry
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
 
@@ -47,20 +52,45 @@ def wants_html(accept: str | None) -> bool:
     return html > json
 
 
-async def _report(request: Request, name: str, version: int | None) -> Response:
-    ref = name if version is None else f"{name}:{version}"
-    remember(request, name, version)
-    app_state = request.app.state
-    # ModelNotFound (no such model or version, or one registered without a report) becomes
-    # a 404 problem+json in the app's handlers. A thread: a missing HTML page is rendered.
-    found = await asyncio.to_thread(stored_report, app_state.registry, app_state.settings, ref)
-    remember(request, name, found.version.version)
-    location = f"/v1/models/{name}/versions/{found.version.version}/report"
-    headers = {"Content-Location": location, "Vary": "Accept"}
-    if wants_html(request.headers.get("accept")):
-        headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        return FileResponse(found.html_path, media_type=f"{HTML}; charset=utf-8", headers=headers)
-    return FileResponse(found.json_path, media_type=JSON, headers=headers)
+@dataclass(frozen=True)
+class ReportReader:
+    """What both report routes need: the caller's audit subject, the registry, the
+    settings and the Accept header."""
+
+    subject: Subject
+    registry: Registry
+    settings: Settings
+    accept: str | None
+
+    def answer(self, name: str, version: int | None) -> Response:
+        ref = name if version is None else f"{name}:{version}"
+        self.subject.model, self.subject.model_version = name, version
+        # ModelNotFound (no such model or version, or one registered without a report)
+        # becomes a 404 problem+json in the app's handlers.
+        found = stored_report(self.registry, self.settings, ref)
+        self.subject.model_version = found.version.version
+        location = f"/v1/models/{name}/versions/{found.version.version}/report"
+        headers = {"Content-Location": location, "Vary": "Accept"}
+        if wants_html(self.accept):
+            headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+            media_type = f"{HTML}; charset=utf-8"
+            if found.html_path is None:  # stored without its page: rendered for this answer
+                return Response(found.page(), media_type=media_type, headers=headers)
+            return FileResponse(found.html_path, media_type=media_type, headers=headers)
+        return FileResponse(found.json_path, media_type=JSON, headers=headers)
+
+
+async def report_reader(
+    request: Request,
+    key: AnyKey,
+    subject: AuditSubject,
+    registry: RegistryDep,
+    settings: SettingsDep,
+) -> ReportReader:
+    return ReportReader(subject, registry, settings, request.headers.get("accept"))
+
+
+Reader = Annotated[ReportReader, Depends(report_reader)]
 
 
 @router.get(
@@ -69,8 +99,8 @@ async def _report(request: Request, name: str, version: int | None) -> Response:
     response_class=Response,
     responses=_REPORT_RESPONSES,
 )
-async def get_report(request: Request, key: AnyKey, name: str = ModelName) -> Response:
-    return await _report(request, name, None)
+def get_report(reader: Reader, name: str = ModelName) -> Response:
+    return reader.answer(name, None)
 
 
 @router.get(
@@ -79,7 +109,7 @@ async def get_report(request: Request, key: AnyKey, name: str = ModelName) -> Re
     response_class=Response,
     responses=_REPORT_RESPONSES,
 )
-async def get_version_report(
-    request: Request, key: AnyKey, name: str = ModelName, version: int = Path(ge=1)
+def get_version_report(
+    reader: Reader, name: str = ModelName, version: int = Path(ge=1)
 ) -> Response:
-    return await _report(request, name, version)
+    return reader.answer(name, version)

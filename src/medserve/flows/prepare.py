@@ -1,0 +1,150 @@
+"""The first step of training: what was asked, read and checked before any work starts —
+the table (de-identified when asked), its schema, and the report and training options."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medserve.config import Settings
+from medserve.data import (
+    Schema,
+    default_target,
+    file_sha256,
+    infer_schema,
+    read_schema_file,
+    read_table,
+)
+from medserve.deid import KEY_PURPOSE as DEID_KEY_PURPOSE
+from medserve.deid.training import deidentify_for_training, schema_record
+from medserve.errors import ConfigError
+from medserve.evaluation.report import ReportOptions
+from medserve.modeling import ThresholdRule, TrainOptions
+from medserve.storage.keystore import KeyStore
+
+
+@dataclass
+class TrainRequest:
+    data: Path
+    target: str | None = None
+    positive: str | None = None
+    positive_if: str | None = None
+    family: str = "auto"
+    name: str | None = None
+    schema_file: Path | None = None
+    seed: int = 0
+    test_size: float = 0.2
+    cv: int = 5
+    threshold_for: str | None = None
+    missing: dict[str, list[str]] | None = None
+    ignore: list[str] | None = None
+    groups: list[str] | None = None
+    intended_use: str | None = None
+    model_card: Path | None = None
+    deid: bool = False
+    deid_policy: Path | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The table as training reads it, and everything checked about the request."""
+
+    request: TrainRequest
+    name: str
+    frame: pd.DataFrame
+    schema: Schema
+    data_sha256: str
+    # The full de-identification report when `--deid` ran (for the model report).
+    deidentification: dict[str, Any] | None
+    report_options: ReportOptions
+    options: TrainOptions
+
+
+def prepare(settings: Settings, request: TrainRequest) -> Prepared:
+    """Read the table, de-identify it when asked, infer its schema and check the options."""
+    frame = read_table(request.data)
+    overrides = read_schema_file(request.schema_file) if request.schema_file else None
+    target = request.target or default_target(request.data)
+    deid_report, deid_notices = None, []
+    if request.deid or request.deid_policy is not None:
+        deidentified = deidentify_for_training(  # the policy is checked before the key
+            frame,
+            request.deid_policy,
+            lambda: KeyStore(settings).purpose_key(DEID_KEY_PURPOSE),
+            target=target,
+        )
+        frame, deid_report = deidentified.frame, deidentified.report
+        deid_notices = deidentified.notices
+        overrides = _with_column_defaults(overrides, deidentified.overrides)
+    schema = infer_schema(
+        frame,
+        target=target,
+        positive=request.positive,
+        positive_if=request.positive_if,
+        missing_tokens=request.missing,
+        ignore=request.ignore,
+        overrides=overrides,
+    )
+    if deid_report is not None:
+        schema = schema.model_copy(
+            update={
+                "deidentification": schema_record(deid_report),
+                "notices": deid_notices + schema.notices,
+            }
+        )
+    report_options = ReportOptions.build(
+        groups=request.groups or [],
+        columns=list(frame.columns),
+        outcome=schema.outcome.column if schema.outcome else None,
+        source=request.data.name,
+        intended_use=request.intended_use,
+        model_card=request.model_card,
+    )
+    options = TrainOptions(
+        family=request.family,
+        seed=request.seed,
+        test_size=request.test_size,
+        cv=request.cv,
+        threshold_rule=ThresholdRule.parse(request.threshold_for),
+    )
+    return Prepared(
+        request=request,
+        name=request.name or model_name_from(request.data),
+        frame=frame,
+        schema=schema,
+        data_sha256=file_sha256(request.data),
+        deidentification=deid_report,
+        report_options=report_options,
+        options=options,
+    )
+
+
+def model_name_from(path: Path) -> str:
+    """A registry name from a file name: 'Heart Disease_UCI.csv' → 'heart-disease-uci'."""
+    name = re.sub(r"[^a-z0-9.]+", "-", path.stem.lower()).strip("-.")
+    return (name or "model")[:63]
+
+
+def parse_missing(declarations: list[str]) -> dict[str, list[str]]:
+    """'--missing chol=0' → {'chol': ['0']}; 'chol=' declares no token (keeps zeros)."""
+    tokens: dict[str, list[str]] = {}
+    for item in declarations:
+        if "=" not in item:
+            raise ConfigError(f"--missing '{item}' should look like COLUMN=VALUE (e.g. chol=0)")
+        column, value = item.split("=", 1)
+        values = tokens.setdefault(column.strip(), [])
+        values.extend(v.strip() for v in value.split(",") if v.strip())
+    return tokens
+
+
+def _with_column_defaults(
+    overrides: dict[str, Any] | None, defaults: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    """Schema overrides with ``defaults`` for columns the user's schema file does not set."""
+    merged = dict(overrides or {})
+    merged["columns"] = {**defaults, **(merged.get("columns") or {})}
+    return merged

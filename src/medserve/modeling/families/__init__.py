@@ -1,0 +1,64 @@
+"""The model families, one module each, and the registry the rest of medserve asks.
+
+    from medserve.modeling.families import get_family
+    family = get_family(model.family)      # ConfigError naming the choices if unknown
+    family.build(schema, seed=0)           # the unfitted pipeline
+    family.compile(pipeline, encoding)     # the fast path, or None
+    family.attribution(model)              # explanations, or None
+
+A new family is one module with a class that implements ``Family`` (see base.py), added
+to ``BUILTIN`` below, or registered from outside with ``register_family``.
+"""
+
+from medserve.modeling.families import ebm, lightgbm, logistic, mlp
+from medserve.modeling.families.base import (
+    AUTO,
+    Attribution,
+    Attributor,
+    EncodedInput,
+    Family,
+    NativeMissing,
+    RawRisk,
+    auto_candidates,
+    encoded_background,
+    encoded_parts,
+    estimator_of,
+    family_names,
+    find_family,
+    first_value,
+    get_family,
+    make_pipeline,
+    matrix_attributor,
+    register_family,
+    registered_family,
+    unregister_family,
+)
+
+# In this order: the leaderboard of `--model auto` lists its candidates so.
+BUILTIN: tuple[Family, ...] = (logistic.FAMILY, lightgbm.FAMILY, mlp.FAMILY, ebm.FAMILY)
+for _family in BUILTIN:
+    register_family(_family)
+
+__all__ = [
+    "AUTO",
+    "BUILTIN",
+    "Attribution",
+    "Attributor",
+    "EncodedInput",
+    "Family",
+    "NativeMissing",
+    "RawRisk",
+    "auto_candidates",
+    "encoded_background",
+    "encoded_parts",
+    "estimator_of",
+    "family_names",
+    "find_family",
+    "first_value",
+    "get_family",
+    "make_pipeline",
+    "matrix_attributor",
+    "register_family",
+    "registered_family",
+    "unregister_family",
+]

@@ -1,0 +1,127 @@
+"""Records in, typed predictions out: the one scoring path every channel shares (REST
+today; FHIR and CDS Hooks next). A request's record count is checked against the limit,
+its records against the model's schema; then the fast scorer gives each risk, the
+threshold its label, the service's bands its band, and, when asked, the explainer why."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from medserve.errors import PayloadTooLarge, SchemaError
+from medserve.explain import Explanations, explained
+from medserve.scoring.catalog import ServedModel
+from medserve.scoring.encoding import Record, records_frame
+from medserve.scoring.validation import RecordProblem
+
+# A request's problems are listed up to this many (the first is in the message).
+MAX_PROBLEMS_LISTED = 100
+
+
+class InvalidRecords(SchemaError):
+    """Records that break the model's schema; carries every problem found (up to
+    ``MAX_PROBLEMS_LISTED``), each naming the record, the field and the rule."""
+
+    def __init__(self, problems: Sequence[RecordProblem]) -> None:
+        first = problems[0].message
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first + more)
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why a record got its risk: per raw input column contributions in ``space`` units;
+    ``base_value + sum(contributions)`` is the record's log-odds."""
+
+    space: str
+    method: str
+    base_value: float
+    contributions: dict[str, float]
+    summary: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "space": self.space,
+            "method": self.method,
+            "base_value": self.base_value,
+            "contributions": self.contributions,
+            "summary": self.summary,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One record's answer: risk of the event, label at the model's threshold, risk band."""
+
+    risk: float
+    label: int
+    band: str
+    explanation: Explanation | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """As the REST API answers it."""
+        answer: dict[str, object] = {"risk": self.risk, "label": self.label, "risk_band": self.band}
+        if self.explanation is not None:
+            answer["explanation"] = self.explanation.to_dict()
+        return answer
+
+
+class Predictor:
+    """Scores raw records with a served model. ``risk_bands`` names each risk's band (the
+    service's cut points); ``max_records`` is the most records one call may carry."""
+
+    def __init__(self, risk_bands: Callable[[list[float]], list[str]], max_records: int) -> None:
+        self._risk_bands = risk_bands
+        self.max_records = max_records
+
+    def admit(self, n_records: int) -> None:
+        """PayloadTooLarge when one call carries more records than the limit; channels call
+        it before resolving the model, so an oversized request costs nothing more."""
+        if n_records > self.max_records:
+            raise PayloadTooLarge(
+                f"{n_records} records in one request; the limit is "
+                f"{self.max_records} (MEDSERVE_MAX_RECORDS)"
+            )
+
+    def predict(
+        self, served: ServedModel, records: Sequence[Record], *, explain: bool = False
+    ) -> list[Prediction]:
+        """One prediction per record, in record order. InvalidRecords when any record breaks
+        the schema; ExplanationUnavailable when ``explain`` and the model cannot be."""
+        self.admit(len(records))
+        problems = served.validator.problems(records)
+        if problems:
+            raise InvalidRecords(problems[:MAX_PROBLEMS_LISTED])
+        if explain:
+            risk, explanations = _explained_risk(served, records)
+        else:
+            risk, explanations = served.scorer.risk(records), None
+        threshold = served.version.threshold
+        risks = risk.tolist()
+        bands = self._risk_bands(risks)
+        if explanations is None:
+            return [
+                Prediction(r, int(r >= threshold), band)
+                for r, band in zip(risks, bands, strict=True)
+            ]
+        why = explained(explanations, risks, bands, records, served.schema)
+        return [
+            Prediction(r, int(r >= threshold), band, Explanation(**explanation))
+            for r, band, explanation in zip(risks, bands, why, strict=True)
+        ]
+
+
+def _explained_risk(
+    served: ServedModel, records: Sequence[Record]
+) -> tuple[np.ndarray, Explanations]:
+    """Risk and explanations from one encoding of the records where the fast path allows."""
+    explainer = served.explaining()
+    scorer = served.scorer
+    if scorer.exact_fast_path and explainer.takes_matrix:
+        matrix = scorer.matrix(records)
+        return scorer.risk_of_matrix(matrix), explainer.explain_matrix(matrix)
+    frame = records_frame(served.schema, records)
+    return scorer.risk(records), explainer.explain_frame(frame)
