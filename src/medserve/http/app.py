@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 from medserve import __version__
 from medserve.config import Settings
 from medserve.http.audited import DeclaredRoutes
+from medserve.http.deps import Scoring
 from medserve.http.observability import RequestBookkeeping, ServiceMetrics
 from medserve.http.problems import install_problem_handlers, problem
 from medserve.http.routes import health, metadata, metrics, models, predict, report
@@ -24,6 +26,8 @@ from medserve.storage import Registry
 from medserve.storage.keystore import KeyStore
 
 log = logging.getLogger("medserve.http")
+# Threads that look up API keys (one database query each; the pool has 5 + 10 connections).
+KEY_LOOKUP_THREADS = 8
 
 
 def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> FastAPI:
@@ -36,10 +40,13 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     for failure in catalog.preload():
         log.error("model not served", extra={"fields": {"why": failure}})
 
+    key_lookups = ThreadPoolExecutor(KEY_LOOKUP_THREADS, thread_name_prefix="medserve-keys")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         # uvicorn has finished in-flight requests: write every audit record, then close.
+        key_lookups.shutdown()
         audit_writer.close()
         registry.close()
 
@@ -57,10 +64,12 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     app.state.settings = settings
     app.state.registry = registry
     app.state.keys = ApiKeyStore(registry.engine)
+    app.state.key_lookups = key_lookups
     app.state.audit = audit_writer
     app.state.catalog = catalog
     app.state.predictor = Predictor(settings.risk_bands, settings.max_records)
     app.state.metrics = ServiceMetrics()
+    app.state.scoring = Scoring(catalog, app.state.predictor, app.state.metrics)
     if rate_limiter is None:
         rate_limiter = MemoryRateLimiter(settings.rate_limit_per_minute)
     app.state.rate_limiter = rate_limiter

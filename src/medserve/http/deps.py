@@ -1,14 +1,16 @@
 """The dependencies every router shares, as typed ``Annotated`` aliases: who is calling
 (bearer API keys, roles, the per-key rate limit), what an audited request touched, and
-the service's parts (settings, registry, catalog, predictor, metrics).
+the service's parts (settings, registry, scoring, metrics).
 
-Dependencies that block (the key lookup queries the database; a shared rate limiter is a
-network call) are plain ``def``: FastAPI runs them in its thread pool. The others only
-read what the app holds and stay ``async`` so they cost no thread hop."""
+None of them blocks the event loop: the key lookup (a database query) and the rate limit
+(a network call, when shared) run on the app's key-lookup threads; the others only read
+what the app holds."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -17,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from medserve.config import Settings
 from medserve.errors import AuthError, Forbidden
 from medserve.http.observability import AuditSubject as Subject
-from medserve.http.observability import ServiceMetrics, request_record
+from medserve.http.observability import RequestRecord, ServiceMetrics, request_record
 from medserve.scoring.catalog import ModelCatalog
 from medserve.scoring.predictor import Predictor
 from medserve.security.api_keys import ApiKey, ApiKeyStore
@@ -27,20 +29,32 @@ from medserve.storage import Registry
 bearer = HTTPBearer(auto_error=False, description="An API key: `medserve keys create`.")
 
 
-def authenticated(
+async def authenticated(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiKey:
     """The calling key, or 401; then the key's rate limit (429). Records the key for the
-    audit trail and the access log."""
+    audit trail and the access log. The lookup and the count run on the app's own small
+    pool of key-lookup threads: they block, every request needs them, and they must not
+    queue behind scoring in FastAPI's thread pool."""
     if credentials is None or not credentials.credentials:
         raise AuthError("missing credential: send 'Authorization: Bearer <API key>'")
-    keys: ApiKeyStore = request.app.state.keys
-    key = keys.authenticate(credentials.credentials)
+    state = request.app.state
+    return await asyncio.get_running_loop().run_in_executor(
+        state.key_lookups,
+        _admitted,
+        state.keys,
+        state.rate_limiter,
+        credentials.credentials,
+        request_record(request.scope),
+    )
+
+
+def _admitted(keys: ApiKeyStore, limiter: RateLimiter, token: str, record: RequestRecord) -> ApiKey:
+    key = keys.authenticate(token)
     if key is None:
         raise AuthError("the API key is not valid or has been revoked")
-    request_record(request.scope).key = key
-    limiter: RateLimiter = request.app.state.rate_limiter
+    record.key = key  # before the count: a refused request is audited with its key
     limiter.check(key.id)
     return key
 
@@ -77,12 +91,17 @@ async def model_registry(request: Request) -> Registry:
     return request.app.state.registry
 
 
-async def model_catalog(request: Request) -> ModelCatalog:
-    return request.app.state.catalog
+@dataclass(frozen=True)
+class Scoring:
+    """What a scoring route needs: the served models, the Predictor, the metrics."""
+
+    catalog: ModelCatalog
+    predictor: Predictor
+    metrics: ServiceMetrics
 
 
-async def predictor(request: Request) -> Predictor:
-    return request.app.state.predictor
+async def scoring(request: Request) -> Scoring:
+    return request.app.state.scoring
 
 
 async def service_metrics(request: Request) -> ServiceMetrics:
@@ -95,6 +114,5 @@ AuditSubject = Annotated[Subject, Depends(audit_subject)]
 RequestId = Annotated[str, Depends(request_id)]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 RegistryDep = Annotated[Registry, Depends(model_registry)]
-CatalogDep = Annotated[ModelCatalog, Depends(model_catalog)]
-PredictorDep = Annotated[Predictor, Depends(predictor)]
+ScoringDep = Annotated[Scoring, Depends(scoring)]
 MetricsDep = Annotated[ServiceMetrics, Depends(service_metrics)]

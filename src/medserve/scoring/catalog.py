@@ -93,12 +93,25 @@ class ModelCatalog:
     def get(self, name: str, version: int | None = None) -> ServedModel:
         """The loaded model; may query the registry and load an artifact, so call it off
         the event loop."""
+        served = self.cached(name, version)
+        if served is not None:
+            return served
         if version is None:
             version = self._resolve(name)
         served = self._loaded.get((name, version))
         if served is not None:
             return served
         return self._load(self._registry.get(f"{name}:{version}"))
+
+    def cached(self, name: str, version: int | None = None) -> ServedModel | None:
+        """The loaded model when answering needs neither the registry nor a load (so it is
+        safe on the event loop); None when only ``get`` can tell."""
+        if version is None:
+            current = self._current.get(name)
+            if current is None or time.monotonic() - current[1] >= REFRESH_INTERVAL_S:
+                return None
+            version = current[0]
+        return self._loaded.get((name, version))
 
     def _resolve(self, name: str) -> int:
         cached = self._current.get(name)
