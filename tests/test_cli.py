@@ -359,15 +359,7 @@ def refuse_new_rows(home) -> None:
         # Inside the row's transaction, while the JSON report is written.
         (("medserve.storage.registry.write_file_atomic", interrupt), 130),
         # Inside the row's transaction, the JSON report lands, then the process stops.
-        pytest.param(
-            ("medserve.storage.registry.write_file_atomic", interrupt_once_written),
-            130,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="storage: Registry._insert_next_version records the report as written "
-                "only once write_file_atomic returns, so a report that landed is not removed",
-            ),
-        ),
+        (("medserve.storage.registry.write_file_atomic", interrupt_once_written), 130),
         # The report's page is rendered before registration.
         (("medserve.flows.register.render_html", interrupt), 130),
     ],

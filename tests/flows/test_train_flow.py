@@ -17,7 +17,7 @@ import medserve.flows.register as register_step
 from medserve.config import Settings
 from medserve.errors import ConfigError, RegistryError
 from medserve.evaluation.report_types import Estimate
-from medserve.flows import TrainRequest, stored_report, train_and_register
+from medserve.flows import TrainRequest, train_and_register
 from medserve.flows.notices import warnings_as_notices
 from medserve.flows.register import register
 from medserve.flows.train import assess, build_report, fit, prepare, training_params
@@ -156,7 +156,7 @@ def test_the_report_is_built_whole_before_anything_is_stored(tmp_path, heart_csv
         libraries={"x": "1"},
         report=report,
     )
-    assert registered.version.ref == "heart:1" and registered.notices == []
+    assert registered.version.ref == "heart:1"
     # Stored as it was built: nothing is added to the report after building it.
     assert json.loads(registered.json_path.read_text()) == json.loads(report.model_dump_json())
     assert registered.html_path == registered.json_path.with_suffix(".html")
@@ -172,20 +172,41 @@ def test_the_page_names_the_version_the_registry_gave(tmp_path, heart_csv, monke
     assert "<title>Model report: heart:1</title>" in open(outcome.report_html).read()
 
 
-def test_a_page_that_cannot_be_written_leaves_the_version_readable_and_says_so(
+def test_a_page_that_cannot_be_written_registers_nothing_and_leaves_no_file(
     tmp_path, heart_csv, monkeypatch
 ):
-    def disk_full(json_path, page):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    """The row, the JSON report and its page land together or not at all."""
+    from medserve.storage import registry as registry_module
 
-    monkeypatch.setattr(register_step, "write_page", disk_full)
+    real_write = registry_module.write_file_atomic
+
+    def disk_full_for_pages(path, data, **kwargs):
+        if path.suffix == ".html":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, data, **kwargs)
+
+    monkeypatch.setattr(registry_module, "write_file_atomic", disk_full_for_pages)
     settings = Settings(home=tmp_path / "home")
-    outcome = train_and_register(settings, heart_request(heart_csv))
-    assert outcome.report_html is None
-    assert outcome.notices[-1] == (
-        "the report's page could not be written (No space left on device); "
-        "`medserve report heart:1` writes it from the JSON report"
-    )
+    with pytest.raises(OSError, match="No space left"):
+        train_and_register(settings, heart_request(heart_csv))
     with Registry(settings) as registry:
-        found = stored_report(registry, settings, "heart")
-    assert found.html_path is None and "<title>Model report: heart:1</title>" in found.page()
+        assert registry.list() == []
+    assert not list(settings.reports_dir.rglob("*"))
+    assert not list(settings.artifacts_dir.rglob("*.enc"))
+
+
+def test_the_page_lands_with_the_row_in_one_transaction(tmp_path, heart_csv, monkeypatch):
+    """While the row is being committed, the page and the JSON are both already there."""
+    from sqlalchemy.orm import Session
+
+    seen: list[set[str]] = []
+    real_commit = Session.commit
+
+    def commit_and_look(session):
+        seen.append({p.name for p in (tmp_path / "home" / "reports").rglob("report.*")})
+        return real_commit(session)
+
+    monkeypatch.setattr(Session, "commit", commit_and_look)
+    outcome = train_and_register(Settings(home=tmp_path / "home"), heart_request(heart_csv))
+    assert outcome.version.ref == "heart:1"
+    assert {"report.json", "report.html"} in seen

@@ -2,11 +2,11 @@
 the end the model, its report and its row stored together.
 
 The report's page is rendered before registration, so a page that cannot be drawn registers
-nothing. The registry writes the JSON report and the encrypted artifact before the row and
-removes them when the row cannot be committed; the page, named after the version the
-registry allocates, lands right after the commit. A reader that finds the row before its
-page renders the page from the JSON (``flows.report``), so no reader sees a row without
-its report, nor a report without its row.
+nothing, and the registry does not wait on it. The registry writes the encrypted artifact,
+then, inside the row's transaction, the JSON report and its page, and removes them all when
+the row cannot be committed: no reader sees a row without its report and page, nor a report
+without its row. (Reports stored by older releases without a page get theirs rendered on
+read, by ``flows.report``.)
 """
 
 from __future__ import annotations
@@ -22,20 +22,21 @@ from medserve.errors import ModelNotFound, RegistryError
 from medserve.evaluation import Metric
 from medserve.evaluation.report_types import TrainingReport
 from medserve.flows.prepare import Prepared
-from medserve.flows.report import write_page
 from medserve.modeling import TrainedModel
-from medserve.reporting.html import render_html
+from medserve.reporting.html import page_path, render_html
 from medserve.storage import ModelVersion, Registry
 from medserve.storage.artifacts import resolve_in_home
 from medserve.storage.registry import check_name
+
+# The page's file name beside report.json.
+PAGE_NAME = page_path(Path("report.json")).name
 
 
 @dataclass(frozen=True)
 class Registered:
     version: ModelVersion
     json_path: Path
-    html_path: Path | None  # None when the page could not be written (see notices)
-    notices: list[str]
+    html_path: Path
 
 
 def check_registry(settings: Settings, name: str) -> None:
@@ -66,7 +67,13 @@ def register(
     user = _user()
     with Registry(settings) as registry:
         expected_ref = f"{prepared.name}:{_next_version(registry, prepared.name)}"
-        page = render_html(report, expected_ref)
+        rendered = {expected_ref: render_html(report, expected_ref)}
+
+        def page_for(ref: str) -> dict[str, bytes]:
+            # Another registration of the name came first: the page names the version got.
+            page = rendered.get(ref) or render_html(report, ref)
+            return {PAGE_NAME: page.encode("utf-8")}
+
         version = registry.register(
             prepared.name,
             model,
@@ -84,19 +91,11 @@ def register(
             data_sha256=prepared.data_sha256,
             created_by=user,
             report=report.model_dump(mode="json"),
+            report_files=page_for,
         )
-    if version.ref != expected_ref:  # another registration of the name came first
-        page = render_html(report, version.ref)
     assert version.report_path is not None  # registered with a report
     json_path = resolve_in_home(settings, version.report_path)
-    try:
-        return Registered(version, json_path, write_page(json_path, page), [])
-    except OSError as error:
-        notice = (
-            f"the report's page could not be written ({error.strerror}); "
-            f"`medserve report {version.ref}` writes it from the JSON report"
-        )
-        return Registered(version, json_path, None, [notice])
+    return Registered(version, json_path, page_path(json_path))
 
 
 def _next_version(registry: Registry, name: str) -> int:

@@ -107,11 +107,11 @@ def train_and_register(
         schema=prepared.schema,
         metrics=assessment.metrics,
         leaderboard=result.leaderboard,
-        notices=report.notices + registered.notices,
+        notices=report.notices,
         n_train=len(result.split.y_train),
         n_test=len(result.split.y_test),
         report_file=str(registered.json_path.resolve()),
-        report_html=str(registered.html_path.resolve()) if registered.html_path else None,
+        report_html=str(registered.html_path.resolve()),
         report=report,
     )
 

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import PurePath
@@ -98,6 +99,17 @@ class ModelVersion:
     def from_row(cls, row: ModelVersionRow) -> ModelVersion:
         return cls(**{field.name: getattr(row, field.name) for field in dataclasses.fields(cls)})
 
+# Given a version's ref, the files to store beside its report: file name → content.
+ReportFiles = Callable[[str], Mapping[str, bytes]]
+
+
+def _beside_report(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """``files`` checked to be plain names beside ``report.json`` (never a path elsewhere)."""
+    for file_name in files:
+        if PurePath(file_name).name != file_name or file_name in {"", ".", "..", "report.json"}:
+            raise ConfigError(f"report file name {file_name!r} must be a plain file name")
+    return dict(files)
+
 
 class Registry:
     """Registers, finds, loads and stages model versions.
@@ -149,6 +161,7 @@ class Registry:
         data_sha256: str,
         created_by: str | None = None,
         report: dict[str, Any] | None = None,
+        report_files: ReportFiles | None = None,
     ) -> ModelVersion:
         """Store ``model`` as the next version of ``name`` and return its record.
 
@@ -156,6 +169,9 @@ class Registry:
         candidates. All or nothing: on any failure the row, artifact and report
         written so far are removed and the error is re-raised.
         ``created_by`` defaults to the login name of the current user.
+        ``report_files(ref)`` gives the files to store beside ``report.json`` (file name →
+        content) once the version's ref is known: they are written in the row's
+        transaction too, so the row, the JSON report and its pages land together.
         """
         check_name(name)
         if not family:
@@ -191,19 +207,25 @@ class Registry:
             artifact_path=artifact.path,
             artifact_sha256=artifact.sha256,
         )
+        if report_files is not None and report is None:
+            raise ConfigError("report files are stored beside a report: pass the report too")
         try:
-            return self._insert_with_retry(fields, report_json, key)
+            return self._insert_with_retry(fields, report_json, report_files, key)
         except BaseException:
             delete_artifact(self._settings, artifact.path)
             raise
 
     def _insert_with_retry(
-        self, fields: dict[str, Any], report_json: str | None, key: bytes
+        self,
+        fields: dict[str, Any],
+        report_json: str | None,
+        report_files: ReportFiles | None,
+        key: bytes,
     ) -> ModelVersion:
         attempt = 1
         while True:
             try:
-                return self._insert_next_version(fields, report_json, key)
+                return self._insert_next_version(fields, report_json, report_files, key)
             except sa_exc.IntegrityError as conflict:
                 if attempt == ALLOCATION_ATTEMPTS:
                     raise RegistryError(
@@ -213,11 +235,16 @@ class Registry:
                 attempt += 1
 
     def _insert_next_version(
-        self, fields: dict[str, Any], report_json: str | None, key: bytes
+        self,
+        fields: dict[str, Any],
+        report_json: str | None,
+        report_files: ReportFiles | None,
+        key: bytes,
     ) -> ModelVersion:
-        """One attempt: claim the next version number, write the report, commit the row."""
+        """One attempt: claim the next version number, write the report and the files
+        beside it, commit the row."""
         name = fields["name"]
-        written_report: str | None = None
+        written: list[str] = []
         with Session(self._engine) as session:
             try:
                 lock_for_write(session.connection(), f"model:{name}")
@@ -243,22 +270,28 @@ class Registry:
                 session.add(row)
                 session.flush()
                 if report_json is not None and report_path is not None:
-                    write_file_atomic(
-                        resolve_in_home(self._settings, report_path), report_json.encode()
-                    )
-                    written_report = report_path
+                    files = {PurePath(report_path).name: report_json.encode()}
+                    if report_files is not None:
+                        files.update(_beside_report(report_files(f"{name}:{version}")))
+                    for file_name, content in files.items():
+                        path = (PurePath(report_path).parent / file_name).as_posix()
+                        # Marked before the write: an interruption just after the file
+                        # lands (before the call returns) must remove it too.
+                        written.append(path)
+                        write_file_atomic(resolve_in_home(self._settings, path), content)
                 registered = ModelVersion.from_row(row)
                 session.commit()
             except BaseException:
-                if written_report is not None:
-                    self._remove_report(written_report)
+                if written:
+                    self._remove_report(written)
                 session.rollback()
                 raise
         return registered
 
-    def _remove_report(self, report_path: str) -> None:
-        delete_artifact(self._settings, report_path)
-        version_dir = resolve_in_home(self._settings, report_path).parent
+    def _remove_report(self, paths: builtins.list[str]) -> None:
+        for path in paths:
+            delete_artifact(self._settings, path)
+        version_dir = resolve_in_home(self._settings, paths[0]).parent
         for directory in (version_dir, version_dir.parent):
             with contextlib.suppress(OSError):
                 directory.rmdir()  # only succeeds when empty: others' reports are never touched
