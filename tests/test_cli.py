@@ -247,6 +247,23 @@ def test_external_validation_readme_example(home, heart_csv, tmp_path):
     assert json.loads(open(validated["report"]).read())["kind"] == "external validation"
 
 
+def test_evaluate_says_which_levels_training_never_saw(home, heart_csv, tmp_path):
+    """External data often holds levels the derivation data did not (here: the hospital).
+    They are scored as no known level, and the result and report say so."""
+    heart = pd.read_csv(heart_csv)
+    heart[heart.dataset.isin(["Cleveland", "Hungary"])].to_csv(tmp_path / "dev.csv", index=False)
+    heart[heart.dataset == "VA Long Beach"].to_csv(tmp_path / "va.csv", index=False)
+    run_json(
+        "train", tmp_path / "dev.csv", "--target", "num", "--positive-if", ">0",
+        "--model", "logistic", "--cv", "3", "--name", "heart-ch",
+    )  # fmt: skip
+    validated = run_json("evaluate", "heart-ch", tmp_path / "va.csv")
+    said = [n for n in validated["notices"] if "never seen in training" in n]
+    assert said and "'dataset' in 200 rows" in said[0], validated["notices"]
+    stored = json.loads(open(validated["report"]).read())
+    assert any("'dataset' in 200 rows" in n for n in stored["notices"]), stored["notices"]
+
+
 def test_npy_trains_without_target(home, tmp_path, pima_csv):
     data = pd.read_csv(pima_csv).to_numpy(dtype=float)
     np.save(tmp_path / "medical_data.npy", data)

@@ -222,3 +222,81 @@ def test_audit_verify_names_the_first_broken_record(settings: Settings) -> None:
     as_json = runner.invoke(app, ["audit", "verify", "--json"])
     assert as_json.exit_code == 4
     assert json.loads(as_json.stdout)["first_broken_seq"] == 3
+
+
+def test_audit_checkpoint_writes_a_private_file_that_verify_accepts(
+    settings: Settings, tmp_path: Path
+) -> None:
+    key = audit_cli.audit_key(settings)
+    append_entries(settings, key, 5, datetime.now(UTC))
+    anchor = tmp_path / "anchor.json"
+
+    result = run("audit", "checkpoint", "-o", str(anchor))
+
+    assert result.exit_code == 0, result.output
+    assert "checkpoint of record 5" in result.stderr
+    assert stat.S_IMODE(anchor.stat().st_mode) == 0o600
+    written = json.loads(anchor.read_text())
+    assert set(written) == {"seq", "hash", "at", "mac"} and written["seq"] == 5
+    verified = run("audit", "verify", "--checkpoint", str(anchor))
+    assert verified.exit_code == 0, verified.output
+    assert verified.stdout.strip() == "OK: 5 records verified (checkpoint seq 5 found)"
+
+
+def test_audit_verify_with_a_checkpoint_finds_a_truncated_trail(
+    settings: Settings, tmp_path: Path
+) -> None:
+    key = audit_cli.audit_key(settings)
+    append_entries(settings, key, 3, datetime.now(UTC))
+    with Registry(settings) as registry, registry.engine.connect() as connection:
+        old_head = dict(
+            connection.execute(text("SELECT seq, hash, mac FROM audit_head")).one()._mapping
+        )
+    append_entries(settings, key, 4, datetime.now(UTC))
+    anchor = tmp_path / "anchor.json"
+    assert run("audit", "checkpoint", "-o", str(anchor)).exit_code == 0
+    with Registry(settings) as registry, registry.engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_log WHERE seq > 3"))
+        connection.execute(
+            text("UPDATE audit_head SET seq = :seq, hash = :hash, mac = :mac"), old_head
+        )
+    assert run("audit", "verify").exit_code == 0  # the database alone cannot tell
+
+    result = run("audit", "verify", "--checkpoint", str(anchor))
+
+    assert result.exit_code == 4
+    assert result.stdout.startswith("BROKEN at record 4: truncated or rolled back")
+
+
+def test_audit_verify_with_a_bad_checkpoint_file_fails_in_one_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    key = audit_cli.audit_key(settings)
+    append_entries(settings, key, 2, datetime.now(UTC))
+    anchor = tmp_path / "anchor.json"
+    assert run("audit", "checkpoint", "-o", str(anchor)).exit_code == 0
+    forged = json.loads(anchor.read_text()) | {"seq": 1}
+    anchor.write_text(json.dumps(forged))
+    not_json = tmp_path / "not.json"
+    not_json.write_text("{")
+    cases = {
+        anchor: (4, "checkpoint fails its MAC check"),
+        not_json: (2, "is not JSON"),
+        tmp_path / "missing.json": (2, "cannot read the checkpoint"),
+    }
+    for path, (code, message) in cases.items():
+        result = run("audit", "verify", "--checkpoint", str(path))
+        assert result.exit_code == code, result.output
+        assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_audit_request_id_prints_what_the_trail_holds_for_a_client_id(settings: Settings) -> None:
+    key = audit_cli.audit_key(settings)
+    append_entries(settings, key, 1, datetime.now(UTC))
+
+    result = run("audit", "request-id", "MRN-00412345")
+
+    assert result.exit_code == 0, result.output
+    with Registry(settings) as registry:
+        expected = AuditLog(registry.engine, key).request_id_for("MRN-00412345")
+    assert result.stdout.strip() == expected and expected.startswith("c-")

@@ -175,8 +175,11 @@ def write_card(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--group", "hospital"], "--group 'hospital': heart_disease_uci.csv has no such column"),
-        (["--group", "num"], "--group 'num' is the outcome column"),
+        (
+            ["--group", "hospital"],
+            "group column 'hospital' (--group): heart_disease_uci.csv has no such column",
+        ),
+        (["--group", "num"], "group column 'num' (--group) is the outcome column"),
         (["--model-card", "CARD:intended_use: [oops\n"], "not valid YAML at line 2"),
         (["--model-card", "CARD:intended_use: ok\nowner: me\n"], "unknown key 'owner'"),
     ],
@@ -199,5 +202,5 @@ def test_bad_report_options_stop_training_and_disturb_nothing(
 def test_evaluate_with_an_unknown_group_writes_no_report(home, heart_csv):
     before = sorted((home / "reports/heart/v1").iterdir())
     result = run("evaluate", "heart", heart_csv, "--group", "ward")
-    assert_clean_failure(result, "--group 'ward'", code=2)
+    assert_clean_failure(result, "group column 'ward' (--group)", code=2)
     assert sorted((home / "reports/heart/v1").iterdir()) == before

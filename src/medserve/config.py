@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         default=60_000, ge=0, description="Requests per API key per minute; 0 = unlimited."
     )
+    unauthenticated_per_minute: int = Field(
+        default=60,
+        ge=0,
+        description="Requests without a valid API key answered per client address per minute "
+        "(401, 400); past it, 429. 0 = unlimited.",
+    )
     serve_stage: str = Field(default="production", description="Stage served by default.")
 
     def risk_bands(self, risks: list[float]) -> list[str]:

@@ -5,14 +5,18 @@ record, field or file).
 Errors know nothing of their channel. Options are named with ``option("positive_if")``
 inside the message; each channel renders them its own way: the CLI as ``--positive-if``
 (see ``MedserveError.render``), HTTP and library callers as ``the 'positive_if' option``.
-The CLI maps error classes to exit codes and the HTTP app maps them to status codes.
+``str(error)`` and ``error.message`` are the neutral form.
+
+What went wrong is all an error says: the CLI maps error classes to exit codes
+(``medserve.cli._common``) and the HTTP app maps them to status codes
+(``medserve.http.problems``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 # An option named inside a message: NUL-delimited, so no text a user or a file supplies
 # can look like one.
@@ -25,6 +29,7 @@ def option(name: str) -> str:
 
 
 def neutral_option(name: str) -> str:
+    """An option as HTTP and library callers read it: ``the 'positive_if' option``."""
     return f"the '{name}' option"
 
 
@@ -47,8 +52,6 @@ class Location:
 class MedserveError(Exception):
     """Base class: a problem the user can act on."""
 
-    exit_code = 1
-    http_status = 400
     default_code = "error"
 
     def __init__(
@@ -58,9 +61,12 @@ class MedserveError(Exception):
         self.message = self.render(neutral_option)
         super().__init__(self.message)
         self.code = code or self.default_code
+        # The first option named is the one to change, unless the raiser said otherwise.
         options = _OPTION.findall(message)
-        if location is None and options:
+        if options and location is None:
             location = Location(option=options[0])
+        elif options and location is not None and location.option is None:
+            location = replace(location, option=options[0])
         self.location = location
 
     def render(self, name_option: Callable[[str], str]) -> str:
@@ -73,9 +79,6 @@ class DataError(MedserveError):
 
     default_code = "invalid_data"
 
-    exit_code = 2
-    http_status = 422
-
 
 class SchemaError(DataError):
     """A record does not match the model's schema (type, category, range)."""
@@ -84,11 +87,9 @@ class SchemaError(DataError):
 
 
 class ConfigError(MedserveError):
-    """A command-line option, setting or schema file is invalid."""
+    """An option, a setting or a schema file is invalid."""
 
     default_code = "invalid_option"
-
-    exit_code = 2
 
 
 class ModelNotFound(MedserveError):
@@ -96,17 +97,11 @@ class ModelNotFound(MedserveError):
 
     default_code = "model_not_found"
 
-    exit_code = 3
-    http_status = 404
-
 
 class IntegrityError(MedserveError):
     """A stored artifact or record failed its integrity check."""
 
     default_code = "integrity_failure"
-
-    exit_code = 4
-    http_status = 500
 
 
 class RegistryError(MedserveError):
@@ -114,17 +109,11 @@ class RegistryError(MedserveError):
 
     default_code = "registry_unavailable"
 
-    exit_code = 5
-    http_status = 503
-
 
 class AuthError(MedserveError):
     """A missing, wrong or revoked credential."""
 
     default_code = "unauthenticated"
-
-    exit_code = 6
-    http_status = 401
 
 
 class Forbidden(MedserveError):
@@ -132,16 +121,11 @@ class Forbidden(MedserveError):
 
     default_code = "forbidden"
 
-    exit_code = 6
-    http_status = 403
-
 
 class RateLimited(MedserveError):
     """Too many requests for one API key in the current window."""
 
     default_code = "rate_limited"
-
-    http_status = 429
 
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
@@ -153,21 +137,14 @@ class PayloadTooLarge(MedserveError):
 
     default_code = "payload_too_large"
 
-    http_status = 413
-
 
 class ModelUnavailable(MedserveError):
     """A registered model that cannot be loaded right now (e.g. failed its integrity check)."""
 
     default_code = "model_unavailable"
 
-    http_status = 503
-
 
 class ExplanationUnavailable(MedserveError):
     """The model cannot be explained as stored (e.g. trained before explanations existed)."""
 
     default_code = "explanation_unavailable"
-
-    exit_code = 2
-    http_status = 409

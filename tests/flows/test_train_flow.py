@@ -210,3 +210,12 @@ def test_the_page_lands_with_the_row_in_one_transaction(tmp_path, heart_csv, mon
     outcome = train_and_register(Settings(home=tmp_path / "home"), heart_request(heart_csv))
     assert outcome.version.ref == "heart:1"
     assert {"report.json", "report.html"} in seen
+
+
+def test_a_models_lineage_names_the_libraries_of_its_own_family():
+    from medserve.flows.common import library_versions
+
+    logistic, boosted, network = (library_versions(f) for f in ("logistic", "lightgbm", "mlp"))
+    assert logistic["scikit-learn"] and "lightgbm" not in logistic and "torch" not in logistic
+    assert boosted["lightgbm"] and "torch" not in boosted
+    assert network["torch"] and network["shap"] and "lightgbm" not in network

@@ -11,7 +11,14 @@ from sqlalchemy import Connection, Engine, inspect, text
 
 from medserve.config import Settings
 from medserve.errors import ConfigError, IntegrityError, RegistryError
-from medserve.security.audit import AuditEntry, AuditLog, AuditWriter, VerifyResult, record_hash
+from medserve.security.audit import (
+    AuditEntry,
+    AuditLog,
+    AuditWriter,
+    Checkpoint,
+    VerifyResult,
+    record_hash,
+)
 from medserve.storage import Registry
 
 KEY = b"k" * 32
@@ -368,3 +375,158 @@ def test_entries_need_an_aware_timestamp() -> None:
 def test_audit_key_must_be_long_enough(engine: Engine) -> None:
     with pytest.raises(ConfigError, match="16 bytes"):
         AuditLog(engine, b"short")
+
+
+def test_values_the_database_cannot_hold_are_stored_as_unknown(log: AuditLog) -> None:
+    """A URL can carry any integer; INTEGER columns hold 32 bits (PostgreSQL) or 64."""
+    log.append_many(
+        [
+            entry(1, model_version=2**63, n_records=2**31),
+            entry(2, model_version=-1, n_records=2**31 - 1),
+            entry(3, model="he\x00art\ud800", request_id="r" * 100),
+        ]
+    )
+    first, second, third = log.export()
+    assert (first["model_version"], first["n_records"]) == (None, None)
+    assert (second["model_version"], second["n_records"]) == (None, 2**31 - 1)
+    assert "\x00" not in third["model"] and len(third["request_id"]) == 64
+    assert log.verify() == VerifyResult(ok=True, checked=3)
+
+
+def unstorable(i: int) -> AuditEntry:
+    """An entry the database refuses, however it got past AuditEntry's checks."""
+    poison = entry(i, request_id="poison")
+    object.__setattr__(poison, "model_version", 2**63)
+    return poison
+
+
+def test_one_unstorable_entry_costs_no_other_entry_its_record(
+    log: AuditLog, engine: Engine
+) -> None:
+    writer = AuditWriter(log, flush_interval_s=0.5, max_batch=500)
+    writer.RETRY_DELAYS_S = (0.0,)  # type: ignore[misc]
+    futures = [writer.submit(entry(i) if i != 57 else unstorable(i)) for i in range(200)]
+    with pytest.raises(RegistryError, match="1 audit records could not be written"):
+        writer.flush()
+    writer.close()
+    assert writer.lost == 1 and count_records(engine) == 199
+    assert "poison" not in {record["request_id"] for record in log.export()}
+    with pytest.raises(RegistryError, match="could not be written"):
+        futures[57].result()
+    seqs = [future.result() for i, future in enumerate(futures) if i != 57]
+    assert sorted(seqs) == list(range(1, 200))
+    assert log.verify() == VerifyResult(ok=True, checked=199)
+
+
+def test_each_entry_s_future_resolves_once_its_record_is_committed(
+    log: AuditLog, engine: Engine
+) -> None:
+    with AuditWriter(log) as writer:
+        for i in range(1, 6):
+            assert writer.submit(entry(i)).result(timeout=10) == i
+            assert count_records(engine) == i
+
+
+def test_writer_failure_is_set_while_writes_fail_and_cleared_by_the_next_success(
+    log: AuditLog, engine: Engine
+) -> None:
+    log.append(entry(0))
+    with engine.begin() as connection:
+        mac = connection.execute(text("SELECT mac FROM audit_head")).scalar_one()
+        connection.execute(text("UPDATE audit_head SET mac = :mac"), {"mac": "00" * 32})
+    writer = AuditWriter(log)
+    writer.RETRY_DELAYS_S = ()  # type: ignore[misc]
+    assert writer.failure is None
+    with pytest.raises(RegistryError):
+        writer.submit(entry(1)).result(timeout=10)
+    assert "MAC" in (writer.failure or "")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_head SET mac = :mac"), {"mac": mac})
+    assert writer.submit(entry(2)).result(timeout=10) == 2
+    assert writer.failure is None
+    writer.close()
+    assert writer.failure == "the audit writer is closed"
+
+
+def test_close_logs_lost_records_in_one_line_instead_of_raising(
+    log: AuditLog, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = AuditWriter(log)
+    writer.RETRY_DELAYS_S = ()  # type: ignore[misc]
+    writer.submit(unstorable(1))
+    writer.close()  # at shutdown: no traceback through the server
+    assert writer.lost == 1
+    (line,) = [r for r in caplog.records if "since the service started" in r.getMessage()]
+    assert line.levelname == "ERROR" and line.exc_info is None
+
+
+def test_head_problem_names_a_head_that_fails_its_check(log: AuditLog, engine: Engine) -> None:
+    assert log.head_problem() is None
+    fill(log, 3)
+    assert log.head_problem() is None
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_head SET mac = :mac"), {"mac": "00" * 32})
+    assert "MAC" in (log.head_problem() or "")
+
+
+def cut_tail_keeping_an_old_head(engine: Engine, keep: int, old_head: dict) -> None:
+    """What an attacker with a copy of an old head row does: delete the newest records,
+    put the old (validly MACed) head back."""
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_log WHERE seq > :keep"), {"keep": keep})
+        connection.execute(
+            text("UPDATE audit_head SET seq = :seq, hash = :hash, mac = :mac"), old_head
+        )
+
+
+def head_row(engine: Engine) -> dict:
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT seq, hash, mac FROM audit_head")).one()
+    return dict(row._mapping)
+
+
+def test_a_checkpoint_finds_a_tail_cut_with_an_old_head_put_back(
+    log: AuditLog, engine: Engine
+) -> None:
+    fill(log, 4)
+    old_head = head_row(engine)
+    fill(log, 3)
+    anchor = log.checkpoint()
+    assert (anchor.seq, len(anchor.mac)) == (7, 64)
+    assert log.verify_checkpoint(anchor) == VerifyResult(ok=True, checked=7)
+    cut_tail_keeping_an_old_head(engine, 4, old_head)
+    assert log.verify().ok  # nothing inside the database shows it
+    result = log.verify_checkpoint(anchor)
+    assert not result.ok and result.first_broken_seq == 5
+    assert "truncated or rolled back" in (result.reason or "")
+    assert "7 records" in (result.reason or "")
+
+
+def test_a_checkpoint_finds_a_rollback_to_another_history(log: AuditLog, engine: Engine) -> None:
+    fill(log, 4)
+    old_head = head_row(engine)
+    fill(log, 2)
+    anchor = log.checkpoint()
+    cut_tail_keeping_an_old_head(engine, 4, old_head)
+    log.append_many([entry(100), entry(101), entry(102)])  # the chain grows past it again
+    result = log.verify_checkpoint(anchor)
+    assert (result.ok, result.first_broken_seq) == (False, 6)
+    assert "rolled back or rewritten" in (result.reason or "")
+
+
+def test_an_altered_checkpoint_is_refused(log: AuditLog) -> None:
+    fill(log, 3)
+    anchor = log.checkpoint()
+    forged = Checkpoint(seq=1, hash=anchor.hash, at=anchor.at, mac=anchor.mac)
+    with pytest.raises(IntegrityError, match="checkpoint fails its MAC"):
+        log.verify_checkpoint(forged)
+    with pytest.raises(IntegrityError, match="checkpoint fails its MAC"):
+        AuditLog(log._engine, OTHER_KEY).verify_checkpoint(anchor)
+
+
+def test_no_checkpoint_vouches_for_a_broken_chain(log: AuditLog, engine: Engine) -> None:
+    fill(log, 3)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_log SET n_records = 0 WHERE seq = 2"))
+    with pytest.raises(IntegrityError, match="broken at record 2"):
+        log.checkpoint()

@@ -12,6 +12,7 @@ from scipy.special import logit
 
 from medserve.errors import ExplanationUnavailable
 from medserve.explain import Explainer
+from medserve.http.problems import http_status
 from medserve.scoring.catalog import ServedModel
 from medserve.storage import Registry
 from support.servers import json_records
@@ -92,5 +93,5 @@ def test_model_stored_without_background_answers_409_with_the_fix(service, heart
     served = ServedModel.of(version, replace(stored(service, "heart"), background=None))
     with pytest.raises(ExplanationUnavailable, match="retrain") as caught:
         served.explaining()
-    assert caught.value.http_status == 409
+    assert http_status(caught.value) == 409
     assert served.scorer.risk(heart_records[:2]).shape == (2,)  # it still predicts

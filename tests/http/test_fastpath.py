@@ -248,11 +248,12 @@ def test_every_row_of_the_training_data_is_valid(tables, schemas):
 
 
 def test_plausible_range_widens_the_training_range_by_half_its_span(heart_schema, schemas):
-    assert plausible_range(heart_schema.column("age")) == (3.5, 101.5)
+    # The training range is stored rounded outward (ages 28-77 as 25-80), then widened.
+    assert plausible_range(heart_schema.column("age")) == (0.0, 107.5)
     # Never below zero for a quantity never negative in training; negatives stay possible.
-    assert plausible_range(heart_schema.column("chol")) == (0.0, 862.0)
-    assert plausible_range(heart_schema.column("oldpeak")) == pytest.approx((-7.0, 10.6))
-    assert plausible_range(schemas["pima"].column("Pregnancies")) == (0.0, 25.5)
+    assert plausible_range(heart_schema.column("chol")) == (0.0, 950.0)
+    assert plausible_range(heart_schema.column("oldpeak")) == pytest.approx((-7.75, 11.25))
+    assert plausible_range(schemas["pima"].column("Pregnancies")) == (0.0, 30.0)
     assert plausible_range(heart_schema.column("cp")) is None
 
 
@@ -289,8 +290,8 @@ def test_value_far_outside_training_breaks_the_range_rule(heart_schema, heart_re
     problems = validate_records(heart_schema, records)
     assert rules(problems) == [(0, "age", "range"), (1, "chol", "range")]
     assert problems[0].message == (
-        "record 0, field 'age': 250 is outside the plausible range 3.5 to 101.5 seen in "
-        "training (28 to 77)"
+        "record 0, field 'age': 250 is outside the plausible range 0 to 107.5 seen in "
+        "training (25 to 80, rounded)"
     )
 
 

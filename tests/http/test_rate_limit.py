@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from medserve.errors import RateLimited
+from medserve.http.problems import http_status
 from medserve.security.rate_limit import MemoryRateLimiter
 
 
@@ -28,7 +29,7 @@ def test_a_key_gets_its_requests_per_minute_then_429_until_the_next_minute() -> 
         limiter.check("k1")
     with pytest.raises(RateLimited, match="3 requests per minute") as refused:
         limiter.check("k1")
-    assert refused.value.retry_after_s == 45 and refused.value.http_status == 429
+    assert refused.value.retry_after_s == 45 and http_status(refused.value) == 429
     limiter.check("k2")  # other keys count on their own
     clock.now = 659.2
     with pytest.raises(RateLimited) as refused:
@@ -74,3 +75,24 @@ def test_rate_limiting_and_the_predictor_import_no_web_framework() -> None:
         "assert not web, web"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_limiter_says_what_it_counts_and_for_whom() -> None:
+    limiter = MemoryRateLimiter(
+        1, clock=Clock(30.0), counted="requests without a valid API key", per="address"
+    )
+    limiter.check("192.0.2.7")
+    with pytest.raises(RateLimited, match="1 requests without a valid API key per minute") as e:
+        limiter.check("192.0.2.7")
+    assert "this address" in e.value.message
+    limiter.check("192.0.2.8")  # another address counts on its own
+
+
+def test_many_addresses_seen_once_are_forgotten_the_next_minute() -> None:
+    clock = Clock(60.0)
+    limiter = MemoryRateLimiter(1, clock=clock)
+    for n in range(10_000):
+        limiter.check(f"2001:db8::{n:x}")
+    clock.now = 120.0
+    limiter.check("2001:db8::1")
+    assert len(limiter._counts) == 1  # only this minute's counts are kept

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable, Collection
+from typing import Any
 
 import pandas as pd
 import uvicorn
@@ -38,14 +40,26 @@ def json_records(frame: pd.DataFrame) -> list[dict]:
     return records
 
 
-def copy_models(source: Settings, target: Settings) -> None:
+def copy_models(
+    source: Settings,
+    target: Settings,
+    names: Collection[str] | None = None,
+    change: Callable[[Any], None] | None = None,
+) -> None:
+    """Register the seed's models (those in ``names``, default all) anew in ``target``;
+    ``change`` may alter each model (its schema, say) before it is stored."""
     with Registry(source) as seed, Registry(target) as registry:
         for version in seed.list():
+            if names is not None and version.name not in names:
+                continue
+            model = seed.load(version)
+            if change is not None:
+                change(model)
             registry.register(
                 version.name,
-                seed.load(version),
+                model,
                 family=version.family,
-                schema=version.schema,
+                schema=model.schema.model_dump(mode="json") if change else version.schema,
                 metrics=version.metrics,
                 threshold=version.threshold,
                 params=version.params,

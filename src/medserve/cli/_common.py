@@ -16,13 +16,43 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from medserve.config import Settings
-from medserve.errors import MedserveError
+from medserve.errors import (
+    AuthError,
+    ConfigError,
+    DataError,
+    ExplanationUnavailable,
+    Forbidden,
+    IntegrityError,
+    MedserveError,
+    ModelNotFound,
+    RegistryError,
+)
 from medserve.evaluation import Metric
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
+
+# The exit status of each kind of error; a subclass not listed takes its nearest listed
+# base's (SchemaError is a DataError: 2). Scripts rely on these: they do not change.
+EXIT_CODES: dict[type, int] = {
+    MedserveError: 1,
+    DataError: 2,
+    ConfigError: 2,
+    ExplanationUnavailable: 2,
+    ModelNotFound: 3,
+    IntegrityError: 4,
+    RegistryError: 5,
+    AuthError: 6,
+    Forbidden: 6,
+}
+
+
+def exit_code(error: MedserveError | type[MedserveError]) -> int:
+    """The exit status the command line ends with for ``error`` (an error or its class)."""
+    kind = error if isinstance(error, type) else type(error)
+    return next(EXIT_CODES[base] for base in kind.__mro__ if base in EXIT_CODES)
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -35,7 +65,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except MedserveError as error:
             err.print(f"[bold red]error:[/] {escape(error.render(cli_option))}", soft_wrap=True)
-            raise typer.Exit(error.exit_code) from None
+            raise typer.Exit(exit_code(error)) from None
         except KeyboardInterrupt:
             err.print("interrupted: nothing was registered")
             raise typer.Exit(130) from None
@@ -43,9 +73,14 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# Options the command line spells other than as their Python name dashed: one value per
+# flag (``--group site --group sex``) for the library's list.
+_FLAGS = {"groups": "--group"}
+
+
 def cli_option(name: str) -> str:
     """An option as the command line spells it: ``positive_if`` → ``--positive-if``."""
-    return "--" + name.replace("_", "-")
+    return _FLAGS.get(name) or "--" + name.replace("_", "-")
 
 
 def settings() -> Settings:

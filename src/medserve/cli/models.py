@@ -62,17 +62,19 @@ def models_show(
     model: Annotated[str, typer.Argument(help="NAME (production or latest) or NAME:VERSION")],
     as_json: JsonFlag = False,
 ) -> None:
-    """One model version: metadata, schema, metrics, lineage."""
+    """One model version: metadata, schema (what may be shown of it), metrics, lineage."""
     from medserve.data import Schema
+    from medserve.data.disclosure import public_schema
     from medserve.storage import Registry
 
     with Registry(settings()) as registry:
         version = registry.get(model)
+    shown = public_schema(Schema.model_validate(version.schema))
     if as_json:
-        print_json(version.to_dict())
+        print_json({**version.to_dict(), "schema": shown})
         return
     out.print(version_rows([version]))
-    out.print(schema_table(Schema.model_validate(version.schema)))
+    out.print(schema_table(Schema.model_validate(shown)))
     out.print(metrics_table(version.metrics, "Held-out test metrics"))
     lineage = version.lineage
     out.print(f"data sha256: {version.data_sha256}")

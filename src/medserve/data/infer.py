@@ -12,9 +12,11 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
+from medserve.data.disclosure import MAX_PUBLISHED_LEVELS, widened_bounds
 from medserve.data.outcome import resolve_outcome
 from medserve.data.schema import ColumnSpec, Schema, category_text
-from medserve.errors import ConfigError, DataError
+from medserve.data.values import UnreadableValue, ValueReader
+from medserve.errors import ConfigError, DataError, Location, option
 
 _ID_NAME = re.compile(
     r"^(id|.*[_ ]id|patient_?id|subject_?id|record_?id|encounter_?id|mrn|row_?id|index|"
@@ -44,8 +46,8 @@ def infer_schema(
     positive_if = positive_if if positive_if is not None else overrides.get("positive_if")
     missing_tokens = dict(missing_tokens or {})
     for label, names in (
-        ("--ignore", ignore or []),
-        ("--missing", missing_tokens),
+        (option("ignore"), ignore or []),
+        (option("missing"), missing_tokens),
         ("schema file", column_overrides),
     ):
         unknown = [n for n in names if n not in frame.columns]
@@ -55,11 +57,12 @@ def infer_schema(
                 f"the columns are {', '.join(map(str, frame.columns))}"
             )
     if target is None:
-        raise ConfigError("say which column is the outcome with --target COLUMN")
+        raise ConfigError(f"say which column is the outcome with {option('target')}")
     if target not in frame.columns:
         raise DataError(
             f"target column '{target}' not found; the columns are "
-            f"{', '.join(map(str, frame.columns))}"
+            f"{', '.join(map(str, frame.columns))}",
+            location=Location(option="target", column=target),
         )
 
     notices: list[str] = []
@@ -90,7 +93,8 @@ def infer_schema(
     if empty:
         raise DataError(
             f"feature column(s) {', '.join(repr(e) for e in empty)} are missing in every row; "
-            "leave them out with --ignore COLUMN"
+            f"leave them out with {option('ignore')}",
+            location=Location(column=empty[0]),
         )
     if not any(c.role == "feature" for c in columns):
         raise DataError("no feature columns left to learn from")
@@ -141,6 +145,13 @@ def _infer_column(name: str, values: pd.Series, notices: list[str]) -> ColumnSpe
             "an identifier and excluded"
         )
         return ColumnSpec(name=name, type="categorical", role="id")
+    if n_unique > MAX_PUBLISHED_LEVELS:
+        notices.append(
+            f"'{name}' has {n_unique} different values: not used as a feature (it may hold "
+            "names or other identifiers); declare it in a schema file (type: categorical, "
+            "role: feature) to use it"
+        )
+        return ColumnSpec(name=name, type="categorical", role="ignore")
     # An empty level list marks "levels, not numbers"; _describe fills it in.
     return ColumnSpec(name=name, type="binary" if n_unique == 2 else "categorical", categories=[])
 
@@ -193,26 +204,42 @@ def _apply_override(spec: ColumnSpec, override: dict[str, Any]) -> ColumnSpec:
 
 
 def _describe(spec: ColumnSpec, values: pd.Series) -> ColumnSpec:
-    """Record missingness, ranges and levels seen in training."""
-    if spec.role in ("id", "text", "time"):
+    """Record missingness, ranges and levels seen in training, each value read as every
+    channel reads it (``medserve.data.values``: missing tokens match in any case)."""
+    if spec.role in ("id", "text", "time", "ignore"):  # not read by the model: no levels kept
         spec.missing_fraction = float(values.isna().mean())
         return spec
+    reader = ValueReader.of(spec)
     if spec.numeric_encoded:
-        numbers = pd.to_numeric(values, errors="coerce")
-        if spec.missing_tokens:
-            tokens = pd.to_numeric(pd.Series(spec.missing_tokens), errors="coerce").dropna()
-            numbers = numbers.mask(numbers.isin(tokens.tolist()))
+        numbers = pd.Series(_numbers(reader, values))
         spec.missing_fraction = float(numbers.isna().mean())
         if numbers.notna().any():
-            spec.minimum, spec.maximum = float(numbers.min()), float(numbers.max())
+            # Rounded outward: a raw extreme is never stored (``data.disclosure``).
+            spec.minimum, spec.maximum = widened_bounds(float(numbers.min()), float(numbers.max()))
         return spec
-    text = category_text(values)
-    if spec.missing_tokens:
-        text = text.mask(text.isin(spec.missing_tokens))
-    spec.missing_fraction = float(text.isna().mean())
+    # Levels as text first (a list or an object reads as its text here: describing a
+    # column never fails); the reader then applies the missing tokens and blanks.
+    levels = pd.Series(reader.levels(category_text(values)), dtype=object)
+    spec.missing_fraction = float(levels.isna().mean())
     if not spec.categories:
-        spec.categories = sorted(text.dropna().unique().tolist())
+        spec.categories = sorted(levels.dropna().unique().tolist())
     return spec
+
+
+def _numbers(reader: ValueReader, values: pd.Series) -> np.ndarray:
+    """A numeric column as the reader reads it; a value it cannot read (text, infinity)
+    counts as not measured here: ``Schema.prepare`` names it when the model is trained."""
+    try:
+        return reader.numbers(values)
+    except UnreadableValue:
+        return np.array([_number_or_nan(reader, value) for value in values.tolist()])
+
+
+def _number_or_nan(reader: ValueReader, value: object) -> float:
+    try:
+        return reader.number(value)
+    except UnreadableValue:
+        return np.nan
 
 
 def read_schema_file(path: str | Path) -> dict[str, Any]:

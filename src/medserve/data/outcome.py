@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from medserve.errors import ConfigError, DataError
+from medserve.errors import ConfigError, DataError, Location, option
 
 _COMPARISONS = {
     ">=": operator.ge,
@@ -60,14 +60,19 @@ class Outcome(BaseModel):
         if self.positive_if:
             match = _RULE.match(self.positive_if)
             if match is None:  # validated at construction by resolve_outcome
-                raise ConfigError(f"--positive-if '{self.positive_if}' is not a rule like '>0'")
+                raise ConfigError(
+                    f"the event definition '{self.positive_if}' ({option('positive_if')}) is "
+                    "not a rule like '>0'"
+                )
             numeric = pd.to_numeric(values, errors="coerce")
             bad = numeric.isna() & values.notna()
             if bad.any():
                 first = int(np.flatnonzero(bad.to_numpy())[0])
                 raise DataError(
                     f"target '{self.column}' row {first + 1}: '{values.iloc[first]}' is not a "
-                    f"number, so --positive-if '{self.positive_if}' cannot apply"
+                    f"number, so the rule '{self.positive_if}' ({option('positive_if')}) "
+                    "cannot apply",
+                    location=Location(column=self.column, row=first + 1),
                 )
             compare = _COMPARISONS[match.group(1)]
             return compare(numeric.to_numpy(dtype=float), float(match.group(2))).astype(int)
@@ -81,14 +86,14 @@ def resolve_outcome(
     """Work out (or check) the event definition from the training target values."""
     present = values.dropna()
     if present.empty:
-        raise DataError(f"target '{column}' has no values")
+        raise DataError(f"target '{column}' has no values", location=Location(column=column))
     if positive is not None and positive_if is not None:
-        raise ConfigError("give either --positive or --positive-if, not both")
+        raise ConfigError(f"give either {option('positive')} or {option('positive_if')}, not both")
     if positive_if is not None:
         if _RULE.match(positive_if) is None:
             raise ConfigError(
-                f"--positive-if '{positive_if}' is not a rule; write a comparison with a "
-                "number, e.g. '>0' or '>=2'"
+                f"the event definition '{positive_if}' ({option('positive_if')}) is not a "
+                "rule; write a comparison with a number, e.g. '>0' or '>=2'"
             )
         outcome = Outcome(column=column, positive_if=positive_if)
     else:
@@ -101,21 +106,25 @@ def resolve_outcome(
                 wanted = f"{numeric_wanted:g}"
             if wanted not in levels:
                 raise DataError(
-                    f"--positive '{positive}' does not occur in target '{column}'; "
-                    f"its values are {_list(levels)}"
+                    f"the event value '{positive}' ({option('positive')}) does not occur in "
+                    f"target '{column}'; its values are {_list(levels)}",
+                    location=Location(column=column),
                 )
             outcome = Outcome(column=column, positive=wanted)
         elif len(levels) > 2:
             raise DataError(
                 f"target '{column}' has {len(levels)} values ({_list(levels)}); define the "
-                f"event with --positive VALUE or --positive-if '>0'"
+                f"event with {option('positive')} (the event's value) or {option('positive_if')} "
+                "(a rule such as '>0')",
+                location=Location(column=column),
             )
         elif len(levels) == 2:
             natural = _NATURAL_EVENTS.get(frozenset(levels))
             if natural is None:
                 raise DataError(
                     f"target '{column}' has two values ({_list(levels)}); say which one is the "
-                    "event with --positive VALUE"
+                    f"event with {option('positive')}",
+                    location=Location(column=column),
                 )
             outcome = Outcome(column=column, positive=natural)
         else:
@@ -125,7 +134,8 @@ def resolve_outcome(
         only = "events" if labels[0] == 1 else "non-events"
         raise DataError(
             f"target '{column}' has only one class: all {len(labels)} rows are {only} "
-            f"under '{outcome.describe()}'; a risk model needs both"
+            f"under '{outcome.describe()}'; a risk model needs both",
+            location=Location(column=column),
         )
     return outcome
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from medserve.data.disclosure import shown_levels, withheld_columns
 from medserve.data.outcome import Outcome
 from medserve.data.values import (
     UnreadableValue,
@@ -87,10 +88,11 @@ class Schema(BaseModel):
             prepared[spec.name] = pd.Series(values, index=frame.index, dtype=dtype)
         return pd.DataFrame(prepared, index=frame.index)
 
-    def unseen_level(self, frame: pd.DataFrame) -> str | None:
-        """The first level in ``frame`` that training never saw, said for the person who
-        sent it (row, column, the known levels); None when every level was seen."""
+    def unseen_rows(self, frame: pd.DataFrame) -> dict[str, list[int]]:
+        """Per level feature, the rows of ``frame`` (positions) holding a level that training
+        never saw; only the features that have some."""
         self._require_features(frame)
+        found: dict[str, list[int]] = {}
         for spec in self.features:
             reader = ValueReader.of(spec)
             if reader.numeric or not reader.known:
@@ -98,9 +100,19 @@ class Schema(BaseModel):
             levels = _read_column(reader, frame[spec.name])
             unseen = [i for i, level in enumerate(levels) if _is_unseen(reader, level)]
             if unseen:
+                found[spec.name] = unseen
+        return found
+
+    def unseen_level(self, frame: pd.DataFrame) -> str | None:
+        """The first level in ``frame`` that training never saw, said for the person who
+        sent it (row, column, the known levels); None when every level was seen."""
+        for name, unseen in self.unseen_rows(frame).items():
+            spec = self.column(name)
+            if unseen:
                 row = unseen[0]
                 value = frame[spec.name].iloc[row]
-                message = unseen_level_message(value, spec.categories or [], "an empty cell")
+                levels = shown_levels(spec, withheld_columns(self))
+                message = unseen_level_message(value, levels, "an empty cell")
                 others = f"; {len(unseen)} rows of '{spec.name}' have such levels"
                 return f"column '{spec.name}' row {row + 1}: {message}" + (
                     others if len(unseen) > 1 else ""

@@ -314,9 +314,15 @@ def _distinct(values: pd.Series) -> tuple[np.ndarray, list] | None:
     return codes, uniques.tolist()
 
 
-def unseen_level_message(value: object, categories: Sequence[str], blank: str) -> str:
+def unseen_level_message(value: object, categories: Sequence[str] | None, blank: str) -> str:
     """Why an unseen level is refused, listing the training levels ("'a', 'b' and 3
-    more") and how to send a value that was not measured (``blank``)."""
+    more") and how to send a value that was not measured (``blank``). ``categories`` is
+    None when the levels may not be shown (``data.disclosure``)."""
+    if categories is None:
+        return (
+            f"{shown(value)} is not a level seen in training (this column's levels are not "
+            f"shown); send {blank} if it was not measured"
+        )
     listed = ", ".join(repr(level) for level in categories[:LEVELS_SHOWN])
     if len(categories) > LEVELS_SHOWN:
         listed += f" and {len(categories) - LEVELS_SHOWN} more"

@@ -15,7 +15,7 @@ from medserve.deid.apply import deidentify, plan_columns
 from medserve.deid.generalise import TOP_AGE
 from medserve.deid.policy import load_policy
 from medserve.deid.report import DeidReport
-from medserve.errors import ConfigError
+from medserve.errors import ConfigError, Location, option
 
 # "90+" is modelled as this age: the boundary of the Safe Harbor group.
 TOP_AGE_VALUE = "90"
@@ -53,13 +53,15 @@ def deidentify_for_training(
     if target is not None and target in plan and plan[target].action == "drop":
         found = plan[target]
         why = (
-            "the --deid-policy drops it"
+            "the policy drops it"
             if target in policy.columns
             else f"it looks like an identifier ({found.kind}, by its {found.detected_by})"
         )
         raise ConfigError(
             f"de-identification would remove the target column '{target}': {why}; if it holds "
-            f"no identifier, keep it with 'columns: {{{target}: keep}}' in the --deid-policy file"
+            f"no identifier, keep it with 'columns: {{{target}: keep}}' in the policy file "
+            f"({option('deid_policy')})",
+            location=Location(column=target),
         )
     result = deidentify(frame, policy, key=key())
     table = result.frame.copy()

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from medserve.errors import ConfigError
+from medserve.errors import ConfigError, Location, option
 
 NOT_SUPPLIED = "Intended use: not supplied (pass --intended-use or --model-card)"
 
@@ -52,25 +52,30 @@ class IntendedUse(ModelCard):
     statement: str = NOT_SUPPLIED
 
 
+def _card_error(path: Path, problem: str) -> ConfigError:
+    return ConfigError(
+        f"model card {path} ({option('model_card')}): {problem}",
+        location=Location(file=str(path)),
+    )
+
+
 def read_model_card(path: Path) -> ModelCard:
     """The model card in ``path``, or ConfigError saying what is wrong with the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"--model-card {path}: no such file") from None
+        raise _card_error(path, "no such file") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"--model-card {path}: cannot be read ({error})") from None
+        raise _card_error(path, f"cannot be read ({error})") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
-        raise ConfigError(f"--model-card {path}: not valid YAML{line} ({problem})") from None
+        raise _card_error(path, f"not valid YAML{line} ({problem})") from None
     if not isinstance(document, dict):
-        raise ConfigError(
-            f"--model-card {path}: expected a mapping of keys such as intended_use and limitations"
-        )
+        raise _card_error(path, "expected a mapping of keys such as intended_use and limitations")
     try:
         return ModelCard.model_validate(document)
     except ValidationError as error:
@@ -78,10 +83,8 @@ def read_model_card(path: Path) -> ModelCard:
         key = ".".join(str(part) for part in first["loc"])
         allowed = ", ".join(ModelCard.model_fields)
         if first["type"] == "extra_forbidden":
-            raise ConfigError(
-                f"--model-card {path}: unknown key '{key}'; the keys are {allowed}"
-            ) from None
-        raise ConfigError(f"--model-card {path}: '{key}': {first['msg']}") from None
+            raise _card_error(path, f"unknown key '{key}'; the keys are {allowed}") from None
+        raise _card_error(path, f"'{key}': {first['msg']}") from None
 
 
 def intended_use_section(

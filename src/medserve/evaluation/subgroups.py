@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from medserve.data.schema import category_text
-from medserve.errors import ConfigError
+from medserve.errors import ConfigError, Location, option
 from medserve.evaluation.metrics import evaluate_predictions
 from medserve.evaluation.reliability import observed_expected
 from medserve.evaluation.report_types import (
@@ -46,10 +46,16 @@ def check_group_columns(
     for column in columns:
         if column not in available:
             raise ConfigError(
-                f"--group '{column}': {source} has no such column; it has {', '.join(available)}"
+                f"group column '{column}' ({option('groups')}): {source} has no such column; "
+                f"it has {', '.join(available)}",
+                location=Location(column=column),
             )
         if column == outcome:
-            raise ConfigError(f"--group '{column}' is the outcome column; group by another column")
+            raise ConfigError(
+                f"group column '{column}' ({option('groups')}) is the outcome column; group by "
+                "another column",
+                location=Location(column=column),
+            )
         if column not in chosen:
             chosen.append(column)
     return chosen
@@ -71,8 +77,9 @@ def group_levels(values: pd.Series) -> tuple[pd.Series, list[str], bool]:
         quartiles = False
         if len(names) > MAX_LEVELS:
             raise ConfigError(
-                f"--group '{values.name}' has {len(names)} levels; subgroups need a column "
-                f"with at most {MAX_LEVELS} (e.g. site or sex)"
+                f"group column '{values.name}' ({option('groups')}) has {len(names)} levels; "
+                f"subgroups need a column with at most {MAX_LEVELS} (e.g. site or sex)",
+                location=Location(column=str(values.name)),
             )
     present = set(labels)
     levels = [name for name in names if name in present]

@@ -1,17 +1,48 @@
 """The user-facing workflows (train, evaluate, predict, report) as library functions: the
 CLI and the HTTP app are thin shells over these."""
 
-from medserve.flows.common import library_versions, load_model, result_json
-from medserve.flows.evaluate import EvaluationOutcome, evaluate_stored
-from medserve.flows.predict import predict_file
-from medserve.flows.report import StoredReport, restore_page, stored_report
-from medserve.flows.train import (
-    TrainOutcome,
-    TrainRequest,
-    model_name_from,
-    parse_missing,
-    train_and_register,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medserve.flows.common import library_versions, load_model, result_json
+    from medserve.flows.evaluate import EvaluationOutcome, evaluate_stored
+    from medserve.flows.predict import predict_file
+    from medserve.flows.report import StoredReport, restore_page, stored_report
+    from medserve.flows.train import (
+        TrainOutcome,
+        TrainRequest,
+        model_name_from,
+        parse_missing,
+        train_and_register,
+    )
+
+# Where each name lives. Loaded on first use (PEP 562), so that a caller of one flow (the
+# server reads stored reports) does not import every other (training, evaluation).
+_HOMES = {
+    "library_versions": "common",
+    "load_model": "common",
+    "result_json": "common",
+    "EvaluationOutcome": "evaluate",
+    "evaluate_stored": "evaluate",
+    "predict_file": "predict",
+    "StoredReport": "report",
+    "restore_page": "report",
+    "stored_report": "report",
+    "TrainOutcome": "train",
+    "TrainRequest": "train",
+    "model_name_from": "train",
+    "parse_missing": "train",
+    "train_and_register": "train",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'medserve.flows' has no attribute {name!r}")
+    return getattr(import_module(f"medserve.flows.{home}"), name)
+
 
 __all__ = [
     "EvaluationOutcome",

@@ -18,21 +18,12 @@ from medserve.evaluation import Metric
 from medserve.evaluation.report_types import Explanations, TrainingReport, parse_report
 from medserve.explain import report_section
 from medserve.modeling import TrainedModel
+from medserve.modeling.families import get_family
 from medserve.storage import ModelVersion, Registry
 from medserve.storage.artifacts import resolve_in_home
 
-LIBRARIES = (
-    "numpy",
-    "pandas",
-    "scikit-learn",
-    "lightgbm",
-    "torch",
-    "interpret-core",
-    "scipy",
-    "shap",
-    "statsmodels",
-    "matplotlib",
-)
+# What every model's lineage records; each family adds the distributions it needs.
+CORE_LIBRARIES = ("numpy", "pandas", "scikit-learn", "scipy", "statsmodels", "matplotlib")
 
 
 def result_json(version: ModelVersion, metrics: dict[str, Metric]) -> dict[str, Any]:
@@ -46,9 +37,11 @@ def result_json(version: ModelVersion, metrics: dict[str, Metric]) -> dict[str, 
     }
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(family: str) -> dict[str, str]:
+    """Python, medserve and the installed versions of the libraries a model of ``family``
+    is trained, scored and reported with (its lineage)."""
     versions = {"python": platform.python_version(), "medserve": __version__}
-    for library in LIBRARIES:
+    for library in (*CORE_LIBRARIES, *get_family(family).libraries):
         try:
             versions[library] = metadata.version(library)
         except metadata.PackageNotFoundError:

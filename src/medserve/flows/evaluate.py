@@ -10,7 +10,7 @@ import pandas as pd
 
 from medserve.config import Settings
 from medserve.data import file_sha256, read_table
-from medserve.errors import DataError
+from medserve.errors import DataError, Location, option
 from medserve.evaluation import Metric, evaluate_predictions
 from medserve.evaluation.report import (
     ReportOptions,
@@ -40,6 +40,7 @@ class EvaluationOutcome:
             **result_json(self.version, self.metrics),
             "n_rows": self.n_rows,
             "n_events": self.n_events,
+            "notices": self.notices,
             "report": self.report_path,
             "report_html": self.report_html,
         }
@@ -66,7 +67,9 @@ def evaluate_stored(
         outcome = outcome.model_copy(update={"column": target})
     if outcome.column not in frame.columns:
         raise DataError(
-            f"{data.name}: outcome column '{outcome.column}' not found; name it with --target"
+            f"{data.name}: outcome column '{outcome.column}' not found; name it with "
+            f"{option('target')}",
+            location=Location(file=data.name, column=outcome.column),
         )
     schema = model.schema.model_copy(update={"outcome": outcome})
     trained = training_report_of(settings, version)
@@ -81,6 +84,13 @@ def evaluate_stored(
     )
     rows, labels, dropped = labelled_rows(frame, schema)
     notices = [f"{dropped} rows without an outcome were left out"] if dropped else []
+    unseen = schema.unseen_rows(rows)
+    if unseen:
+        counts = ", ".join(f"'{name}' in {len(at)} rows" for name, at in unseen.items())
+        notices.append(
+            f"levels never seen in training were scored as no known level: {counts}; the "
+            "model has learnt nothing about them, so its risks there deserve less trust"
+        )
     if labels.min() == labels.max():
         raise DataError(
             f"{data.name}: every row has the same outcome under '{outcome.describe()}'; "

@@ -9,7 +9,7 @@ import numpy as np
 
 from medserve.config import Settings
 from medserve.data import read_table, write_table
-from medserve.errors import SchemaError
+from medserve.errors import SchemaError, option
 from medserve.explain import Explainer, explained
 from medserve.flows.common import load_model
 from medserve.storage import ModelVersion, Registry
@@ -37,7 +37,7 @@ def predict_file(
     if unseen is not None:
         raise SchemaError(
             f"{unseen}; correct the file, or score such levels as never seen with "
-            "--score-unseen-levels"
+            f"{option('score_unseen_levels')}"
         )
     risk = model.predict_risk(frame)
     scored = frame.copy()

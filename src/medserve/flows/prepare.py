@@ -21,7 +21,7 @@ from medserve.data import (
 )
 from medserve.deid import KEY_PURPOSE as DEID_KEY_PURPOSE
 from medserve.deid.training import deidentify_for_training, schema_record
-from medserve.errors import ConfigError
+from medserve.errors import ConfigError, option
 from medserve.evaluation.report import ReportOptions
 from medserve.modeling import ThresholdRule, TrainOptions
 from medserve.storage.keystore import KeyStore
@@ -134,7 +134,10 @@ def parse_missing(declarations: list[str]) -> dict[str, list[str]]:
     tokens: dict[str, list[str]] = {}
     for item in declarations:
         if "=" not in item:
-            raise ConfigError(f"--missing '{item}' should look like COLUMN=VALUE (e.g. chol=0)")
+            raise ConfigError(
+                f"missing-value declaration '{item}' ({option('missing')}) should look like "
+                "COLUMN=VALUE (e.g. chol=0)"
+            )
         column, value = item.split("=", 1)
         values = tokens.setdefault(column.strip(), [])
         values.extend(v.strip() for v in value.split(",") if v.strip())

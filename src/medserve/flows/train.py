@@ -90,7 +90,7 @@ def train_and_register(
     check_registry(settings, prepared.name)
     result = fit(prepared, progress)
     assessment = assess(prepared, result)
-    libraries = library_versions()
+    libraries = library_versions(result.model.family)
     params = training_params(request, result.model)
     report = build_report(prepared, result, assessment, params=params, libraries=libraries)
     registered = register(

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from medserve import __version__
 from medserve.config import Settings
+from medserve.http.admission import CredentialsBeforeBody
 from medserve.http.audited import DeclaredRoutes
 from medserve.http.deps import Scoring
 from medserve.http.observability import RequestBookkeeping, ServiceMetrics
@@ -60,6 +61,8 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # A slash redirect would echo the Host header in its Location: 404 instead.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.registry = registry
@@ -77,6 +80,20 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     for router in (health.router, models.router, predict.router, metrics.router, metadata.router):
         app.include_router(router)
     app.include_router(report.router)
+    # Inside RequestBookkeeping (added later, so outside): every refusal is counted there.
+    app.add_middleware(
+        CredentialsBeforeBody,
+        routes=app.routes,
+        open_paths=health.HEALTH_PATHS,
+        keys=app.state.keys,
+        key_lookups=key_lookups,
+        key_limiter=rate_limiter,
+        address_limiter=MemoryRateLimiter(
+            settings.unauthenticated_per_minute,
+            counted="requests without a valid API key",
+            per="address",
+        ),
+    )
     app.add_middleware(
         RequestBookkeeping,
         metrics=app.state.metrics,

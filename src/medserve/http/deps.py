@@ -3,15 +3,15 @@
 the service's parts (settings, registry, scoring, metrics).
 
 None of them blocks the event loop: the key lookup (a database query) and the rate limit
-(a network call, when shared) run on the app's key-lookup threads; the others only read
+(a network call, when shared) are done before the body is read, by the admission
+middleware (http/admission.py) on the app's key-lookup threads; the others only read
 what the app holds."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,14 +29,27 @@ from medserve.storage import Registry
 bearer = HTTPBearer(auto_error=False, description="An API key: `medserve keys create`.")
 
 
+# Where the admission middleware (http/admission.py) leaves the key it has checked.
+ADMITTED_KEY = "medserve.admitted_key"
+
+
 async def authenticated(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiKey:
     """The calling key, or 401; then the key's rate limit (429). Records the key for the
-    audit trail and the access log. The lookup and the count run on the app's own small
-    pool of key-lookup threads: they block, every request needs them, and they must not
-    queue behind scoring in FastAPI's thread pool."""
+    audit trail and the access log.
+
+    The app's admission middleware has already checked both, before the body was read,
+    and left the key in the scope; only an app without it (a router mounted elsewhere)
+    gets here without one. The lookup and the count then run on the app's own small pool
+    of key-lookup threads: they block, every request needs them, and they must not queue
+    behind scoring in FastAPI's thread pool."""
+    record = request_record(request.scope)
+    admitted = request.scope.get(ADMITTED_KEY)
+    if admitted is not None:
+        record.key = admitted
+        return admitted
     if credentials is None or not credentials.credentials:
         raise AuthError("missing credential: send 'Authorization: Bearer <API key>'")
     state = request.app.state
@@ -46,7 +59,7 @@ async def authenticated(
         state.keys,
         state.rate_limiter,
         credentials.credentials,
-        request_record(request.scope),
+        record,
     )
 
 
@@ -59,18 +72,33 @@ def _admitted(keys: ApiKeyStore, limiter: RateLimiter, token: str, record: Reque
     return key
 
 
-def require_role(*roles: str) -> Callable[..., Coroutine[Any, Any, ApiKey]]:
-    """A dependency admitting the given roles (admin is always admitted)."""
-    allowed = {*roles, "admin"}
+def role_refusal(key: ApiKey, allowed: frozenset[str]) -> Forbidden | None:
+    """Why ``key`` may not use a route that admits ``allowed``; None when it may."""
+    if key.role in allowed:
+        return None
+    return Forbidden(
+        f"role '{key.role}' may not do this; it needs one of: {', '.join(sorted(allowed))}"
+    )
 
-    async def check(key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:
-        if key.role not in allowed:
-            raise Forbidden(
-                f"role '{key.role}' may not do this; it needs one of: {', '.join(sorted(allowed))}"
-            )
+
+@dataclass(frozen=True)
+class RoleRequirement:
+    """A dependency admitting the given roles (admin is always admitted). The admission
+    middleware reads ``allowed`` from each route's dependencies, to refuse a wrong role
+    before the body is read; this check stays for routes reached without it."""
+
+    allowed: frozenset[str]
+
+    async def __call__(self, key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:
+        refusal = role_refusal(key, self.allowed)
+        if refusal is not None:
+            raise refusal
         return key
 
-    return check
+
+def require_role(*roles: str) -> RoleRequirement:
+    """A dependency admitting the given roles (admin is always admitted)."""
+    return RoleRequirement(frozenset({*roles, "admin"}))
 
 
 async def audit_subject(request: Request) -> Subject:

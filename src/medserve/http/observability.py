@@ -3,14 +3,42 @@ metrics, the audit record and a structured log line. None of it sees a feature v
 
 Which requests leave an audit record is decided by the route, never by the URL: a route
 that touches a model or patient data declares an ``AuditSubject`` (http/deps.py), and
-every request it receives leaves exactly one record, refusals (401, 403, 413, 422, 429)
-included. A request that matches no route at all (404, a slash redirect) is audited too,
-as route "(unmatched)": the service cannot tell what it was meant to reach, so it keeps
-the trace. Only the routes that declare nothing (the health checks) leave no record."""
+every request it receives leaves exactly one record, refusals (403, 404, 405, 413, 422,
+429 of a known key) included. A request that matches no route at all (404, a slash
+redirect) is audited too, as route "(unmatched)": the service cannot tell what it was
+meant to reach, so it keeps the trace. Only the routes that declare nothing (the health
+checks) leave no record.
+
+Refusals before authentication are counted, not audited: a 401 (no key, or one that is
+not valid) and a 429 without a known key (the per-address limit in front of
+authentication) leave no record of their own, as they name nobody and would let anyone
+fill the trail, but count in ``medserve_refused_requests_total{reason}`` ("unauthenticated",
+"rate_limited", "duplicate_credentials": the reason http/admission.py leaves in
+``scope[PREAUTH_REFUSAL]``). Every request made with a valid key is audited, 403 and 404 included.
+
+The record is durable before the answer leaves (fail closed): for an audited request the
+middleware holds back ``http.response.start``, submits the record to the AuditWriter,
+awaits its commit (the writer still commits many requests' records in one transaction),
+and only then lets the response go. If the record cannot be written the client gets a
+503 problem+json instead of the answer. While the writer's last write failed (or the
+writer is closed), audited requests are refused with 503 before they run; each such
+refusal is itself audited, and the first whose record is written again ends the outage.
+
+A client's own X-Request-ID is echoed in the response (header and body) for its own
+correlation, but the trail and the access log hold only its keyed hash (``c-`` + 32 hex,
+``AuditLog.request_id_for``; `medserve audit request-id ID` computes it): clients that
+send an MRN there put no PHI in the trail. Ids made here (uuid4) are kept as they are.
+
+Prometheus labels stay bounded: the route label is the route template, and the model
+label names a model only when the catalog serves it ("other" for any other name a URL
+brings, "" for none)."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +48,8 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.exceptions import HTTPException
 
+from medserve.errors import RegistryError
+from medserve.http.problems import problem
 from medserve.security.api_keys import ApiKey
 from medserve.security.audit import AuditEntry, AuditWriter
 
@@ -29,6 +59,18 @@ REQUEST_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 UNMATCHED = "(unmatched)"
 # Where a request's RequestRecord lives in its ASGI scope (read through http/deps.py).
 SCOPE_KEY = "medserve.request"
+# Why a request was refused before its key was known, as http/admission.py notes it:
+# counted in medserve_refused_requests_total{reason}, never audited one by one.
+PREAUTH_REFUSAL = "medserve.preauth_refusal"
+# Where http/admission.py leaves the key it admitted (http/deps.py ADMITTED_KEY; named here
+# too because deps.py imports this module).
+ADMITTED_KEY = "medserve.admitted_key"
+# The model label of a model name the catalog does not serve (URLs can name anything).
+OTHER_MODEL = "other"
+AUDIT_UNAVAILABLE = (
+    "the audit trail cannot be written, so this request was refused (nothing that touches "
+    "a model or patient data is answered unaudited); see /readyz and the server log"
+)
 
 
 @dataclass(slots=True)
@@ -44,9 +86,14 @@ class AuditSubject:
 @dataclass(slots=True)
 class RequestRecord:
     """One request as this middleware accounts for it; routes add the calling key and the
-    audit subject only through the dependencies in http/deps.py."""
+    audit subject only through the dependencies in http/deps.py.
+
+    ``request_id`` is the id the client sees (its own X-Request-ID, echoed, or one made
+    here); ``logged_id`` is what the audit trail and the access log hold: the same when
+    made here, the keyed hash of a client's own (it may be an MRN)."""
 
     request_id: str
+    logged_id: str = ""
     key: ApiKey | None = None
     subject: AuditSubject = field(default_factory=AuditSubject)
 
@@ -87,15 +134,34 @@ class ServiceMetrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.refused = Counter(
+            "medserve_refused_requests_total",
+            "Requests refused before authentication (counted here, not audited one by one).",
+            ["reason"],
+            registry=self.registry,
+        )
 
 
-def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+def _request_ids(headers: list[tuple[bytes, bytes]], writer: AuditWriter | None) -> tuple[str, str]:
+    """(the id the client sees, the id the trail and the log hold)."""
     for name, value in headers:
         if name == b"x-request-id":
             text = value.decode("latin-1")[:64]
             if text and set(text) <= REQUEST_ID_CHARS:
-                return text
-    return uuid.uuid4().hex
+                return text, _pseudonym(text, writer)
+    made = uuid.uuid4().hex
+    return made, made
+
+
+def _pseudonym(client_request_id: str, writer: AuditWriter | None) -> str:
+    if writer is not None:
+        return writer.log.request_id_for(client_request_id)
+    digest = hashlib.sha256(_PROCESS_SALT + client_request_id.encode()).hexdigest()
+    return "c-" + digest[:32]
+
+
+# Without an audit trail, client ids in the log are hashed with a salt of this process.
+_PROCESS_SALT = secrets.token_bytes(16)
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -108,8 +174,21 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
+@dataclass(slots=True)
+class _Exchange:
+    """How one request's answer went, as the middleware follows it."""
+
+    status: int = 500
+    started: bool = False
+    replaced: bool = False
+    pending: AuditEntry | None = None  # submitted after the answer (durable_audit=False)
+
+
 class RequestBookkeeping:
-    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path)."""
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path).
+
+    ``durable_audit=False`` submits the record after the answer instead (the behaviour
+    before it became durable; kept for bench/audit_durability.py to measure the cost)."""
 
     def __init__(
         self,
@@ -120,6 +199,7 @@ class RequestBookkeeping:
         audited: AuditedRoutes,
         max_body_bytes: int,
         too_large: Callable[[str], Any],
+        durable_audit: bool = True,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -127,6 +207,7 @@ class RequestBookkeeping:
         self.audited = audited
         self.max_body_bytes = max_body_bytes
         self.too_large = too_large
+        self.durable_audit = durable_audit
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -134,31 +215,35 @@ class RequestBookkeeping:
             return
         started = time.perf_counter()
         headers = scope.get("headers", [])
-        record = RequestRecord(_request_id(headers))
+        writer = self.audit()
+        request_id, logged_id = _request_ids(headers, writer)
+        record = RequestRecord(request_id, logged_id)
         scope[SCOPE_KEY] = record
-        status = 500
+        exchange = _Exchange()
         header_id = (b"x-request-id", record.request_id.encode())
 
-        async def send_with_id(message: dict) -> None:
-            nonlocal status
+        async def send_plain(message: dict) -> None:
             if message["type"] == "http.response.start":
-                status = message["status"]
                 message["headers"] = [*message.get("headers", []), header_id]
             await send(message)
+
+        async def send_with_id(message: dict) -> None:
+            if exchange.replaced:
+                return  # the answer was refused: drop the rest of it
+            if message["type"] == "http.response.start":
+                exchange.status, exchange.started = message["status"], True
+                if not await self._audit_before_answer(scope, record, exchange, writer):
+                    exchange.replaced, exchange.status = True, 503
+                    await _unavailable()(scope, receive, send_plain)
+                    return
+            await send_plain(message)
 
         limit = self.max_body_bytes
         declared = _content_length(headers)
         try:
-            if declared is not None and declared > limit:
-                # Refused before routing: name the route it was sent to all the same.
-                route = self.audited.route_of(scope)
-                if route is not None:
-                    scope["route"] = route
-                response = self.too_large(
-                    f"request body of {declared} bytes is over the limit of {limit} bytes; "
-                    "send fewer records per request"
-                )
-                await response(scope, receive, send_with_id)
+            refusal = self._refusal_before_routing(scope, declared, writer)
+            if refusal is not None:
+                await refusal(scope, receive, send_with_id)
                 return
             received = 0
 
@@ -177,51 +262,130 @@ class RequestBookkeeping:
                 return message
 
             await self.app(scope, limited_receive, send_with_id)
+        except Exception:
+            if not exchange.started:
+                # Starlette's outermost handler answers 500 once this re-raises: the record
+                # of the request goes first, as for any other answer.
+                await self._audit_before_answer(scope, record, exchange, writer)
+            raise
         finally:
-            self._account(scope, record, status, time.perf_counter() - started)
+            if exchange.pending is not None and writer is not None:
+                self._submit_after_answer(writer, exchange.pending)
+            self._account(scope, record, exchange.status, time.perf_counter() - started)
+
+    def _refusal_before_routing(
+        self, scope: dict, declared: int | None, writer: AuditWriter | None
+    ) -> Any:
+        """The response for a request refused before it is routed (a declared body over the
+        limit; any audited request while the audit trail cannot be written), or None."""
+        failing = writer is not None and writer.failure is not None
+        if not failing and (declared is None or declared <= self.max_body_bytes):
+            return None
+        # Refused before routing: name the route it was sent to all the same.
+        route = self.audited.route_of(scope)
+        if route is not None:
+            scope["route"] = route
+        if failing and (route is None or self.audited.declared(route)):
+            return _unavailable()
+        if declared is not None and declared > self.max_body_bytes:
+            return self.too_large(
+                f"request body of {declared} bytes is over the limit of "
+                f"{self.max_body_bytes} bytes; send fewer records per request"
+            )
+        return None
+
+    async def _audit_before_answer(
+        self, scope: dict, record: RequestRecord, exchange: _Exchange, writer: AuditWriter | None
+    ) -> bool:
+        """Write the request's record, if it leaves one; False when it could not be written."""
+        if writer is None:
+            return True
+        entry = self._entry(scope, record, exchange.status)
+        if entry is None:
+            return True
+        if not self.durable_audit:
+            exchange.pending = entry
+            return True
+        try:
+            await asyncio.wrap_future(writer.submit(entry))
+        except (RegistryError, RuntimeError) as error:
+            log.error(
+                "audit record not written, request refused",
+                extra={"fields": {"route": entry.route, "why": str(error)}},
+            )
+            return False
+        return True
+
+    def _submit_after_answer(self, writer: AuditWriter, entry: AuditEntry) -> None:
+        try:
+            writer.submit(entry)
+        except RuntimeError as error:
+            log.error("audit record not written", extra={"fields": {"why": str(error)}})
+
+    def _entry(self, scope: dict, record: RequestRecord, status: int) -> AuditEntry | None:
+        """The request's audit entry, or None for the routes that declare none and for the
+        refusals before authentication (counted instead)."""
+        route = scope.get("route")
+        if route is not None and not self.audited.declared(route):
+            return None
+        # A key the admission middleware admitted counts even when the request was refused
+        # before a dependency recorded it (a record count over the limit).
+        key = record.key or scope.get(ADMITTED_KEY)
+        reason = scope.get(PREAUTH_REFUSAL)
+        if reason is None and (status == 401 or (status == 429 and key is None)):
+            reason = "unauthenticated" if status == 401 else "rate_limited"
+        if reason is not None:
+            self.metrics.refused.labels(reason).inc()
+            return None
+        subject, client = record.subject, scope.get("client")
+        return AuditEntry(
+            route=getattr(route, "path", None) or UNMATCHED,
+            method=scope["method"],
+            status=status,
+            request_id=record.logged_id,
+            key_id=key.id if key else None,
+            role=key.role if key else None,
+            model=subject.model,
+            model_version=subject.model_version,
+            n_records=subject.n_records,
+            client=client[0] if client else None,
+        )
 
     def _account(self, scope: dict, record: RequestRecord, status: int, elapsed_s: float) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or UNMATCHED
         subject, key = record.subject, record.key
-        model = subject.model or ""
+        model = _model_label(scope, subject.model)
         self.metrics.requests.labels(template, scope["method"], str(status), model).inc()
         self.metrics.latency.labels(template, model).observe(elapsed_s)
-        if route is None or self.audited.declared(route):
-            self._audit(scope, record, template, status)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "request",
                 extra={
                     "fields": {
-                        "request_id": record.request_id,
+                        "request_id": record.logged_id,
                         "method": scope["method"],
                         "route": template,
                         "status": status,
                         "latency_ms": round(elapsed_s * 1000, 3),
                         "key_id": key.id if key else None,
-                        "model": subject.model,
+                        "model": model or None,
                         "n_records": subject.n_records,
                     }
                 },
             )
 
-    def _audit(self, scope: dict, record: RequestRecord, template: str, status: int) -> None:
-        writer = self.audit()
-        if writer is None:
-            return
-        subject, key, client = record.subject, record.key, scope.get("client")
-        writer.submit(
-            AuditEntry(
-                route=template,
-                method=scope["method"],
-                status=status,
-                request_id=record.request_id,
-                key_id=key.id if key else None,
-                role=key.role if key else None,
-                model=subject.model,
-                model_version=subject.model_version,
-                n_records=subject.n_records,
-                client=client[0] if client else None,
-            )
-        )
+
+def _unavailable() -> Any:
+    return problem(503, AUDIT_UNAVAILABLE, kind="audit-unavailable", headers={"Retry-After": "1"})
+
+
+def _model_label(scope: dict, model: str | None) -> str:
+    """``model`` if the app's catalog serves a version of it, else "other" ("" for none)."""
+    if not model:
+        return ""
+    catalog = getattr(getattr(scope.get("app"), "state", None), "catalog", None)
+    if catalog is None:
+        return OTHER_MODEL
+    served = {version.name for version in catalog.served_versions()}
+    return model if model in served else OTHER_MODEL

@@ -1,4 +1,8 @@
-"""RFC 9457 problem+json responses: every error a client can get, said so it can act."""
+"""RFC 9457 problem+json responses: every error a client can get, said so it can act.
+
+A MedserveError's problem carries two extension members beside the standard ones: its
+stable ``code`` (e.g. ``invalid_option``) and, when it has one, its ``location`` (which
+option, file, column and row, or record and field)."""
 
 from __future__ import annotations
 
@@ -11,12 +15,43 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from medserve.errors import AuthError, MedserveError, RateLimited
+from medserve.errors import (
+    AuthError,
+    DataError,
+    ExplanationUnavailable,
+    Forbidden,
+    IntegrityError,
+    MedserveError,
+    ModelNotFound,
+    ModelUnavailable,
+    PayloadTooLarge,
+    RateLimited,
+    RegistryError,
+)
 from medserve.scoring.predictor import InvalidRecords
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://medserve.dev/problems/"
 log = logging.getLogger("medserve.http")
+# Where a client learns the API: the OpenAPI document (behind a credential, as every
+# route but the health checks is; see routes/metadata.py).
+API_DOCUMENT = "/openapi.json"
+
+# The status of each kind of error; a subclass not listed takes its nearest listed
+# base's (SchemaError is a DataError: 422; a ConfigError is a bad request: 400).
+HTTP_STATUSES: dict[type, int] = {
+    MedserveError: 400,
+    DataError: 422,
+    ModelNotFound: 404,
+    ExplanationUnavailable: 409,
+    PayloadTooLarge: 413,
+    RateLimited: 429,
+    AuthError: 401,
+    Forbidden: 403,
+    IntegrityError: 500,
+    RegistryError: 503,
+    ModelUnavailable: 503,
+}
 
 _TITLES = {
     400: "Bad request",
@@ -52,25 +87,39 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
-async def _medserve_error(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, MedserveError)
+def http_status(error: MedserveError | type[MedserveError]) -> int:
+    """The HTTP status a client gets for ``error`` (an error or its class)."""
+    kind = error if isinstance(error, type) else type(error)
+    return next(HTTP_STATUSES[base] for base in kind.__mro__ if base in HTTP_STATUSES)
+
+
+def error_problem(error: MedserveError) -> JSONResponse:
+    """The problem+json response for ``error``: its status, its message (options named
+    neutrally), its ``code`` and ``location``, and the headers its kind needs."""
     headers: dict[str, str] = {}
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"code": error.code}
+    if error.location is not None:
+        extra["location"] = error.location.to_dict()
     if isinstance(error, AuthError):
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after_s)
     if isinstance(error, InvalidRecords):
         extra["errors"] = [asdict(problem) for problem in error.problems]
-    if error.http_status >= 500:
-        log.error("request failed", extra={"fields": {"error": type(error).__name__}})
     return problem(
-        error.http_status,
+        http_status(error),
         error.message,
         kind=type(error).__name__.lower(),
         headers=headers,
         **extra,
     )
+
+
+async def _medserve_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, MedserveError)
+    if http_status(error) >= 500:
+        log.error("request failed", extra={"fields": {"error": type(error).__name__}})
+    return error_problem(error)
 
 
 def _location(loc: tuple[Any, ...]) -> dict[str, Any]:
@@ -101,7 +150,10 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     detail = error.detail if isinstance(error.detail, str) else "request refused"
     if error.status_code == 404 and detail == "Not Found":
-        detail = f"no route {request.url.path}; see /docs for the API"
+        detail = (
+            f"no route {request.url.path}; the API is described at {API_DOCUMENT} "
+            "(send your API key)"
+        )
     return problem(error.status_code, detail, headers=dict(error.headers or {}))
 
 

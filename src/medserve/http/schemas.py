@@ -86,13 +86,27 @@ class RecordProblemOut(BaseModel):
     message: str
 
 
+class ProblemLocation(BaseModel):
+    """Where the problem is (only the parts that apply are sent)."""
+
+    option: str | None = Field(default=None, description="The option or parameter at fault.")
+    file: str | None = None
+    column: str | None = None
+    row: int | None = None
+    record: int | None = Field(default=None, description="Index of the record in the request.")
+    field: str | None = None
+
+
 class Problem(BaseModel):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details, with two extension members: ``code`` (what went wrong,
+    stable for programs to test) and ``location`` (where, when it is known)."""
 
     type: str
     title: str
     status: int
     detail: str
+    code: str | None = Field(default=None, description="A stable code for the problem.")
+    location: ProblemLocation | None = None
     errors: list[RecordProblemOut] | None = None
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from medserve.errors import ConfigError
+from medserve.errors import ConfigError, option
 
 _TARGET_RULE = re.compile(r"^\s*(sensitivity|specificity)\s*=\s*(0?\.\d+|1(\.0+)?)\s*$")
 
@@ -27,8 +27,8 @@ class ThresholdRule:
         match = _TARGET_RULE.match(text.lower())
         if match is None:
             raise ConfigError(
-                f"--threshold-for '{text}' is not understood; write sensitivity=0.90, "
-                "specificity=0.95 or youden"
+                f"threshold rule '{text}' ({option('threshold_for')}) is not understood; "
+                "write sensitivity=0.90, specificity=0.95 or youden"
             )
         return cls(kind=match.group(1), target=float(match.group(2)))
 

@@ -14,7 +14,7 @@ from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from medserve.data.schema import Schema
-from medserve.errors import ConfigError, DataError
+from medserve.errors import ConfigError, DataError, option
 from medserve.modeling.families import (
     AUTO,
     auto_candidates,
@@ -108,7 +108,9 @@ def split_rows(
             f"{MIN_EVENTS} to hold out a test split and cross-validate"
         )
     if not 0.05 <= options.test_size <= 0.5:
-        raise ConfigError(f"--test-size {options.test_size} must lie between 0.05 and 0.5")
+        raise ConfigError(
+            f"test size {options.test_size} ({option('test_size')}) must lie between 0.05 and 0.5"
+        )
     train, test, y_train, y_test = train_test_split(
         rows, labels, test_size=options.test_size, stratify=labels, random_state=options.seed
     )
@@ -117,7 +119,9 @@ def split_rows(
 
 def folds_for(y: np.ndarray, requested: int, notices: list[str]) -> int:
     if requested < 2:
-        raise ConfigError(f"--cv {requested}: cross-validation needs at least 2 folds")
+        raise ConfigError(
+            f"{option('cv')} is {requested}, but cross-validation needs at least 2 folds"
+        )
     minority = int(min(y.sum(), len(y) - y.sum()))
     if minority < requested:
         notices.append(

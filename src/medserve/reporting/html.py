@@ -20,7 +20,6 @@ from medserve.evaluation.report_types import (
     Recalibration,
     Report,
 )
-from medserve.reporting import plots
 
 # What the page may load: its own inline styles and nothing else.
 CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -102,6 +101,10 @@ _environment.filters.update(
 
 def render_html(report: Report, model_ref: str | None = None) -> str:
     """The HTML page of a report (training or external validation)."""
+    # Imported here: matplotlib costs the server ~0.4 s and ~30 MB at start, and a server
+    # draws a page only for a report stored without one.
+    from medserve.reporting import plots
+
     figures: dict[str, str | None] = {}
     if report.discrimination is not None:
         figures["roc"] = plots.roc_plot(report.discrimination)

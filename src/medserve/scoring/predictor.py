@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medserve.errors import PayloadTooLarge, SchemaError
+from medserve.errors import Location, PayloadTooLarge, SchemaError
 from medserve.explain import Explanations, explained
 from medserve.scoring.catalog import ServedModel
 from medserve.scoring.encoding import Record, records_frame
@@ -25,9 +25,10 @@ class InvalidRecords(SchemaError):
     ``MAX_PROBLEMS_LISTED``), each naming the record, the field and the rule."""
 
     def __init__(self, problems: Sequence[RecordProblem]) -> None:
-        first = problems[0].message
+        first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(first + more)
+        where = Location(record=first.record, field=first.field or None)
+        super().__init__(first.message + more, location=where)
         self.problems = list(problems)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from medserve.data.disclosure import shown_levels, widened_bounds, withheld_columns
 from medserve.data.schema import ColumnSpec, Schema
 from medserve.data.values import (
     UnreadableValue,
@@ -34,17 +35,19 @@ class RecordProblem:
 
 
 def plausible_range(spec: ColumnSpec) -> tuple[float, float] | None:
-    """The values a numeric feature may take: the training range widened by half its span
-    on each side, never below 0 for a quantity that was never negative in training.
+    """The values a numeric feature may take: the training range (widened to round bounds,
+    as ``data.disclosure`` shows it) widened again by half its span on each side, never
+    below 0 for a quantity that was never negative in training.
 
     None when the schema recorded no range (level features, or no minimum/maximum)."""
     if not spec.numeric_encoded or spec.minimum is None or spec.maximum is None:
         return None
-    span = spec.maximum - spec.minimum
-    low = spec.minimum - span / 2
-    if spec.minimum >= 0:
+    minimum, maximum = widened_bounds(spec.minimum, spec.maximum)
+    span = maximum - minimum
+    low = minimum - span / 2
+    if minimum >= 0:
         low = max(low, 0.0)
-    return low, spec.maximum + span / 2
+    return low, maximum + span / 2
 
 
 def validate_records(
@@ -61,7 +64,8 @@ class RecordValidator:
     one, so a request pays only for checking its own values)."""
 
     def __init__(self, schema: Schema) -> None:
-        self._features = [(spec, _FeatureRules.of(spec)) for spec in schema.features]
+        withheld = withheld_columns(schema)
+        self._features = [(spec, _FeatureRules.of(spec, withheld)) for spec in schema.features]
 
     def problems(self, records: Sequence[Mapping[str, object]]) -> list[RecordProblem]:
         problems: list[RecordProblem] = []
@@ -88,10 +92,19 @@ class _FeatureRules:
     spec: ColumnSpec
     reader: ValueReader
     bounds: tuple[float, float] | None
+    # What a refusal may name (``data.disclosure``): the levels, and whether the range.
+    levels_shown: list[str] | None
+    range_shown: bool
 
     @classmethod
-    def of(cls, spec: ColumnSpec) -> _FeatureRules:
-        return cls(spec, ValueReader.of(spec), plausible_range(spec))
+    def of(cls, spec: ColumnSpec, withheld: frozenset[str]) -> _FeatureRules:
+        return cls(
+            spec,
+            ValueReader.of(spec),
+            plausible_range(spec),
+            shown_levels(spec, withheld),
+            spec.name not in withheld,
+        )
 
     def check(self, index: int, value: object) -> RecordProblem | None:
         if self.reader.numeric:
@@ -108,10 +121,18 @@ class _FeatureRules:
         low, high = self.bounds
         if low <= number <= high:
             return None
+        if not self.range_shown:
+            message = (
+                f"{number_text(number)} is outside the plausible range of this column "
+                "(not shown: de-identification flagged its values)"
+            )
+            return _problem(index, self.spec, "range", message)
+        assert self.spec.minimum is not None and self.spec.maximum is not None
+        seen_low, seen_high = widened_bounds(self.spec.minimum, self.spec.maximum)
         message = (
             f"{number_text(number)} is outside the plausible range {number_text(low)} to "
-            f"{number_text(high)} seen in training ({number_text(self.spec.minimum)} to "
-            f"{number_text(self.spec.maximum)})"
+            f"{number_text(high)} seen in training ({number_text(seen_low)} to "
+            f"{number_text(seen_high)}, rounded)"
         )
         return _problem(index, self.spec, "range", message)
 
@@ -122,7 +143,7 @@ class _FeatureRules:
             return _problem(index, self.spec, "type", str(error))
         if level is None or not self.reader.unseen(level):
             return None
-        message = unseen_level_message(value, self.spec.categories or [], "null")
+        message = unseen_level_message(value, self.levels_shown, "null")
         return _problem(index, self.spec, "category", message)
 
 

@@ -3,6 +3,8 @@
 Each record holds only *who, when, what*: the time, the API key id and role,
 the route and method, the model name and version, how many records were
 scored, the HTTP status, the request id and the calling client's address.
+A request id the client chose is stored as its keyed hash (``request_id_for``),
+never as sent.
 Never feature values, predictions, free text or patient identifiers: the
 trail is read by auditors who must not see PHI, so ``AuditEntry`` has no field
 that could carry them.
@@ -17,9 +19,17 @@ Tamper evidence:
   with write access to the database cannot recompute a consistent chain.
 - ``audit_head`` (one row) holds the newest ``seq`` and hash, MACed, and is
   written in the same transaction as the records, so removing records at the
-  end is detected too. Removing *everything*, head included, cannot be seen
-  from inside the database; keep exported copies (``medserve audit export``)
-  elsewhere to anchor the chain.
+  end is detected too. Putting back an old head row with the tail cut, or
+  restoring the audit tables from a backup, cannot be seen from inside the
+  database: a ``Checkpoint`` (``medserve audit checkpoint -o FILE``, seq + head
+  hash + time, MACed) kept outside it anchors the chain, and
+  ``verify_checkpoint`` (``medserve audit verify --checkpoint FILE``) finds the
+  rollback.
+
+Values are made storable when an ``AuditEntry`` is built (integers outside the
+database's INTEGER range become None, text is cut to its column), so one odd
+request can never make a batch fail; if a batch fails all the same, the writer
+writes its entries in halves so only the entry that cannot be stored is lost.
 
 Appends take the ``audit`` write lock (``lock_for_write``), so processes and
 replicas sharing one PostgreSQL database extend a single consistent chain.
@@ -31,16 +41,19 @@ import hashlib
 import hmac
 import json
 import logging
+import operator
 import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from medserve.errors import ConfigError, IntegrityError, RegistryError
 from medserve.storage.database import lock_for_write, one_line
@@ -78,6 +91,8 @@ TEXT_LIMITS = {
     "client": 255,
 }
 READ_BATCH = 1000
+# The integer columns are 32-bit (PostgreSQL INTEGER): a larger value cannot be stored.
+INT_MAX = 2**31 - 1
 
 
 def _now() -> datetime:
@@ -103,6 +118,14 @@ class AuditEntry:
     def __post_init__(self) -> None:
         if self.at.tzinfo is None:
             raise ValueError("AuditEntry.at must be timezone-aware")
+        if not 100 <= int(self.status) <= 599:
+            raise ValueError(f"AuditEntry.status must be an HTTP status, not {self.status}")
+        # Values from the request (a URL's version, a model name) are made storable here,
+        # so that no request can make the batch its record is written in fail.
+        for name in ("model_version", "n_records"):
+            object.__setattr__(self, name, _storable_int(getattr(self, name)))
+        for name, limit in TEXT_LIMITS.items():
+            object.__setattr__(self, name, _storable_text(getattr(self, name), limit))
 
 
 @dataclass(frozen=True)
@@ -121,6 +144,36 @@ class VerifyResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The chain's newest record at ``at``: its ``seq`` and ``hash``, MACed with the audit key
+    (HMAC-SHA256 of ``audit_checkpoint:{seq}:{hash}:{at}``), kept outside the database."""
+
+    seq: int
+    hash: str
+    at: str
+    mac: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Checkpoint:
+        """From ``to_dict``'s JSON; ConfigError when it is not one."""
+        try:
+            fields = {name: data[name] for name in ("seq", "hash", "at", "mac")}
+            if not isinstance(fields["seq"], int) or not all(
+                isinstance(fields[name], str) for name in ("hash", "at", "mac")
+            ):
+                raise TypeError
+        except (KeyError, TypeError):
+            raise ConfigError(
+                "not an audit checkpoint: expected a JSON object with seq, hash, at and mac "
+                "(as `medserve audit checkpoint` writes)"
+            ) from None
+        return cls(**fields)
 
 
 class AuditLog:
@@ -190,6 +243,74 @@ class AuditLog:
                     return VerifyResult(False, checked, expected_seq, problem)
                 checked, prev_hash = expected_seq, record.hash
         return self._check_head(head, checked, prev_hash)
+
+    def head_problem(self) -> str | None:
+        """Why the chain cannot be extended (head missing, failing its MAC, or records after
+        it), or None: two small queries, cheap enough for a readiness check."""
+        with _snapshot(self._engine) as connection:
+            try:
+                last_seq, _ = self._head_for_append(connection)
+            except IntegrityError as error:
+                return error.message
+            newest = connection.execute(select(func.max(AuditRecordRow.seq))).scalar_one()
+        if (newest or 0) != last_seq:
+            return f"the audit head names record {last_seq} but the newest record is {newest}"
+        return None
+
+    def checkpoint(self, at: datetime | None = None) -> Checkpoint:
+        """A MACed note of the chain's newest record, to keep outside the database.
+
+        Refuses (IntegrityError) to vouch for a chain that does not verify."""
+        result = self.verify()
+        if not result.ok:
+            where = f" at record {result.first_broken_seq}" if result.first_broken_seq else ""
+            raise IntegrityError(
+                f"the audit trail is broken{where} ({result.reason}): no checkpoint written; "
+                "run `medserve audit verify`"
+            )
+        with _snapshot(self._engine) as connection:
+            head = connection.execute(
+                select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == HEAD_ID)
+            ).one_or_none()
+        seq, head_hash = (head.seq, head.hash) if head is not None else (0, GENESIS_HASH)
+        moment = _iso(at or _now())
+        return Checkpoint(seq, head_hash, moment, self._checkpoint_mac(seq, head_hash, moment))
+
+    def verify_checkpoint(self, checkpoint: Checkpoint) -> VerifyResult:
+        """``verify``, then: the chain still holds the checkpoint's record, with its hash.
+
+        Finds what no check inside the database can: the tail cut with an old head put
+        back, or the audit tables rolled back to a backup taken before the checkpoint."""
+        expected = self._checkpoint_mac(checkpoint.seq, checkpoint.hash, checkpoint.at)
+        if not hmac.compare_digest(checkpoint.mac, expected):
+            raise IntegrityError(
+                "the checkpoint fails its MAC check (the file was altered, or was written "
+                "with another audit key)"
+            )
+        result = self.verify()
+        if not result.ok or checkpoint.seq == 0:
+            return result
+        with _snapshot(self._engine) as connection:
+            stored = connection.execute(
+                select(AuditRecordRow.hash).where(AuditRecordRow.seq == checkpoint.seq)
+            ).scalar_one_or_none()
+        if stored is None:
+            return VerifyResult(
+                False,
+                result.checked,
+                result.checked + 1,
+                f"truncated or rolled back: the checkpoint of {checkpoint.at} vouches for "
+                f"{checkpoint.seq} records, the database holds {result.checked}",
+            )
+        if stored != checkpoint.hash:
+            return VerifyResult(
+                False,
+                checkpoint.seq - 1,
+                checkpoint.seq,
+                f"rolled back or rewritten: record {checkpoint.seq} is not the one the "
+                f"checkpoint of {checkpoint.at} vouches for",
+            )
+        return result
 
     def export(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
         """The stored records (hashes and MACs included) in seq order; see ``export_records``."""
@@ -267,12 +388,45 @@ class AuditLog:
             )
         return VerifyResult(True, last_seq)
 
+    def request_id_for(self, client_request_id: str) -> str:
+        """What the trail (and the access log) holds for a request id the client chose:
+        ``c-`` and 32 hex digits of its HMAC under the audit key. Clients put anything
+        there, MRNs included; the same id always maps to the same value, so whoever holds
+        the audit key can still find a client's request (``medserve audit request-id``)."""
+        message = f"request_id:{client_request_id}".encode()
+        return "c-" + hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+
     def _mac(self, record_hash_hex: str) -> str:
         return hmac.new(self._key, record_hash_hex.encode("ascii"), hashlib.sha256).hexdigest()
 
     def _head_mac(self, seq: int, head_hash: str) -> str:
         message = f"audit_head:{seq}:{head_hash}".encode("ascii")
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def _checkpoint_mac(self, seq: int, head_hash: str, at: str) -> str:
+        message = f"audit_checkpoint:{seq}:{head_hash}:{at}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+
+def _storable_int(value: int | None) -> int | None:
+    """``value`` if a 32-bit INTEGER column holds it, else None (the record says "unknown")."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = operator.index(value)  # numpy integers too; never a float or a string
+    except TypeError:
+        return None
+    return number if 0 <= number <= INT_MAX else None
+
+
+def _storable_text(value: str | None, limit: int) -> str | None:
+    """``value`` cut to its column, without NUL (PostgreSQL refuses it) or lone surrogates."""
+    if value is None:
+        return None
+    text_value = str(value)[:limit]
+    if not text_value.isascii():
+        text_value = text_value.encode("utf-8", "replace").decode("utf-8")
+    return text_value.replace("\x00", "\ufffd")
 
 
 def record_fields(entry: AuditEntry, seq: int, prev_hash: str) -> dict[str, Any]:
@@ -341,19 +495,32 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
 _STOP = object()
 
 
-class AuditWriter:
-    """Writes audit entries from a background thread so requests never wait on the database.
+def _may_be_one_entry(error: Exception) -> bool:
+    """Whether a failed append may be down to one of its entries (a value the database
+    refuses), so that writing the batch in parts can save the others. Not for a head that
+    fails its check or a database that cannot be reached or locked: every part would fail."""
+    return not isinstance(error, (IntegrityError, OperationalError))
 
-    ``submit`` only enqueues. The thread writes batches of up to ``max_batch``
-    entries, waiting at most ``flush_interval_s`` to fill one. A failing batch is
-    retried with back-off; if it still fails its entries are counted as lost,
-    logged, and the next ``flush`` or ``close`` raises RegistryError, so a lost
-    audit record is never silent. ``close`` writes everything submitted before it.
+
+class AuditWriter:
+    """Writes audit entries from a background thread, in batches (group commit).
+
+    ``submit`` only enqueues and returns a future that resolves to the entry's seq once
+    its batch has committed, or fails with RegistryError if it could not be written: a
+    caller that must not answer before the record is durable awaits it. The thread
+    writes batches of up to ``max_batch`` entries, waiting at most ``flush_interval_s``
+    to fill one (by default not at all: what queued while the last batch committed is
+    the next batch, so requests wait for one commit, not for a timer). A failing batch
+    is retried with back-off; if it still fails it is written in halves, down to single
+    entries, so only an entry that cannot be stored is lost. Losses are logged at once
+    (one line), make ``failure`` say why until a later write succeeds, and make the next
+    ``flush`` raise RegistryError. ``close`` writes everything submitted before it and
+    logs, never raises, what was lost.
     """
 
     RETRY_DELAYS_S = (0.1, 0.2, 0.4, 0.8)
 
-    def __init__(self, log: AuditLog, flush_interval_s: float = 0.05, max_batch: int = 500) -> None:
+    def __init__(self, log: AuditLog, flush_interval_s: float = 0.0, max_batch: int = 500) -> None:
         if max_batch < 1:
             raise ConfigError("max_batch must be at least 1")
         self._log = log
@@ -366,9 +533,15 @@ class AuditWriter:
         self._lost = 0
         self._lost_reported = 0
         self._last_error: str | None = None
+        self._failure: str | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="medserve-audit-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def log(self) -> AuditLog:
+        """The audit log this writer appends to."""
+        return self._log
 
     @property
     def lost(self) -> int:
@@ -376,13 +549,26 @@ class AuditWriter:
         with self._state:
             return self._lost
 
-    def submit(self, entry: AuditEntry) -> None:
-        """Queue ``entry`` for writing; never blocks on the database."""
+    @property
+    def failure(self) -> str | None:
+        """Why the last write lost records (None once a later one succeeds), or that the
+        writer is closed: while it is set, audited requests are refused."""
+        with self._state:
+            if self._closed:
+                return "the audit writer is closed"
+            return self._failure
+
+    def submit(self, entry: AuditEntry) -> Future[int]:
+        """Queue ``entry`` for writing; never blocks on the database. The future resolves
+        to its seq once written, or fails with RegistryError."""
+        written: Future[int] = Future()
+        written.set_running_or_notify_cancel()  # cannot be cancelled: it is always written
         with self._state:
             if self._closed:
                 raise RuntimeError("the audit writer is closed")
             self._submitted += 1
-            self._queue.put(entry)
+            self._queue.put((entry, written))
+        return written
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait until everything submitted so far is written (or lost: then RegistryError)."""
@@ -396,16 +582,26 @@ class AuditWriter:
             self._raise_if_lost()
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Stop accepting entries, write all queued ones, stop the thread. Idempotent."""
+        """Stop accepting entries, write all queued ones, stop the thread. Idempotent.
+
+        Runs at shutdown: losses were reported as they happened, so it logs one line
+        about them (and about a thread that did not finish) rather than raising."""
         with self._state:
             if not self._closed:
                 self._closed = True
                 self._queue.put(_STOP)
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            raise RegistryError(f"the audit writer did not finish within {timeout_s} s")
+            logger.error("the audit writer did not finish within %s s", timeout_s)
+            return
         with self._state:
-            self._raise_if_lost()
+            if self._lost > self._lost_reported:
+                logger.error(
+                    "%d audit records could not be written since the service started: %s",
+                    self._lost,
+                    self._last_error,
+                )
+                self._lost_reported = self._lost
 
     def __enter__(self) -> AuditWriter:
         return self
@@ -441,23 +637,75 @@ class AuditWriter:
             self._write(batch)
         # submit() refuses entries once _STOP is queued, so nothing is left behind it.
 
-    def _write(self, batch: list[AuditEntry]) -> None:
+    def _write(self, batch: list[tuple[AuditEntry, Future[int]]]) -> None:
+        written: list[tuple[Future[int], int]] = []
+        lost: list[tuple[Future[int], Exception]] = []
+        error = self._append(batch, self.RETRY_DELAYS_S, written)
+        if error is None:
+            pass
+        elif len(batch) == 1 or not _may_be_one_entry(error):
+            lost = [(future, error) for _, future in batch]
+        else:
+            # Retried and still failing: one entry may be unstorable. Halve down to single
+            # entries, each tried once, so that it costs no other entry its record.
+            lost = self._bisect(batch, written)
+        # The state first, then the futures: whoever a future wakes sees ``failure`` as
+        # this write left it.
+        with self._state:
+            if lost:
+                self._lost += len(lost)
+                self._last_error = one_line(lost[-1][1])
+                self._failure = (
+                    f"{len(lost)} audit records could not be written: {self._last_error}"
+                )
+                logger.error("could not write %d audit records: %s", len(lost), self._last_error)
+            else:
+                self._failure = None
+            self._finished += len(batch)
+            self._state.notify_all()
+        for future, seq in written:
+            future.set_result(seq)
+        for future, failure in lost:
+            future.set_exception(
+                RegistryError(f"the audit record could not be written: {one_line(failure)}")
+            )
+
+    def _bisect(
+        self, batch: list[tuple[AuditEntry, Future[int]]], written: list[tuple[Future[int], int]]
+    ) -> list[tuple[Future[int], Exception]]:
+        lost: list[tuple[Future[int], Exception]] = []
+        pending = [batch]
+        while pending:
+            part = pending.pop()
+            error = self._append(part, (), written)
+            if error is None:
+                continue
+            if len(part) == 1:
+                lost.append((part[0][1], error))
+            else:
+                half = len(part) // 2
+                pending.extend((part[half:], part[:half]))  # the first half is written first
+        return lost
+
+    def _append(
+        self,
+        batch: list[tuple[AuditEntry, Future[int]]],
+        retry_delays_s: Iterable[float],
+        written: list[tuple[Future[int], int]],
+    ) -> Exception | None:
+        """Write ``batch``, retrying after each delay; adds its (future, seq) pairs to
+        ``written``, or returns the error of the last try when it never succeeded."""
         error: Exception | None = None
-        for delay_s in (*self.RETRY_DELAYS_S, None):
+        for delay_s in (*retry_delays_s, None):
             try:
-                self._log.append_many(batch)
-                error = None
-                break
-            # The thread must outlive any failure, or flush() and close() would
-            # wait forever; the error is logged and re-raised by flush()/close().
+                seqs = self._log.append_many(entry for entry, _ in batch)
+            # The thread must outlive any failure, or flush() and close() would wait
+            # forever; the error is logged and reported through the futures and flush().
             except Exception as failure:  # noqa: BLE001
                 error = failure
                 if delay_s is not None:
                     time.sleep(delay_s)
-        with self._state:
-            if error is not None:
-                self._lost += len(batch)
-                self._last_error = one_line(error)
-                logger.error("could not write %d audit records: %s", len(batch), self._last_error)
-            self._finished += len(batch)
-            self._state.notify_all()
+                continue
+            written.extend(zip((future for _, future in batch), seqs, strict=True))
+            return None
+        return error

@@ -1,5 +1,6 @@
-"""Per-key request limits behind one small interface: the in-process limiter serves one
-replica; a shared one (Redis, PostgreSQL) can take its place when the service scales out."""
+"""Request limits per key (an API key's id, or a client address for requests without a
+valid key) behind one small interface: the in-process limiter serves one replica; a
+shared one (Redis, PostgreSQL) can take its place when the service scales out."""
 
 from __future__ import annotations
 
@@ -26,12 +27,25 @@ class RateLimiter(Protocol):
 
 class MemoryRateLimiter:
     """Fixed one-minute windows per key, in this process only; 0 requests per minute means
-    no limit. Safe to share between threads."""
+    no limit. Safe to share between threads. Only the current minute's counts are kept, so
+    many keys (addresses) seen once cost no memory after their minute.
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.time) -> None:
+    ``counted`` and ``per`` name what is counted, for whom, in the message ("requests"
+    and "key": "... 60 requests per minute reached for this key ...")."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.time,
+        *,
+        counted: str = "requests",
+        per: str = "key",
+    ) -> None:
         self.per_minute = per_minute
         self._clock = clock
-        self._windows: dict[str, tuple[int, int]] = {}
+        self._counted, self._per = counted, per
+        self._window = -1
+        self._counts: dict[str, int] = {}  # in self._window
         self._lock = threading.Lock()
 
     def check(self, key_id: str) -> None:
@@ -40,14 +54,14 @@ class MemoryRateLimiter:
         now = self._clock()
         window = int(now // WINDOW_S)
         with self._lock:
-            start, count = self._windows.get(key_id, (window, 0))
-            if start != window:
-                start, count = window, 0
+            if window != self._window:  # a new minute: every earlier count has expired
+                self._window, self._counts = window, {}
+            count = self._counts.get(key_id, 0)
             if count >= self.per_minute:
                 retry_after = max(1, math.ceil((window + 1) * WINDOW_S - now))
                 raise RateLimited(
-                    f"rate limit of {self.per_minute} requests per minute reached for this "
-                    f"key; retry in {retry_after} s",
+                    f"rate limit of {self.per_minute} {self._counted} per minute reached for "
+                    f"this {self._per}; retry in {retry_after} s",
                     retry_after,
                 )
-            self._windows[key_id] = (start, count + 1)
+            self._counts[key_id] = count + 1

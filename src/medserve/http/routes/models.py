@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path
 
+from medserve.data.disclosure import shown_bounds, shown_levels, withheld_columns
 from medserve.data.schema import Schema
 from medserve.http.deps import AnyKey, AuditSubject, RegistryDep
 from medserve.http.schemas import (
@@ -19,6 +20,8 @@ from medserve.scoring.validation import plausible_range
 from medserve.storage import ModelVersion
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
+# Versions are 32-bit integers in the database (PostgreSQL INTEGER).
+MAX_VERSION = 2**31 - 1
 ModelName = Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="Registered model name.")
 
 
@@ -36,11 +39,13 @@ def summary(version: ModelVersion) -> VersionSummary:
 
 def detail(version: ModelVersion) -> VersionDetail:
     schema = Schema.model_validate(version.schema)
+    withheld = withheld_columns(schema)  # what de-identification flagged: nothing shown
     columns = []
     for spec in schema.columns:
         if spec.role != "feature":
             continue
-        ranged = spec.numeric_encoded and spec.minimum is not None
+        bounds = shown_bounds(spec, withheld) if spec.numeric_encoded else None
+        accepted = plausible_range(spec) if bounds else None
         columns.append(
             ColumnOut(
                 name=spec.name,
@@ -48,10 +53,10 @@ def detail(version: ModelVersion) -> VersionDetail:
                 role=spec.role,
                 required=True,
                 nullable=True,
-                categories=spec.categories if not spec.numeric_encoded else None,
-                training_range=[spec.minimum, spec.maximum] if ranged else None,
-                accepted_range=list(plausible_range(spec)) if ranged else None,
-                missing_tokens=spec.missing_tokens,
+                categories=shown_levels(spec, withheld) if not spec.numeric_encoded else None,
+                training_range=list(bounds) if bounds else None,
+                accepted_range=list(accepted) if accepted else None,
+                missing_tokens=[] if spec.name in withheld else spec.missing_tokens,
             )
         )
     return VersionDetail(
@@ -101,7 +106,7 @@ def get_version(
     subject: AuditSubject,
     registry: RegistryDep,
     name: str = ModelName,
-    version: int = Path(ge=1),
+    version: int = Path(ge=1, le=MAX_VERSION),
 ) -> VersionDetail:
     subject.model, subject.model_version = name, version
     return detail(registry.get(f"{name}:{version}"))

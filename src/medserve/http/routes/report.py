@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse, Response
 
 from medserve.config import Settings
-from medserve.flows import stored_report
+from medserve.flows.report import stored_report
 from medserve.http.deps import AnyKey, AuditSubject, RegistryDep, SettingsDep
 from medserve.http.observability import AuditSubject as Subject
 from medserve.http.routes.models import ModelName

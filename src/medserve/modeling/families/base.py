@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from medserve.errors import ConfigError, ExplanationUnavailable
-from medserve.modeling.preprocess import encoded_sources
+from medserve.modeling.preprocess import build_preprocessor, encoded_sources
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -192,6 +192,14 @@ def make_pipeline(family: str, schema: Schema, *, seed: int = 0) -> Pipeline:
 
 
 # --- helpers the families share ------------------------------------------------------------
+
+
+def preprocessed(schema: Schema, estimator: Any, *, impute: bool = True, scale: bool = True) -> Any:
+    """The pipeline most families build: the schema's preprocessing, then ``estimator``."""
+    from sklearn.pipeline import Pipeline
+
+    preprocess = build_preprocessor(schema, impute=impute, scale=scale)
+    return Pipeline([("preprocess", preprocess), ("model", estimator)])
 
 
 def estimator_of(pipeline: Pipeline) -> Any:

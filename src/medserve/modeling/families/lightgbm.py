@@ -25,9 +25,9 @@ from medserve.modeling.families.base import (
     estimator_of,
     first_value,
     matrix_attributor,
+    preprocessed,
 )
 from medserve.modeling.model import TrainedModel
-from medserve.modeling.preprocess import build_preprocessor
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -154,12 +154,9 @@ class LightGBMFamily:
     libraries: Mapping[str, str] = MappingProxyType({"lightgbm": "lightgbm"})
 
     def build(self, schema: Schema, *, seed: int = 0) -> Pipeline:
-        return Pipeline(
-            [
-                ("preprocess", build_preprocessor(schema, impute=False, scale=False)),
-                ("model", EarlyStoppedLGBMClassifier(random_state=seed)),
-            ]
-        )
+        # LightGBM routes missing values itself and needs no scaling.
+        model = EarlyStoppedLGBMClassifier(random_state=seed)
+        return preprocessed(schema, model, impute=False, scale=False)
 
     def compile(self, pipeline: Pipeline, encoding: EncodedInput) -> BoosterRisk | None:
         booster = _booster(pipeline)

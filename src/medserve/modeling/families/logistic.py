@@ -23,9 +23,9 @@ from medserve.modeling.families.base import (
     estimator_of,
     first_value,
     matrix_attributor,
+    preprocessed,
 )
 from medserve.modeling.model import TrainedModel
-from medserve.modeling.preprocess import build_preprocessor
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class LogisticFamily:
             max_iter=500,
             random_state=seed,
         )
-        return Pipeline([("preprocess", build_preprocessor(schema)), ("model", estimator)])
+        return preprocessed(schema, estimator)
 
     def compile(self, pipeline: Pipeline, encoding: EncodedInput) -> LinearRisk | None:
         estimator = _binary_linear(pipeline)

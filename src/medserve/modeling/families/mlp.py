@@ -28,9 +28,9 @@ from medserve.modeling.families.base import (
     estimator_of,
     first_value,
     matrix_attributor,
+    preprocessed,
 )
 from medserve.modeling.model import TrainedModel
-from medserve.modeling.preprocess import build_preprocessor
 
 if TYPE_CHECKING:
     import torch
@@ -224,12 +224,7 @@ class MLPFamily:
     libraries: Mapping[str, str] = MappingProxyType({"torch": "torch", "shap": "shap"})
 
     def build(self, schema: Schema, *, seed: int = 0) -> Pipeline:
-        return Pipeline(
-            [
-                ("preprocess", build_preprocessor(schema)),
-                ("model", TorchMLPClassifier(random_state=seed)),
-            ]
-        )
+        return preprocessed(schema, TorchMLPClassifier(random_state=seed))
 
     def compile(self, pipeline: Pipeline, encoding: EncodedInput) -> NetworkRisk | None:
         network = _network_of(pipeline)

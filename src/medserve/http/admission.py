@@ -1,0 +1,250 @@
+"""Credentials before the body: one pure ASGI middleware that decides, from the headers
+alone, whether a request may be read at all.
+
+For every path but the open ones (the health checks), before a byte of the body is read:
+
+1. two or more ``Authorization`` headers → 400 (which one would count is ambiguous);
+2. no credential, a malformed one, or a key that is unknown or revoked → 401; the key is
+   looked up (a database query) on the app's key-lookup threads, never on the event loop;
+3. each such refusal counts against the client's address (``scope["client"]``, which
+   uvicorn sets from a trusted proxy's ``X-Forwarded-For`` when told to): past its limit
+   per minute the address gets 429 with ``Retry-After`` instead, so that no address can
+   make the service answer (and audit) unauthenticated requests as fast as it can send;
+4. a valid key over its own rate limit → 429, as before, but now before the body;
+5. a valid key whose role the matched route does not admit → 403 (each route's roles are
+   read once from its dependencies: ``require_role`` in http/deps.py);
+6. a body sent to a route that reads JSON, with another media type → 415.
+
+A request that passes goes on with its key in ``scope[ADMITTED_KEY]``, which the
+``authenticated`` dependency (http/deps.py) takes instead of querying again. Unknown
+paths need a credential too (401 without one): no one learns the route map, and a flood
+of them is limited like any other.
+
+For the audit trail, a request refused before its key was known (steps 1-3) keeps
+``request_record(scope).key`` None and carries ``scope[PREAUTH_REFUSAL]``: one of
+"unauthenticated" (401), "rate_limited" (429 by address) or "duplicate_credentials"
+(400), so that the trail can count these in aggregate instead of one record each. The
+refused request's route is put in ``scope["route"]`` (as the over-long body refusal
+does), so that its metrics and audit name the route it was sent to. Steps 4 to 6 know
+the key: they record it in ``request_record(scope).key``, as the dependencies did.
+
+The body of a refused request is never read or parsed. What the client still sends
+would be read and dropped by uvicorn to keep the connection; for a request refused
+before its key was known whose body is over DRAINED_BODY_BYTES (or of unknown length),
+the answer says ``Connection: close`` instead: reading a flood's 16 MiB bodies to the
+end kept a legitimate caller's p50 at 4-10x its unloaded value (measured with
+bench/unauthenticated_flood.py). A client that writes all of such a body before reading
+may then see the connection reset rather than its 401; one with a smaller body, or one
+that sends ``Expect: 100-continue`` (curl does, for large bodies), gets the 401."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import iter_route_contexts
+from starlette.routing import BaseRoute, Match
+
+from medserve.errors import AuthError, MedserveError, RateLimited
+from medserve.http.deps import ADMITTED_KEY, RoleRequirement, role_refusal
+from medserve.http.observability import request_record
+from medserve.http.problems import error_problem, problem
+from medserve.security.api_keys import ApiKey, ApiKeyStore
+from medserve.security.rate_limit import RateLimiter
+
+# Why a request was refused before its key was known (for the audit trail).
+PREAUTH_REFUSAL = "medserve.preauth_refusal"
+DUPLICATE_CREDENTIALS = "duplicate_credentials"
+UNAUTHENTICATED = "unauthenticated"
+ADDRESS_RATE_LIMITED = "rate_limited"
+JSON_MEDIA_TYPE = "application/json"
+# A refused key-less request's body up to this size is drained, so the client reads its
+# answer on a kept connection; past it, the connection is closed (module docstring).
+DRAINED_BODY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RouteNeeds:
+    """What a route asks of a caller before its body is worth reading."""
+
+    roles: frozenset[str] | None  # None: any valid key
+    reads_json: bool
+
+
+def route_needs(dependant: Dependant | None) -> RouteNeeds:
+    """The roles every ``require_role`` in the route's dependency tree admits, and whether
+    the route reads a JSON body."""
+    roles: frozenset[str] | None = None
+    reads_json = False
+    for node in _walk(dependant):
+        if isinstance(node.call, RoleRequirement):
+            roles = node.call.allowed if roles is None else roles & node.call.allowed
+        reads_json = reads_json or bool(node.body_params)
+    return RouteNeeds(roles, reads_json)
+
+
+def _walk(dependant: Dependant | None) -> Iterator[Dependant]:
+    if dependant is not None:
+        yield dependant
+        for sub in dependant.dependencies:
+            yield from _walk(sub)
+
+
+class CredentialsBeforeBody:
+    """Pure ASGI middleware; see the module docstring. ``routes`` is the app's own (live)
+    list, read at the first request, when the app has all its routes."""
+
+    def __init__(
+        self,
+        app: Callable,
+        *,
+        routes: Sequence[BaseRoute],
+        open_paths: Collection[str],
+        keys: ApiKeyStore,
+        key_lookups: Executor,
+        key_limiter: RateLimiter,
+        address_limiter: RateLimiter,
+    ) -> None:
+        self.app = app
+        self._routes = routes
+        self._open_paths = frozenset(open_paths)
+        self._keys = keys
+        self._key_lookups = key_lookups
+        self._key_limiter = key_limiter
+        self._address_limiter = address_limiter
+        self._table: list[tuple[Any, BaseRoute, RouteNeeds]] | None = None
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] in self._open_paths:
+            await self.app(scope, receive, send)
+            return
+        credentials = [value for name, value in scope["headers"] if name == b"authorization"]
+        token = _bearer_token(credentials[0]) if len(credentials) == 1 else None
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        route, needs = self._match(scope)
+        key, error = await asyncio.get_running_loop().run_in_executor(
+            self._key_lookups, self._admit, token, address
+        )
+        response = None
+        if key is None:
+            if isinstance(error, RateLimited):
+                scope[PREAUTH_REFUSAL] = ADDRESS_RATE_LIMITED
+                response = error_problem(error)
+            elif len(credentials) > 1:
+                scope[PREAUTH_REFUSAL] = DUPLICATE_CREDENTIALS
+                response = problem(
+                    400,
+                    f"{len(credentials)} Authorization headers: send exactly one, "
+                    "'Authorization: Bearer <API key>'",
+                    kind="duplicate-credentials",
+                    code="duplicate_credentials",
+                )
+            else:
+                assert error is not None  # no key: always a reason
+                scope[PREAUTH_REFUSAL] = UNAUTHENTICATED
+                response = error_problem(error)
+        else:
+            if error is None and needs is not None and needs.roles is not None:
+                error = role_refusal(key, needs.roles)
+            if error is not None:
+                response = error_problem(error)
+            elif needs is not None and needs.reads_json and _sends_body(scope):
+                response = _media_type_refusal(scope)
+            if response is not None:
+                request_record(scope).key = key  # refused with a known key: audited with it
+        if response is not None:
+            if key is None and not _small_body(scope):
+                response.headers["Connection"] = "close"
+            if route is not None:
+                scope["route"] = route  # so that its metrics (and audit) name the route
+            await response(scope, receive, send)
+            return
+        scope[ADMITTED_KEY] = key
+        await self.app(scope, receive, send)
+
+    def _admit(self, token: str | None, address: str) -> tuple[ApiKey | None, MedserveError | None]:
+        """On a key-lookup thread: the key and, if refused, why. Only a request without a
+        valid key counts against its address."""
+        key = self._keys.authenticate(token) if token is not None else None
+        try:
+            if key is None:
+                self._address_limiter.check(address)
+                return None, AuthError(
+                    "missing credential: send 'Authorization: Bearer <API key>'"
+                    if token is None
+                    else "the API key is not valid or has been revoked"
+                )
+            self._key_limiter.check(key.id)
+        except RateLimited as limited:
+            return key, limited
+        return key, None
+
+    def _match(self, scope: dict) -> tuple[BaseRoute | None, RouteNeeds | None]:
+        """The route the request is for (a full match, else the first partial one, e.g. a
+        wrong method), and what it needs when the match is full."""
+        if self._table is None:
+            self._table = [
+                (context, context.original_route, route_needs(getattr(context, "dependant", None)))
+                for context in iter_route_contexts(self._routes)
+            ]
+        partial = None
+        for context, route, needs in self._table:
+            match, _ = context.matches(scope)
+            if match is Match.FULL:
+                return route, needs
+            if match is Match.PARTIAL and partial is None:
+                partial = route
+        return partial, None
+
+
+def _bearer_token(value: bytes) -> str | None:
+    scheme, _, token = value.decode("latin-1").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _header(scope: dict, name: bytes) -> bytes | None:
+    for header, value in scope["headers"]:
+        if header == name:
+            return value
+    return None
+
+
+def _small_body(scope: dict) -> bool:
+    """True when the request declares a body of at most DRAINED_BODY_BYTES (or none)."""
+    if _header(scope, b"transfer-encoding") is not None:
+        return False
+    length = _header(scope, b"content-length")
+    try:
+        return length is None or int(length) <= DRAINED_BODY_BYTES
+    except ValueError:
+        return False
+
+
+def _sends_body(scope: dict) -> bool:
+    length = _header(scope, b"content-length")
+    return _header(scope, b"transfer-encoding") is not None or (
+        length is not None and length.strip() not in (b"", b"0")
+    )
+
+
+def _media_type_refusal(scope: dict) -> Any:
+    """A 415 unless the body is JSON (``application/json`` or ``application/*+json``)."""
+    value = _header(scope, b"content-type")
+    media = (value or b"").decode("latin-1").partition(";")[0].strip().lower()
+    if media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json")):
+        return None
+    sent = f"'{media}'" if media else "no Content-Type"
+    return problem(
+        415,
+        f"this route reads {JSON_MEDIA_TYPE}; the request sent {sent}: "
+        f"send 'Content-Type: {JSON_MEDIA_TYPE}' and a JSON body",
+        kind="unsupported-media-type",
+        code="unsupported_media_type",
+        headers={"Accept-Post": JSON_MEDIA_TYPE},
+    )
