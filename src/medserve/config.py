@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         description="Requests without a valid API key answered per client address per minute "
         "(401, 400); past it, 429. 0 = unlimited.",
     )
+    key_cache_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds the server trusts an API key it has just looked up before it "
+        "looks it up again (a revoked key is refused at most this long after revocation); "
+        "0 = look every key up on every request.",
+    )
     serve_stage: str = Field(default="production", description="Stage served by default.")
 
     def risk_bands(self, risks: list[float]) -> list[str]:

@@ -10,6 +10,8 @@ import socket
 
 import pytest
 
+from medserve.security.api_keys import ApiKeyStore
+
 PREDICT = "/v1/models/heart/predict"
 UNKNOWN_KEY = "ms_000000000000_" + "x" * 43
 DECLARED_BODY_BYTES = 1024 * 1024  # under the body limit: refused for who sends it, not size
@@ -179,3 +181,71 @@ def test_a_body_with_too_many_records_is_413_before_each_is_validated(start_serv
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
     assert "50000 records in one request; the limit is 1000" in response.json()["detail"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_steady_caller_is_looked_up_once_per_cache_period(service, heart_records, monkeypatch):
+    keys, recent = service.app.state.keys, service.app.state.recent_keys
+    clock = Clock()
+    monkeypatch.setattr(recent, "clock", clock)
+    lookups: list[str] = []
+    authenticate = keys.authenticate
+    monkeypatch.setattr(
+        keys, "authenticate", lambda token: lookups.append(token) or authenticate(token)
+    )
+    with service.client("predictor") as client:
+        for _ in range(5):
+            assert client.post(PREDICT, json={"records": heart_records[:1]}).status_code == 200
+        assert len(lookups) == 1
+        clock.now += recent.ttl_s
+        assert client.post(PREDICT, json={"records": heart_records[:1]}).status_code == 200
+    assert len(lookups) == 2
+
+
+def test_a_revoked_key_is_refused_once_the_cache_period_has_passed(
+    service, heart_records, monkeypatch
+):
+    recent = service.app.state.recent_keys
+    clock = Clock()
+    monkeypatch.setattr(recent, "clock", clock)
+    with service.client("predictor") as client:
+        assert client.post(PREDICT, json={"records": heart_records[:1]}).status_code == 200
+        # Revoked from another process (`medserve keys revoke`): the database says so.
+        ApiKeyStore(service.app.state.registry.engine).revoke(service.key_ids["predictor"])
+        clock.now += recent.ttl_s - 0.01  # still within the period this server trusts it
+        assert client.post(PREDICT, json={"records": heart_records[:1]}).status_code == 200
+        clock.now += 0.01
+        refused = client.post(PREDICT, json={"records": heart_records[:1]})
+    assert refused.status_code == 401
+    assert "revoked" in refused.json()["detail"]
+
+
+def test_without_a_cache_period_a_revoked_key_is_refused_at_once(start_service, heart_records):
+    service = start_service(key_cache_s=0)
+    with service.client("predictor") as client:
+        assert client.post(PREDICT, json={"records": heart_records[:1]}).status_code == 200
+        ApiKeyStore(service.app.state.registry.engine).revoke(service.key_ids["predictor"])
+        assert client.post(PREDICT, json={"records": heart_records[:1]}).status_code == 401
+
+
+def test_the_cache_keeps_no_token_and_forgets_the_oldest_past_its_size():
+    from medserve.security import key_cache
+    from medserve.security.api_keys import ApiKey
+
+    recent = key_cache.RecentKeys(60)
+    keys = [
+        ApiKey(id=f"k{i:03d}", role="predictor", name=None, created_at=None, revoked_at=None)
+        for i in range(key_cache.MAX_KEYS + 1)
+    ]
+    for index, key in enumerate(keys):
+        recent.put(f"token-{index}", key)
+    assert recent.get("token-0") is None  # the oldest went first
+    assert recent.get(f"token-{key_cache.MAX_KEYS}") is keys[-1]
+    assert not any(stored.startswith("token-") for stored in recent._keys)

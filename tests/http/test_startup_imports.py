@@ -15,7 +15,9 @@ from medserve.config import Settings
 from medserve.storage import Registry
 from support.servers import copy_models
 
-HEAVY = ("torch", "shap", "matplotlib", "statsmodels", "lightgbm", "interpret")
+# Runtimes other families, report pages or training need; Alembic only when a database
+# must be migrated (this one already is).
+HEAVY = ("torch", "shap", "matplotlib", "statsmodels", "lightgbm", "interpret", "alembic")
 
 SERVE_ONE_PREDICTION = textwrap.dedent(
     """

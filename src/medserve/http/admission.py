@@ -5,7 +5,9 @@ For every path but the open ones (the health checks), before a byte of the body 
 
 1. two or more ``Authorization`` headers → 400 (which one would count is ambiguous);
 2. no credential, a malformed one, or a key that is unknown or revoked → 401; the key is
-   looked up (a database query) on the app's key-lookup threads, never on the event loop;
+   looked up (a database query) on the app's key-lookup threads, never on the event loop,
+   unless this process authenticated it within the last ``key_cache_s`` seconds
+   (security/key_cache.py: a revoked key is refused at most that long after revocation);
 3. each such refusal counts against the client's address (``scope["client"]``, which
    uvicorn sets from a trusted proxy's ``X-Forwarded-For`` when told to): past its limit
    per minute the address gets 429 with ``Retry-After`` instead, so that no address can
@@ -54,6 +56,7 @@ from medserve.http.deps import ADMITTED_KEY, RoleRequirement, role_refusal
 from medserve.http.observability import request_record
 from medserve.http.problems import error_problem, problem
 from medserve.security.api_keys import ApiKey, ApiKeyStore
+from medserve.security.key_cache import RecentKeys
 from medserve.security.rate_limit import RateLimiter
 
 # Why a request was refused before its key was known (for the audit trail).
@@ -108,6 +111,7 @@ class CredentialsBeforeBody:
         key_lookups: Executor,
         key_limiter: RateLimiter,
         address_limiter: RateLimiter,
+        recent_keys: RecentKeys,
     ) -> None:
         self.app = app
         self._routes = routes
@@ -116,6 +120,7 @@ class CredentialsBeforeBody:
         self._key_lookups = key_lookups
         self._key_limiter = key_limiter
         self._address_limiter = address_limiter
+        self._recent = recent_keys
         self._table: list[tuple[Any, BaseRoute, RouteNeeds]] | None = None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -127,9 +132,13 @@ class CredentialsBeforeBody:
         client = scope.get("client")
         address = client[0] if client else "unknown"
         route, needs = self._match(scope)
-        key, error = await asyncio.get_running_loop().run_in_executor(
-            self._key_lookups, self._admit, token, address
-        )
+        recent = self._recent.get(token) if token is not None else None
+        if recent is not None and not self._key_limiter.blocking:
+            key, error = recent, self._limit(recent)  # nothing to wait for: no thread hop
+        else:
+            key, error = await asyncio.get_running_loop().run_in_executor(
+                self._key_lookups, self._admit, token, address
+            )
         response = None
         if key is None:
             if isinstance(error, RateLimited):
@@ -170,19 +179,30 @@ class CredentialsBeforeBody:
     def _admit(self, token: str | None, address: str) -> tuple[ApiKey | None, MedserveError | None]:
         """On a key-lookup thread: the key and, if refused, why. Only a request without a
         valid key counts against its address."""
-        key = self._keys.authenticate(token) if token is not None else None
+        key = self._recent.get(token) if token is not None else None
+        if key is None and token is not None:
+            key = self._keys.authenticate(token)
+            if key is not None:
+                self._recent.put(token, key)
+        if key is not None:
+            return key, self._limit(key)
         try:
-            if key is None:
-                self._address_limiter.check(address)
-                return None, AuthError(
-                    "missing credential: send 'Authorization: Bearer <API key>'"
-                    if token is None
-                    else "the API key is not valid or has been revoked"
-                )
+            self._address_limiter.check(address)
+        except RateLimited as limited:
+            return None, limited
+        return None, AuthError(
+            "missing credential: send 'Authorization: Bearer <API key>'"
+            if token is None
+            else "the API key is not valid or has been revoked"
+        )
+
+    def _limit(self, key: ApiKey) -> RateLimited | None:
+        """The key's own rate limit: None, or why this request is over it."""
+        try:
             self._key_limiter.check(key.id)
         except RateLimited as limited:
-            return key, limited
-        return key, None
+            return limited
+        return None
 
     def _match(self, scope: dict) -> tuple[BaseRoute | None, RouteNeeds | None]:
         """The route the request is for (a full match, else the first partial one, e.g. a

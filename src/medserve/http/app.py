@@ -22,6 +22,7 @@ from medserve.scoring.catalog import ModelCatalog
 from medserve.scoring.predictor import Predictor
 from medserve.security.api_keys import ApiKeyStore
 from medserve.security.audit import AuditLog, AuditWriter
+from medserve.security.key_cache import RecentKeys
 from medserve.security.rate_limit import MemoryRateLimiter, RateLimiter
 from medserve.storage import Registry
 from medserve.storage.keystore import KeyStore
@@ -68,6 +69,7 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     app.state.registry = registry
     app.state.keys = ApiKeyStore(registry.engine)
     app.state.key_lookups = key_lookups
+    app.state.recent_keys = RecentKeys(settings.key_cache_s)
     app.state.audit = audit_writer
     app.state.catalog = catalog
     app.state.predictor = Predictor(settings.risk_bands, settings.max_records)
@@ -93,6 +95,7 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
             counted="requests without a valid API key",
             per="address",
         ),
+        recent_keys=app.state.recent_keys,
     )
     app.add_middleware(
         RequestBookkeeping,

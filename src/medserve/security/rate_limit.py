@@ -16,8 +16,10 @@ WINDOW_S = 60
 
 
 class RateLimiter(Protocol):
-    """Counts requests per API key; ``check`` may block (a shared store is a network call),
-    so callers run it off the event loop."""
+    """Counts requests per API key. ``check`` may block (a shared store is a network call):
+    then ``blocking`` is True and callers run it off the event loop."""
+
+    blocking: bool
 
     def check(self, key_id: str) -> None:
         """Count one request for ``key_id``; RateLimited (with a retry delay) when the key
@@ -32,6 +34,8 @@ class MemoryRateLimiter:
 
     ``counted`` and ``per`` name what is counted, for whom, in the message ("requests"
     and "key": "... 60 requests per minute reached for this key ...")."""
+
+    blocking = False  # a dictionary under a lock: cheap enough for the event loop
 
     def __init__(
         self,

@@ -20,7 +20,6 @@ from typing import Any
 
 import joblib  # type: ignore[import-untyped]
 import numpy as np
-from alembic.util.exc import CommandError
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
@@ -35,6 +34,7 @@ from medserve.storage.artifacts import (
     write_artifact,
 )
 from medserve.storage.database import (
+    MigrationError,
     describe_url,
     lock_for_write,
     migrate,
@@ -133,7 +133,7 @@ class Registry:
         try:
             engine = open_engine(url)
             migrate(engine)
-        except (sa_exc.SQLAlchemyError, CommandError, ImportError, OSError) as error:
+        except (sa_exc.SQLAlchemyError, MigrationError, ImportError, OSError) as error:
             if engine is not None:
                 engine.dispose()
             raise RegistryError(
