@@ -11,12 +11,10 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse, Response
 
 from medserve.config import Settings
-from medserve.flows.report import stored_report
 from medserve.http.deps import AnyKey, AuditSubject, RegistryDep, SettingsDep
 from medserve.http.observability import AuditSubject as Subject
-from medserve.http.routes.models import ModelName
+from medserve.http.routes.models import MAX_VERSION, ModelName
 from medserve.http.schemas import ERROR_RESPONSES
-from medserve.reporting.html import CONTENT_SECURITY_POLICY
 from medserve.storage import Registry
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
@@ -63,6 +61,11 @@ class ReportReader:
     accept: str | None
 
     def answer(self, name: str, version: int | None) -> Response:
+        # Imported at the first report asked for: the typed reports and the page template
+        # cost a server ~10 MB it needs only then.
+        from medserve.flows.report import stored_report
+        from medserve.reporting.html import CONTENT_SECURITY_POLICY
+
         ref = name if version is None else f"{name}:{version}"
         self.subject.model, self.subject.model_version = name, version
         # ModelNotFound (no such model or version, or one registered without a report)
@@ -110,6 +113,6 @@ def get_report(reader: Reader, name: str = ModelName) -> Response:
     responses=_REPORT_RESPONSES,
 )
 def get_version_report(
-    reader: Reader, name: str = ModelName, version: int = Path(ge=1)
+    reader: Reader, name: str = ModelName, version: int = Path(ge=1, le=MAX_VERSION)
 ) -> Response:
     return reader.answer(name, version)
