@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from medserve.cli import audit, deid, demo, keys, models, report, serve, train
+from medserve.cli import audit, deid, demo, evaluate, keys, models, predict, report, serve, train
 
 app = typer.Typer(
     name="medserve",
@@ -13,7 +13,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for commands in (train.app, report.app, serve.app, demo.app, deid.app):
+for commands in (train.app, evaluate.app, predict.app, report.app, serve.app, demo.app, deid.app):
     app.registered_commands += commands.registered_commands
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")

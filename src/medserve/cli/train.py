@@ -1,4 +1,5 @@
-"""`medserve train|evaluate|predict|schema|demo`: from a table to a registered model."""
+"""`medserve train|schema`: from a table to a registered model (and a preview of how it
+will be read)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from medserve.cli._common import (
     schema_table,
     settings,
 )
-from medserve.cli.deid import RawCellsFlag
+from medserve.cli.options import GroupOption, IntendedUseOption, ModelCardOption
 from medserve.config import Settings
 from medserve.modeling.families import AUTO, auto_candidates, family_names
 
@@ -34,27 +35,6 @@ MODEL_HELP = (
     f"{'|'.join((AUTO, *family_names()))}: {AUTO} cross-validates "
     f"{', '.join(auto_candidates())} and keeps the best."
 )
-
-GroupOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--group",
-        help="Column whose levels get their own metrics in the report (repeatable: "
-        "--group site --group sex).",
-    ),
-]
-IntendedUseOption = Annotated[
-    str | None,
-    typer.Option("--intended-use", help="What the model is for, in a sentence (for the report)."),
-]
-ModelCardOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--model-card",
-        help="YAML with intended_use, intended_users, out_of_scope, limitations, contact.",
-    ),
-]
-
 
 @app.command()
 @handle_errors
@@ -130,93 +110,6 @@ def train(
         print_json(outcome.to_json())
         return
     show_training(outcome)
-
-
-@app.command()
-@handle_errors
-def evaluate(
-    model: Annotated[str, typer.Argument(help="NAME or NAME:VERSION")],
-    data: Annotated[Path, typer.Argument(help="Labelled data from another site or period.")],
-    target: Annotated[
-        str | None, typer.Option(help="Outcome column, if named differently.")
-    ] = None,
-    seed: int = 0,
-    group: GroupOption = None,
-    intended_use: IntendedUseOption = None,
-    model_card: ModelCardOption = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """External validation of a stored model on new labelled data, with its report."""
-    from medserve.flows import evaluate_stored
-
-    outcome = evaluate_stored(
-        settings(),
-        model,
-        data,
-        target=target,
-        seed=seed,
-        groups=group or [],
-        intended_use=intended_use,
-        model_card=model_card,
-    )
-    if as_json:
-        print_json(outcome.to_json())
-        return
-    for notice in outcome.notices:  # warnings' text may hold brackets: not markup
-        err.print(f"[yellow]notice:[/] {escape(notice)}", soft_wrap=True)
-    out.print(
-        metrics_table(
-            outcome.metrics,
-            f"{outcome.version.ref} on {data.name} ({outcome.n_rows} rows, "
-            f"{outcome.n_events} events)",
-        )
-    )
-    out.print(f"report: {outcome.report_html}\n  JSON: {outcome.report_path}")
-
-
-@app.command()
-@handle_errors
-def predict(
-    model: Annotated[str, typer.Argument(help="NAME or NAME:VERSION")],
-    data: Annotated[Path, typer.Argument(help="Records to score (same columns as training).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write scores.")],
-    explain: Annotated[
-        bool,
-        typer.Option(
-            "--explain",
-            help="Add risk_band, explanation_summary and explanation (JSON: space, method, "
-            "base_value, contributions per column) to every row.",
-        ),
-    ] = False,
-    score_unseen_levels: Annotated[
-        bool,
-        typer.Option(
-            "--score-unseen-levels",
-            help="Score levels never seen in training as no known level (explanations mark "
-            "them) instead of refusing the file, as the HTTP API refuses them.",
-        ),
-    ] = False,
-    raw_cells: RawCellsFlag = False,
-    as_json: JsonFlag = False,
-) -> None:
-    """Batch scoring: writes the input columns plus `risk` and `label`."""
-    from medserve.flows import predict_file
-
-    version, rows = predict_file(
-        settings(),
-        model,
-        data,
-        output,
-        explain=explain,
-        score_unseen_levels=score_unseen_levels,
-        raw_cells=raw_cells,
-    )
-    if as_json:
-        print_json(
-            {"model": version.name, "version": version.version, "rows": rows, "output": str(output)}
-        )
-    else:
-        out.print(f"scored {rows} rows with {version.ref} → {output}")
 
 
 @app.command("schema")
