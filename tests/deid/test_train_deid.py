@@ -170,3 +170,25 @@ def test_the_schema_record_names_the_columns_flagged_for_review(fake) -> None:
     record = schema_record(deidentify(frame, key=bytes(32)).report)
     assert record["safe_harbor"] is False and record["review"] == ["notes"]
     assert schema_record(deidentify(frame, key=bytes(32)).report.to_json()) == record
+
+
+def test_a_column_deid_flags_for_review_is_no_feature_unless_declared(tmp_path, heart_csv):
+    """Found in review: a kept but flagged column stayed a feature, and a predictor key
+    could then probe its values (the 422 for an unseen level, the risk it moves)."""
+    from medserve.flows.prepare import TrainRequest, prepare
+
+    frame = pd.read_csv(heart_csv)
+    escorts = ["Anna Berg", "Jonas Weber", "Marta Silva", "Peter Novak", "Laura Rossi"]
+    frame["escort"] = [escorts[i % len(escorts)] for i in range(len(frame))]
+    path = tmp_path / "visits.csv"
+    frame.to_csv(path, index=False)
+    request = dict(data=path, name="heart", target="num", positive_if=">0", deid=True)
+    prepared = prepare(Settings(home=tmp_path / "home"), TrainRequest(**request))
+    assert prepared.schema.deidentification["review"] == ["escort"]
+    assert prepared.schema.column("escort").role == "ignore"
+    assert any("flagged 'escort' for review: not used" in n for n in prepared.schema.notices)
+
+    declared = tmp_path / "schema.yaml"
+    declared.write_text("columns:\n  escort: {role: feature}\n")
+    kept = prepare(Settings(home=tmp_path / "home"), TrainRequest(**request, schema_file=declared))
+    assert kept.schema.column("escort").role == "feature"

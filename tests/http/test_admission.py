@@ -249,3 +249,23 @@ def test_the_cache_keeps_no_token_and_forgets_the_oldest_past_its_size():
     assert recent.get("token-0") is None  # the oldest went first
     assert recent.get(f"token-{key_cache.MAX_KEYS}") is keys[-1]
     assert not any(stored.startswith("token-") for stored in recent._keys)
+
+
+def test_a_huge_declared_body_without_a_key_writes_no_audit_record(start_service, heart_records):
+    """Found in review: a body declared over the limit was refused (413) before the key
+    was checked, and each refusal became an audit record, past the address limit."""
+    from sqlalchemy import text
+
+    service = start_service(max_body_bytes=20_000, unauthenticated_per_minute=5)
+    huge = {"Content-Length": str(10**12), "Content-Type": "application/json"}
+    with service.client(role=None) as client:
+        statuses = [client.post(PREDICT, headers=huge).status_code for _ in range(12)]
+        statuses += [client.post("/nope", headers=huge).status_code for _ in range(3)]
+    with service.client("predictor") as client:
+        keyed = client.post(PREDICT, headers=huge)
+    assert set(statuses[:5]) == {401} and set(statuses[5:]) == {429}
+    assert keyed.status_code == 413 and "over the limit of 20000 bytes" in keyed.text
+    service.app.state.audit.flush(timeout_s=10)
+    with service.app.state.registry.engine.connect() as connection:
+        rows = connection.execute(text("SELECT key_id, status FROM audit_log")).all()
+    assert [(row.key_id, row.status) for row in rows] == [(service.key_ids["predictor"], 413)]

@@ -530,3 +530,25 @@ def test_no_checkpoint_vouches_for_a_broken_chain(log: AuditLog, engine: Engine)
         connection.execute(text("UPDATE audit_log SET n_records = 0 WHERE seq = 2"))
     with pytest.raises(IntegrityError, match="broken at record 2"):
         log.checkpoint()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"mac": "é" * 64}, {"hash": "zz"}, {"seq": True}, {"seq": -1}, {"mac": 7}],
+    ids=["non-ascii-mac", "short-hash", "bool-seq", "negative-seq", "number-mac"],
+)
+def test_a_malformed_checkpoint_is_refused_as_not_a_checkpoint(log: AuditLog, change) -> None:
+    """Found in review: a non-ASCII MAC crashed the comparison with a TypeError."""
+    fill(log, 2)
+    with pytest.raises(ConfigError, match="not an audit checkpoint"):
+        Checkpoint.from_dict({**log.checkpoint().to_dict(), **change})
+
+
+def test_a_head_mac_that_is_not_text_fails_its_check_without_crashing(
+    log: AuditLog, engine: Engine
+) -> None:
+    fill(log, 2)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_head SET mac = :mac"), {"mac": "é" * 64})
+    assert "fails its MAC check" in (log.head_problem() or "")
+    assert not log.verify().ok

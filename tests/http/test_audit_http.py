@@ -78,7 +78,7 @@ def test_each_refusal_of_a_declared_route_leaves_one_record(limited_service, hea
         "malformed": ("predictor", {"json": {"rows": []}}, 422, None, None, None),
         "invalid": ("predictor", {"json": {"records": [{"age": "x"}]}}, 422, "heart", 1, 1),
         "too-many": ("predictor", {"json": thirty}, 413, "heart", None, 30),
-        "declared-too-big": ("trainer", {"content": big_body}, 413, None, None, None),
+        "declared-too-big": ("predictor", {"content": big_body}, 413, None, None, None),
         "streamed-too-big": ("predictor", {"content": iter([big_body])}, 413, None, None, None),
     }
     for request_id, (role, kwargs, status, *_) in cases.items():
@@ -96,9 +96,8 @@ def test_each_refusal_of_a_declared_route_leaves_one_record(limited_service, hea
             version,
             n_records,
         ), request_id
-        # Refused before the key was read (a declared body over the limit): no key in it.
-        known = request_id != "declared-too-big"
-        assert record["key_id"] == (key_ids[role] if known else None), request_id
+        # Refused from its headers (http/admission.py), after the key: audited with it.
+        assert record["key_id"] == key_ids[role], request_id
 
 
 def test_the_route_declares_its_audit_not_its_url(tmp_path, serve_app):
@@ -183,9 +182,9 @@ def test_health_checks_leave_no_record(limited_service):
     service = limited_service
     for request_id, path in {"live": "/healthz", "ready": "/readyz"}.items():
         assert send(service, None, "GET", path, request_id).status_code == 200
-    # Also when refused: a body over the limit is refused before routing.
+    # Also when refused: a GET route sent a large body answers 405 without reading it.
     too_big = send(service, None, "POST", "/healthz", "big", content=b"x" * 30_000)
-    assert too_big.status_code == 413
+    assert too_big.status_code == 405
     by_request = audit_by_request(service)
     assert not by_request.sent("live", "ready", "big")
 
@@ -346,3 +345,22 @@ def test_a_client_request_id_is_echoed_but_never_stored(service, heart_records, 
     assert mrn not in repr(rows)
     assert mrn not in json.dumps(list(by_request._log.export()))
     assert mrn not in caplog.text and mrn not in repr([r.__dict__ for r in caplog.records])
+
+
+def test_a_model_name_that_names_no_model_stays_out_of_the_trail(service, heart_records):
+    """Found in review: any string in the URL's model slot was stored as the model."""
+    mrn_like = "mrn-004417-smith"
+    assert send(service, "auditor", "GET", f"/v1/models/{mrn_like}", "unknown").status_code == 404
+    assert send(service, "auditor", "GET", "/v1/models/heart", "known").status_code == 200
+    unknown, known = only_record(service, "unknown"), only_record(service, "known")
+    assert unknown["model"] is None and unknown["status"] == 404
+    assert known["model"] == "heart"
+    assert mrn_like not in json.dumps(
+        list(
+            service.app.state.registry.engine.connect()
+            .execute(text("SELECT * FROM audit_log"))
+            .mappings()
+            .all()
+        ),
+        default=str,
+    )

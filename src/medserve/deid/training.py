@@ -83,6 +83,15 @@ def deidentify_for_training(
                     f"de-identification: {int(grouped.sum())} ages in '{outcome.column}' over "
                     f"89 became '{TOP_AGE}' and are modelled as {TOP_AGE_VALUE}"
                 )
+    for flag in result.report.review:
+        if flag.column in table and flag.column != target:
+            # Values that look like identifiers are no feature: a model would answer for
+            # them, so any key could probe them. A schema file can still declare it.
+            overrides[flag.column] = {"role": "ignore"}
+            notices.append(
+                f"de-identification flagged '{flag.column}' for review: not used as a "
+                "feature; once checked, declare it in a schema file (role: feature)"
+            )
     changed = {o.column: o.action for o in result.columns if o.action != "keep"}
     notices.insert(0, f"de-identified before training: {_described(changed)}")
     warning = result.safe_harbor_warning()

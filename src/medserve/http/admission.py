@@ -12,7 +12,10 @@ For every path but the open ones (the health checks), before a byte of the body 
    uvicorn sets from a trusted proxy's ``X-Forwarded-For`` when told to): past its limit
    per minute the address gets 429 with ``Retry-After`` instead, so that no address can
    make the service answer (and audit) unauthenticated requests as fast as it can send;
-4. a valid key over its own rate limit → 429, as before, but now before the body;
+4. a valid key over its own rate limit → 429, as before, but now before the body; a body
+   declared over ``max_body_bytes`` → 413; anything while the audit trail cannot be
+   written → 503 (each audited with its key: the first whose record is written ends the
+   outage);
 5. a valid key whose role the matched route does not admit → 403 (each route's roles are
    read once from its dependencies: ``require_role`` in http/deps.py);
 6. a body sent to a route that reads JSON, with another media type → 415.
@@ -51,11 +54,12 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute, Match
 
-from medserve.errors import AuthError, MedserveError, RateLimited
+from medserve.errors import AuthError, MedserveError, PayloadTooLarge, RateLimited
 from medserve.http.deps import ADMITTED_KEY, RoleRequirement, role_refusal
-from medserve.http.observability import request_record
+from medserve.http.observability import audit_unavailable, request_record
 from medserve.http.problems import error_problem, problem
 from medserve.security.api_keys import ApiKey, ApiKeyStore
+from medserve.security.audit import AuditWriter
 from medserve.security.key_cache import RecentKeys
 from medserve.security.rate_limit import RateLimiter
 
@@ -112,6 +116,8 @@ class CredentialsBeforeBody:
         key_limiter: RateLimiter,
         address_limiter: RateLimiter,
         recent_keys: RecentKeys,
+        max_body_bytes: int,
+        audit: Callable[[], AuditWriter | None],
     ) -> None:
         self.app = app
         self._routes = routes
@@ -121,6 +127,8 @@ class CredentialsBeforeBody:
         self._key_limiter = key_limiter
         self._address_limiter = address_limiter
         self._recent = recent_keys
+        self._max_body_bytes = max_body_bytes
+        self._audit = audit
         self._table: list[tuple[Any, BaseRoute, RouteNeeds]] | None = None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -164,6 +172,8 @@ class CredentialsBeforeBody:
                 response = error_problem(error)
             elif needs is not None and needs.reads_json and _sends_body(scope):
                 response = _media_type_refusal(scope)
+            if response is None:
+                response = self._refusal_of_a_known_key(scope)
             if response is not None:
                 request_record(scope).key = key  # refused with a known key: audited with it
         if response is not None:
@@ -195,6 +205,23 @@ class CredentialsBeforeBody:
             if token is None
             else "the API key is not valid or has been revoked"
         )
+
+    def _refusal_of_a_known_key(self, scope: dict) -> Any:
+        """What a caller with a valid key may still be refused before the body: a body
+        declared over the limit (413), or anything while the audit trail cannot be written
+        (503: nothing is answered unaudited)."""
+        writer = self._audit()
+        if writer is not None and writer.failure is not None:
+            return audit_unavailable()
+        declared = _content_length(scope)
+        if declared is not None and declared > self._max_body_bytes:
+            return error_problem(
+                PayloadTooLarge(
+                    f"request body of {declared} bytes is over the limit of "
+                    f"{self._max_body_bytes} bytes; send fewer records per request"
+                )
+            )
+        return None
 
     def _limit(self, key: ApiKey) -> RateLimited | None:
         """The key's own rate limit: None, or why this request is over it."""
@@ -233,6 +260,13 @@ def _header(scope: dict, name: bytes) -> bytes | None:
         if header == name:
             return value
     return None
+
+
+def _content_length(scope: dict) -> int | None:
+    try:
+        return int(_header(scope, b"content-length") or b"")
+    except ValueError:
+        return None
 
 
 def _small_body(scope: dict) -> bool:

@@ -16,7 +16,7 @@ from medserve.http.admission import CredentialsBeforeBody
 from medserve.http.audited import DeclaredRoutes
 from medserve.http.deps import Scoring
 from medserve.http.observability import RequestBookkeeping, ServiceMetrics
-from medserve.http.problems import install_problem_handlers, problem
+from medserve.http.problems import install_problem_handlers
 from medserve.http.routes import health, metadata, metrics, models, predict, report
 from medserve.scoring.catalog import ModelCatalog
 from medserve.scoring.predictor import Predictor
@@ -96,6 +96,8 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
             per="address",
         ),
         recent_keys=app.state.recent_keys,
+        max_body_bytes=settings.max_body_bytes,
+        audit=lambda: app.state.audit,
     )
     app.add_middleware(
         RequestBookkeeping,
@@ -103,6 +105,5 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         audit=lambda: app.state.audit,
         audited=DeclaredRoutes(app.routes),
         max_body_bytes=settings.max_body_bytes,
-        too_large=lambda detail: problem(413, detail),
     )
     return app

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute
 
 from medserve.http.deps import audit_subject
 
@@ -26,8 +26,7 @@ def declares_audit_subject(dependant: Dependant | None) -> bool:
 
 
 class DeclaredRoutes:
-    """The audited routes of one app: ``declared(scope['route'])`` for a routed request,
-    ``route_of(scope)`` for one refused before routing (an over-long body).
+    """The audited routes of one app: ``declared(scope['route'])``.
 
     ``routes`` is the app's own (live) list, read at the first request, when the app has
     all its routes: the middleware asks from the event loop, one request at a time."""
@@ -40,18 +39,6 @@ class DeclaredRoutes:
     def declared(self, route: object) -> bool:
         found = self._table().get(id(route))
         return found is not None and found[0] is route and found[1]
-
-    def route_of(self, scope: dict[str, Any]) -> BaseRoute | None:
-        self._table()
-        assert self._contexts is not None
-        partial = None
-        for context in self._contexts:
-            match, _ = context.matches(scope)
-            if match is Match.FULL:
-                return context.original_route
-            if match is Match.PARTIAL and partial is None:
-                partial = context.original_route
-        return partial
 
     def _table(self) -> dict[int, tuple[BaseRoute, bool]]:
         if self._contexts is None:

@@ -9,20 +9,21 @@ redirect) is audited too, as route "(unmatched)": the service cannot tell what i
 meant to reach, so it keeps the trace. Only the routes that declare nothing (the health
 checks) leave no record.
 
-Refusals before authentication are counted, not audited: a 401 (no key, or one that is
-not valid) and a 429 without a known key (the per-address limit in front of
-authentication) leave no record of their own, as they name nobody and would let anyone
-fill the trail, but count in ``medserve_refused_requests_total{reason}`` ("unauthenticated",
-"rate_limited", "duplicate_credentials": the reason http/admission.py leaves in
-``scope[PREAUTH_REFUSAL]``). Every request made with a valid key is audited, 403 and 404 included.
+Refusals before authentication are counted, not audited: a request whose key is not
+known (a 401, a 429 by address, a 400 for two credentials) leaves no record of its own,
+as it names nobody and would let anyone fill the trail, but counts in
+``medserve_refused_requests_total{reason}`` (the reason http/admission.py leaves in
+``scope[PREAUTH_REFUSAL]``). No key, no record. Every request made with a valid key is
+audited, 403, 404 and 413 included.
 
 The record is durable before the answer leaves (fail closed): for an audited request the
 middleware holds back ``http.response.start``, submits the record to the AuditWriter,
 awaits its commit (the writer still commits many requests' records in one transaction),
 and only then lets the response go. If the record cannot be written the client gets a
 503 problem+json instead of the answer. While the writer's last write failed (or the
-writer is closed), audited requests are refused with 503 before they run; each such
-refusal is itself audited, and the first whose record is written again ends the outage.
+writer is closed), http/admission.py refuses requests with a valid key with 503 before
+they run; each such refusal is itself audited, and the first whose record is written
+again ends the outage.
 
 A client's own X-Request-ID is echoed in the response (header and body) for its own
 correlation, but the trail and the access log hold only its keyed hash (``c-`` + 32 hex,
@@ -65,6 +66,8 @@ PREAUTH_REFUSAL = "medserve.preauth_refusal"
 # Where http/admission.py leaves the key it admitted (http/deps.py ADMITTED_KEY; named here
 # too because deps.py imports this module).
 ADMITTED_KEY = "medserve.admitted_key"
+# Why a request without a known key was refused, when http/admission.py did not say.
+NO_KEY_REASONS = {401: "unauthenticated", 429: "rate_limited", 413: "too_large"}
 # The model label of a model name the catalog does not serve (URLs can name anything).
 OTHER_MODEL = "other"
 AUDIT_UNAVAILABLE = (
@@ -106,8 +109,6 @@ class AuditedRoutes(Protocol):
     """Which routes declared an audit subject (see http/audited.py)."""
 
     def declared(self, route: object) -> bool: ...
-
-    def route_of(self, scope: dict[str, Any]) -> object | None: ...
 
 
 class ServiceMetrics:
@@ -164,16 +165,6 @@ def _pseudonym(client_request_id: str, writer: AuditWriter | None) -> str:
 _PROCESS_SALT = secrets.token_bytes(16)
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
 @dataclass(slots=True)
 class _Exchange:
     """How one request's answer went, as the middleware follows it."""
@@ -198,7 +189,6 @@ class RequestBookkeeping:
         audit: Callable[[], AuditWriter | None],
         audited: AuditedRoutes,
         max_body_bytes: int,
-        too_large: Callable[[str], Any],
         durable_audit: bool = True,
     ) -> None:
         self.app = app
@@ -206,7 +196,6 @@ class RequestBookkeeping:
         self.audit = audit
         self.audited = audited
         self.max_body_bytes = max_body_bytes
-        self.too_large = too_large
         self.durable_audit = durable_audit
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -234,17 +223,14 @@ class RequestBookkeeping:
                 exchange.status, exchange.started = message["status"], True
                 if not await self._audit_before_answer(scope, record, exchange, writer):
                     exchange.replaced, exchange.status = True, 503
-                    await _unavailable()(scope, receive, send_plain)
+                    await audit_unavailable()(scope, receive, send_plain)
                     return
             await send_plain(message)
 
+        # A body declared over the limit is refused by http/admission.py (it knows the key
+        # by then); here, one that grows over the limit as it streams in.
         limit = self.max_body_bytes
-        declared = _content_length(headers)
         try:
-            refusal = self._refusal_before_routing(scope, declared, writer)
-            if refusal is not None:
-                await refusal(scope, receive, send_with_id)
-                return
             received = 0
 
             async def limited_receive() -> dict:
@@ -272,27 +258,6 @@ class RequestBookkeeping:
             if exchange.pending is not None and writer is not None:
                 self._submit_after_answer(writer, exchange.pending)
             self._account(scope, record, exchange.status, time.perf_counter() - started)
-
-    def _refusal_before_routing(
-        self, scope: dict, declared: int | None, writer: AuditWriter | None
-    ) -> Any:
-        """The response for a request refused before it is routed (a declared body over the
-        limit; any audited request while the audit trail cannot be written), or None."""
-        failing = writer is not None and writer.failure is not None
-        if not failing and (declared is None or declared <= self.max_body_bytes):
-            return None
-        # Refused before routing: name the route it was sent to all the same.
-        route = self.audited.route_of(scope)
-        if route is not None:
-            scope["route"] = route
-        if failing and (route is None or self.audited.declared(route)):
-            return _unavailable()
-        if declared is not None and declared > self.max_body_bytes:
-            return self.too_large(
-                f"request body of {declared} bytes is over the limit of "
-                f"{self.max_body_bytes} bytes; send fewer records per request"
-            )
-        return None
 
     async def _audit_before_answer(
         self, scope: dict, record: RequestRecord, exchange: _Exchange, writer: AuditWriter | None
@@ -331,13 +296,14 @@ class RequestBookkeeping:
         # A key the admission middleware admitted counts even when the request was refused
         # before a dependency recorded it (a record count over the limit).
         key = record.key or scope.get(ADMITTED_KEY)
-        reason = scope.get(PREAUTH_REFUSAL)
-        if reason is None and (status == 401 or (status == 429 and key is None)):
-            reason = "unauthenticated" if status == 401 else "rate_limited"
-        if reason is not None:
+        if key is None:  # refused before its key was known: counted, never a record
+            reason = scope.get(PREAUTH_REFUSAL) or NO_KEY_REASONS.get(status, "no_key")
             self.metrics.refused.labels(reason).inc()
             return None
         subject, client = record.subject, scope.get("client")
+        # A name from a URL is kept when it named a model: answered, or one served. Any
+        # other string a client put there (an MRN, say) stays out of the trail.
+        known = status < 400 or _model_label(scope, subject.model) == subject.model
         return AuditEntry(
             route=getattr(route, "path", None) or UNMATCHED,
             method=scope["method"],
@@ -345,8 +311,8 @@ class RequestBookkeeping:
             request_id=record.logged_id,
             key_id=key.id if key else None,
             role=key.role if key else None,
-            model=subject.model,
-            model_version=subject.model_version,
+            model=subject.model if known else None,
+            model_version=subject.model_version if known else None,
             n_records=subject.n_records,
             client=client[0] if client else None,
         )
@@ -376,7 +342,8 @@ class RequestBookkeeping:
             )
 
 
-def _unavailable() -> Any:
+def audit_unavailable() -> Any:
+    """The 503 for a request refused because its audit record cannot be written."""
     return problem(503, AUDIT_UNAVAILABLE, kind="audit-unavailable", headers={"Retry-After": "1"})
 
 

@@ -106,7 +106,7 @@ class ApiKeyStore:
             row = connection.execute(_AUTHENTICATE, {"key_id": match.group(1)}).one_or_none()
         if row is None or row.revoked_at is not None:
             return None
-        if not hmac.compare_digest(row.secret_hash, token_hash(token)):
+        if not hmac.compare_digest(str(row.secret_hash).encode(), token_hash(token).encode()):
             return None
         return _key(row)
 

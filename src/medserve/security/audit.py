@@ -43,6 +43,7 @@ import json
 import logging
 import operator
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -91,6 +92,7 @@ TEXT_LIMITS = {
     "client": 255,
 }
 READ_BATCH = 1000
+HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 # The integer columns are 32-bit (PostgreSQL INTEGER): a larger value cannot be stored.
 INT_MAX = 2**31 - 1
 
@@ -164,8 +166,11 @@ class Checkpoint:
         """From ``to_dict``'s JSON; ConfigError when it is not one."""
         try:
             fields = {name: data[name] for name in ("seq", "hash", "at", "mac")}
-            if not isinstance(fields["seq"], int) or not all(
-                isinstance(fields[name], str) for name in ("hash", "at", "mac")
+            seq, digests = fields["seq"], (fields["hash"], fields["mac"])
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                raise TypeError
+            if not isinstance(fields["at"], str) or not all(
+                isinstance(digest, str) and HEX_DIGEST.fullmatch(digest) for digest in digests
             ):
                 raise TypeError
         except (KeyError, TypeError):
@@ -269,10 +274,16 @@ class AuditLog:
                 "run `medserve audit verify`"
             )
         with _snapshot(self._engine) as connection:
-            head = connection.execute(
-                select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == HEAD_ID)
-            ).one_or_none()
-        seq, head_hash = (head.seq, head.hash) if head is not None else (0, GENESIS_HASH)
+            # Read again, so checked again: the head's MAC (a head written since the verify
+            # is vouched for only if the audit key made it) and the record it names.
+            seq, head_hash = self._head_for_append(connection)
+            named = connection.execute(
+                select(AuditRecordRow.hash).where(AuditRecordRow.seq == seq)
+            ).scalar_one_or_none()
+        if seq and named != head_hash:
+            raise IntegrityError(
+                f"the audit head names record {seq}, whose hash differs: no checkpoint written"
+            )
         moment = _iso(at or _now())
         return Checkpoint(seq, head_hash, moment, self._checkpoint_mac(seq, head_hash, moment))
 
@@ -282,7 +293,7 @@ class AuditLog:
         Finds what no check inside the database can: the tail cut with an old head put
         back, or the audit tables rolled back to a backup taken before the checkpoint."""
         expected = self._checkpoint_mac(checkpoint.seq, checkpoint.hash, checkpoint.at)
-        if not hmac.compare_digest(checkpoint.mac, expected):
+        if not _same(checkpoint.mac, expected):
             raise IntegrityError(
                 "the checkpoint fails its MAC check (the file was altered, or was written "
                 "with another audit key)"
@@ -329,7 +340,7 @@ class AuditLog:
                     "appended; run `medserve audit verify`"
                 )
             return 0, GENESIS_HASH
-        if not hmac.compare_digest(head.mac, self._head_mac(head.seq, head.hash)):
+        if not _same(head.mac, self._head_mac(head.seq, head.hash)):
             raise IntegrityError(
                 "the audit head fails its MAC check (altered, or this service uses another "
                 "audit key): nothing was appended; run `medserve audit verify`"
@@ -351,7 +362,7 @@ class AuditLog:
         if record["prev_hash"] != prev_hash:
             previous = f"record {expected_seq - 1}" if expected_seq > 1 else "the start"
             return f"its prev_hash does not link to {previous} (records reordered or replaced)"
-        if not hmac.compare_digest(record["mac"], self._mac(record["hash"])):
+        if not _same(record["mac"], self._mac(record["hash"])):
             return "its MAC does not match (altered, or written with another audit key)"
         return None
 
@@ -362,7 +373,7 @@ class AuditLog:
             return VerifyResult(
                 False, last_seq, None, "the audit head is missing (records at the end may be gone)"
             )
-        if not hmac.compare_digest(head.mac, self._head_mac(head.seq, head.hash)):
+        if not _same(head.mac, self._head_mac(head.seq, head.hash)):
             return VerifyResult(
                 False, last_seq, None, "the audit head's MAC does not match (the head was altered)"
             )
@@ -406,6 +417,11 @@ class AuditLog:
     def _checkpoint_mac(self, seq: int, head_hash: str, at: str) -> str:
         message = f"audit_checkpoint:{seq}:{head_hash}:{at}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+
+def _same(stored: object, expected: str) -> bool:
+    """A timing-safe comparison that a tampered value (not text, not ASCII) cannot crash."""
+    return hmac.compare_digest(str(stored).encode(), expected.encode())
 
 
 def _storable_int(value: int | None) -> int | None:

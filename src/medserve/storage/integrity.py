@@ -70,7 +70,7 @@ def check_version(key: bytes, version: Any) -> None:
             "was stripped (or the row was written by a medserve older than this home's "
             f"registry key); {RESTORE_HINT}"
         )
-    if not hmac.compare_digest(version.mac, version_mac(key, version)):
+    if not hmac.compare_digest(str(version.mac).encode(), version_mac(key, version).encode()):
         raise IntegrityError(
             f"model {version.ref} was refused: its registry row does not match what was "
             "registered (its name, version, family, threshold, schema, data sha256 or the "
