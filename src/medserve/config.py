@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     key_cache_s: float = Field(
         default=2.0,
         ge=0,
+        le=60,
         description="Seconds the server trusts an API key it has just looked up before it "
         "looks it up again (a revoked key is refused at most this long after revocation); "
         "0 = look every key up on every request.",
