@@ -72,8 +72,53 @@ def test_get_by_name_without_production_returns_the_latest(
 ) -> None:
     register_model(registry, "sepsis")
     register_model(registry, "sepsis")
-    registry.archive("sepsis:1")
+    registry.archive("sepsis:1", force=True)
     assert registry.get("sepsis").ref == "sepsis:2"
+
+
+def test_get_by_name_never_falls_back_to_an_archived_version(
+    registry: Registry, register_model: RegisterModel
+) -> None:
+    """Found in use: archiving the only version left `predict NAME` using it unannounced."""
+    register_model(registry, "sepsis")
+    registry.archive("sepsis:1", force=True)
+    with pytest.raises(ModelNotFound, match=r"no production or candidate version.*'sepsis:1'"):
+        registry.get("sepsis")
+    assert registry.get("sepsis:1").stage == "archived"  # named exactly, still there
+
+
+@pytest.mark.parametrize("action", ["promote", "archive", "delete"])
+def test_a_stage_change_or_deletion_names_its_version(
+    registry: Registry, register_model: RegisterModel, action: str
+) -> None:
+    register_model(registry, "sepsis")
+    with pytest.raises(ConfigError, match=rf"name the version to {action}: 'sepsis:VERSION'"):
+        getattr(registry, action)("sepsis")
+
+
+@pytest.mark.parametrize("action", ["archive", "delete"])
+def test_the_production_version_is_archived_or_deleted_only_with_force(
+    registry: Registry, register_model: RegisterModel, action: str
+) -> None:
+    register_model(registry, "sepsis")
+    with pytest.raises(ConfigError, match="sepsis:1 is in production: promote another"):
+        getattr(registry, action)("sepsis:1")
+    assert registry.get("sepsis:1").stage == "production"
+    getattr(registry, action)("sepsis:1", force=True)
+
+
+def test_delete_removes_the_row_the_artifact_and_the_reports(
+    registry: Registry, register_model: RegisterModel, settings: Settings
+) -> None:
+    register_model(registry, "sepsis")
+    kept = register_model(registry, "sepsis")
+    gone = registry.get("sepsis:1")
+    artifact = settings.home / gone.artifact_path
+    assert artifact.is_file()
+    registry.delete("sepsis:1", force=True)
+    assert [v.ref for v in registry.list()] == [kept.ref]
+    assert not artifact.exists()
+    assert (settings.home / kept.artifact_path).is_file()
 
 
 def test_get_unknown_name_says_where_to_look(registry: Registry) -> None:

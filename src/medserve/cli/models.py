@@ -10,6 +10,7 @@ from rich.table import Table
 
 from medserve.cli._common import (
     JsonFlag,
+    err,
     fmt,
     handle_errors,
     metrics_table,
@@ -94,12 +95,49 @@ def models_promote(model: Annotated[str, typer.Argument(help="NAME:VERSION")]) -
     out.print(f"{version.ref} is now in production")
 
 
+ForceFlag = Annotated[
+    bool,
+    typer.Option("--force", help="Also when the version is in production (then none is)."),
+]
+
+
 @app.command("archive")
 @handle_errors
-def models_archive(model: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
-    """Archive a version."""
+def models_archive(
+    model: Annotated[str, typer.Argument(help="NAME:VERSION")], force: ForceFlag = False
+) -> None:
+    """Archive a version (the production one only with --force). Audited."""
+    from medserve.security.local_audit import record_local_action
     from medserve.storage import Registry
 
     with Registry(settings()) as registry:
-        version = registry.archive(model)
+        version = registry.archive(model, force=force)
+        record_local_action(
+            settings(), registry.engine, "models archive", model=version.name,
+            version=version.version,
+        )  # fmt: skip
     out.print(f"{version.ref} archived")
+    if force and version.stage == "archived":
+        err.print(
+            f"[yellow]warning:[/] '{version.name}' has no production version now: the "
+            "server serves none of it until `medserve models promote` names one"
+        )
+
+
+@app.command("delete")
+@handle_errors
+def models_delete(
+    model: Annotated[str, typer.Argument(help="NAME:VERSION")], force: ForceFlag = False
+) -> None:
+    """Delete a version: its record, encrypted artifact and reports (the production one
+    only with --force). Audited."""
+    from medserve.security.local_audit import record_local_action
+    from medserve.storage import Registry
+
+    with Registry(settings()) as registry:
+        version = registry.delete(model, force=force)
+        record_local_action(
+            settings(), registry.engine, "models delete", model=version.name,
+            version=version.version,
+        )  # fmt: skip
+    out.print(f"{version.ref} deleted")

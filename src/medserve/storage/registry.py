@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
-import getpass
 import io
 import json
 import logging
@@ -26,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from medserve.config import Settings
 from medserve.core.files import DIR_MODE, loose_mode, write_file_atomic
-from medserve.errors import ConfigError, ModelNotFound, RegistryError
+from medserve.core.user import login_name
+from medserve.errors import ConfigError, ModelNotFound, RegistryError, option
 from medserve.storage.artifacts import (
     delete_artifact,
     read_artifact,
@@ -189,7 +189,7 @@ class Registry:
             "family": family,
             "threshold": float(threshold),
             "data_sha256": data_sha256,
-            "created_by": created_by or _current_user(),
+            "created_by": created_by or login_name(),
             "schema": json_document(schema, "schema"),
             "metrics": json_document(metrics, "metrics"),
             "params": json_document(params, "params"),
@@ -340,7 +340,7 @@ class Registry:
 
     def promote(self, ref: str) -> ModelVersion:
         """Make a version production; the name's previous production version is archived."""
-        name, _ = parse_ref(ref)
+        name, _ = _exact_ref(ref, "promote")
         with Session(self._engine) as session, session.begin():
             lock_for_write(session.connection(), f"model:{name}")
             target = _resolve(session, ref)
@@ -354,14 +354,37 @@ class Registry:
                 target.stage = "production"
             return ModelVersion.from_row(target)
 
-    def archive(self, ref: str) -> ModelVersion:
-        """Retire a version; ``get(name)`` then falls back to the latest version."""
-        name, _ = parse_ref(ref)
+    def archive(self, ref: str, *, force: bool = False) -> ModelVersion:
+        """Retire a version. The production version only with ``force``: the name is then
+        served by no version until another is promoted, and ``get(name)`` falls back to
+        the latest candidate."""
+        name, _ = _exact_ref(ref, "archive")
         with Session(self._engine) as session, session.begin():
             lock_for_write(session.connection(), f"model:{name}")
             target = _resolve(session, ref)
+            _refuse_production(target, "archive", force)
             target.stage = "archived"
             return ModelVersion.from_row(target)
+
+    def delete(self, ref: str, *, force: bool = False) -> ModelVersion:
+        """Remove a version: its row, its artifact and its reports. The production version
+        only with ``force``. The row goes first (in its transaction); files follow, so a
+        failure can leave a file no row points at, never a row without its artifact."""
+        name, _ = _exact_ref(ref, "delete")
+        with Session(self._engine) as session, session.begin():
+            lock_for_write(session.connection(), f"model:{name}")
+            target = _resolve(session, ref)
+            _refuse_production(target, "delete", force)
+            removed = ModelVersion.from_row(target)
+            session.delete(target)
+        delete_artifact(self._settings, removed.artifact_path)
+        if removed.report_path is not None:
+            reports = resolve_in_home(self._settings, removed.report_path).parent
+            for path in sorted(reports.glob("*")) if reports.is_dir() else []:
+                delete_artifact(self._settings, path.relative_to(self._settings.home).as_posix())
+            with contextlib.suppress(OSError):
+                reports.rmdir()
+        return removed
 
     def close(self) -> None:
         self._engine.dispose()
@@ -449,12 +472,41 @@ def json_document(value: Any, field: str) -> Any:
     )
 
 
+def _exact_ref(ref: str, action: str) -> tuple[str, int]:
+    """NAME and VERSION of ``ref``; ConfigError when it names no version (a change of
+    stage, or a deletion, is never made to "whatever NAME resolves to")."""
+    name, version = parse_ref(ref)
+    if version is None:
+        raise ConfigError(
+            f"name the version to {action}: '{name}:VERSION' (`medserve models list` shows "
+            "the versions)"
+        )
+    return name, version
+
+
+def _refuse_production(row: ModelVersionRow, action: str, force: bool) -> None:
+    if row.stage == "production" and not force:
+        raise ConfigError(
+            f"{row.name}:{row.version} is in production: promote another version first, or "
+            f"{action} it anyway with {option('force')} (then no version of '{row.name}' is "
+            "served)"
+        )
+
+
 def _resolve(session: Session, ref: str) -> ModelVersionRow:
+    """``name:VERSION`` exactly; ``name``: its production version, else its latest
+    candidate (never an archived one: ModelNotFound saying so)."""
     name, version = parse_ref(ref)
     rows = _versions_of(session, name)
     if version is None:
         production = [row for row in rows if row.stage == "production"]
-        return production[0] if production else rows[-1]
+        candidates = [row for row in rows if row.stage == "candidate"]
+        if production or candidates:
+            return (production or candidates)[-1]
+        raise ModelNotFound(
+            f"'{name}' has no production or candidate version (all {len(rows)} are archived); "
+            f"name one ('{name}:{rows[-1].version}') or promote it"
+        )
     for row in rows:
         if row.version == version:
             return row
@@ -475,10 +527,3 @@ def _versions_of(session: Session, name: str) -> builtins.list[ModelVersionRow]:
             f"no model named {name!r} in the registry; `medserve models list` shows what is there"
         )
     return rows
-
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"

@@ -1,0 +1,49 @@
+"""What people do to models and patient data on this machine, through the command line,
+in the same audit trail as the service's requests: one record per action (deleting or
+archiving a version), written as soon as the action is done and before the command
+reports success; if it cannot be written the command fails and says so (exit code and
+one line), so no action passes for recorded that is not.
+
+A record says who (the login name, as ``role`` "local:NAME" cut to its column), what
+(``route`` "cli models delete", ``method`` "CLI"), the model and version and how many
+records were scored. As for requests, never a value or an identifier of a patient.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Engine
+
+from medserve.config import Settings
+from medserve.core.user import login_name
+from medserve.security.audit import AuditEntry, AuditLog
+from medserve.storage.keystore import KeyStore
+
+AUDIT_PURPOSE = "audit"  # the purpose key the trail is MACed with (as the service's)
+LOCAL_CLIENT = "local"
+
+
+def record_local_action(
+    settings: Settings,
+    engine: Engine,
+    action: str,
+    *,
+    model: str | None = None,
+    version: int | None = None,
+    n_records: int | None = None,
+) -> int:
+    """Append the record of ``action`` (e.g. "models delete") and return its seq; raises
+    if it cannot be written, before the caller reports the action done."""
+    entry = AuditEntry(
+        route=f"cli {action}",
+        method="CLI",
+        status=200,
+        request_id=uuid.uuid4().hex,
+        role=f"local:{login_name()}",
+        model=model,
+        model_version=version,
+        n_records=n_records,
+        client=LOCAL_CLIENT,
+    )
+    return AuditLog(engine, KeyStore(settings).purpose_key(AUDIT_PURPOSE)).append(entry)
