@@ -113,10 +113,13 @@ def test_versions_increment_and_models_list_and_show(heart_model, heart_csv):
     )
     assert second["version"] == 2
     listed = run_json("models", "list")["models"]
-    assert [(m["name"], m["version"], m["stage"]) for m in listed] == [
+    assert [(m["model"], m["version"], m["stage"]) for m in listed] == [
         ("heart", 1, "production"),
         ("heart", 2, "candidate"),
     ]
+    # Lean: one line of facts per version (its schema and lineage are in `models show`).
+    assert {m["outcome"] for m in listed} == {"num > 0"}
+    assert all("schema" not in m and "lineage" not in m for m in listed)
     shown = run_json("models", "show", "heart:2")
     assert shown["family"] == "lightgbm"
     assert shown["lineage"]["libraries"]["scikit-learn"]
@@ -137,6 +140,7 @@ def test_human_output_shows_leaderboard_metrics_and_paths(home, pima_csv):
         "pima-diabetes:1",
         "report:",
         "0 treated as missing",
+        "outcome: Outcome = 1 (the event)",
     ):
         assert text in result.output
 
@@ -395,7 +399,7 @@ def test_crash_mid_training_leaves_registry_as_it_was(
         result = run(*train_heart_args(heart_csv))
         assert result.exit_code == code, result.output
     listed = run_json("models", "list")["models"]
-    assert [(m["name"], m["version"]) for m in listed] == [("heart", 1)]
+    assert [(m["model"], m["version"]) for m in listed] == [("heart", 1)]
     assert files_under(home / "artifacts") == artifacts_before
     assert files_under(home / "reports") == reports_before
 

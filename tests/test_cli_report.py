@@ -110,6 +110,7 @@ def test_report_command_prints_the_page_and_the_json(home, tmp_path):
     shown = run("report", "heart")
     assert shown.exit_code == 0 and shown.stdout.strip() == str(html_path)
     assert run_json("report", "heart:1") == json.loads(html_path.with_suffix(".json").read_text())
+    (tmp_path / "out").mkdir()  # -o never creates folders
     copied = run("report", "heart", "-o", tmp_path / "out" / "heart.html")
     assert copied.exit_code == 0 and (tmp_path / "out" / "heart.html").read_bytes() == (
         html_path.read_bytes()
@@ -195,7 +196,7 @@ def test_bad_report_options_stop_training_and_disturb_nothing(
     result = run("train", heart_csv, *TRAIN, "--name", "heart", *options)
     assert_clean_failure(result, message, code=2)
     listed = run_json("models", "list")["models"]
-    assert [(m["name"], m["version"]) for m in listed] == [("heart", 1)]
+    assert [(m["model"], m["version"]) for m in listed] == [("heart", 1)]
     assert sorted(p.name for p in (home / "artifacts").iterdir()) == artifacts
 
 

@@ -17,6 +17,7 @@ import typer.main
 import medserve
 from medserve.cli import app
 from medserve.cli._common import cli_option
+from medserve.data.io import ReadOptions
 from medserve.flows import TrainRequest
 from medserve.flows.evaluate import evaluate_stored
 from medserve.flows.predict import predict_file
@@ -139,6 +140,7 @@ def test_every_option_an_error_names_is_a_flag_and_a_library_parameter():
     assert len(named) >= 10  # the scan sees them
     assert {cli_option(name) for name in named} <= command_line_flags()
     parameters = {field.name for field in dataclasses.fields(TrainRequest)}
+    parameters |= {field.name for field in dataclasses.fields(ReadOptions)}  # TrainRequest.read
     for function in (evaluate_stored, predict_file, Registry.archive, Registry.delete):
         parameters |= set(inspect.signature(function).parameters)
     assert named <= parameters

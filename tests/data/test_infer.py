@@ -35,9 +35,17 @@ def test_a_missing_token_in_another_case_is_missing_in_the_schema_as_in_the_data
 
 
 def test_a_level_that_is_no_token_keeps_its_spelling():
-    frame = smokers()
-    schema = infer_schema(frame, target="y", missing_tokens={"smoker": ["UNKNOWN"]})
+    frame = smokers().replace(
+        {"Unknown": "Declined", "UNKNOWN": "DECLINED", " unknown ": "declined"}
+    )
+    schema = infer_schema(frame, target="y", missing_tokens={"smoker": ["DECLINED"]})
     assert schema.column("smoker").categories == ["no", "yes"]
     unmarked = infer_schema(frame, target="y", missing_tokens={"smoker": []})
-    assert unmarked.column("smoker").categories == ["UNKNOWN", "Unknown", "no", "unknown", "yes"]
+    assert unmarked.column("smoker").categories == ["DECLINED", "Declined", "declined", "no", "yes"]
     assert unmarked.column("smoker").missing_fraction == 0.0
+
+
+def test_the_usual_words_for_no_value_are_missing_without_being_declared():
+    schema = infer_schema(smokers(), target="y")
+    assert schema.column("smoker").categories == ["no", "yes"]
+    assert schema.column("smoker").missing_fraction == 15 / 40

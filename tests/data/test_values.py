@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medserve.data import ColumnSpec, Schema
-from medserve.data.values import BLANK_TEXTS, NumberColumns, UnreadableValue, ValueReader
+from medserve.data.values import (
+    BLANK_TEXTS,
+    MISSING_WORDS,
+    NumberColumns,
+    UnreadableValue,
+    ValueReader,
+)
 from medserve.errors import SchemaError
 
 PIMA_GLUCOSE = ColumnSpec(name="Glucose", type="numeric", missing_tokens=["0"])
@@ -74,6 +80,53 @@ def test_a_text_token_in_a_numeric_column_is_not_measured(value):
 def test_what_is_not_a_number_is_refused(value, message):
     with pytest.raises(UnreadableValue, match=message):
         ValueReader.of(LAB).number(value)
+
+
+@pytest.mark.parametrize("word", sorted(MISSING_WORDS))
+def test_the_usual_words_for_no_value_are_not_measured_in_every_kind_of_column(word):
+    for spec in COLUMNS:
+        for spelling in (word, word.upper(), f" {word.title()} "):
+            assert read(spec, spelling) is None, (spec.name, spelling)
+
+
+def test_a_model_that_learned_a_missing_word_as_a_level_keeps_reading_it_so():
+    stored = ColumnSpec(name="smoker", type="categorical", categories=["no", "Unknown", "yes"])
+    assert read(stored, " UNKNOWN ") == "Unknown"
+    assert read(stored, "n/a") is None  # the blank texts are never levels
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("1,265.0", 1265.0), ("12,000", 12000.0), ("-1,234", -1234.0), ("1,234,567.25", 1234567.25)],
+)
+def test_thousands_grouped_by_commas_in_threes_are_numbers(text, number):
+    assert read(LAB, text) == number
+
+
+@pytest.mark.parametrize("text", ["1,5", "1,2345", "12,34", ",123", "1,,000", "1,000,00"])
+def test_a_comma_that_groups_no_thousands_is_no_number(text):
+    with pytest.raises(UnreadableValue, match="is not a number"):
+        ValueReader.of(LAB).number(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("<2", 2.0), ("< 0.5", 0.5), (">400", 400.0), (">= 1,000", 1000.0), ("<=3", 3.0),
+     ("≤0.1", 0.1), ("≥ 7", 7.0), ("<-1", -1.0)],
+)  # fmt: skip
+def test_a_censored_result_reads_as_its_limit(text, number):
+    assert read(LAB, text) == number
+
+
+@pytest.mark.parametrize("text", ["<abc", "<", "< inf", ">nan", "<<2", "2<"])
+def test_a_sign_before_no_number_is_no_censored_result(text):
+    with pytest.raises(UnreadableValue, match="is not a number"):
+        ValueReader.of(LAB).number(text)
+
+
+def test_a_censored_text_declared_missing_is_missing_and_its_limit_stays_a_number():
+    spec = ColumnSpec(name="troponin", type="numeric", missing_tokens=["<0.01"])
+    assert read(spec, "<0.01") is None and read(spec, "0.01") == 0.01 and read(spec, 0.01) == 0.01
 
 
 def test_booleans_are_one_and_zero_only_in_a_binary_number_column():
@@ -149,7 +202,8 @@ def test_prepare_names_the_row_of_a_boolean_in_a_numeric_column():
 
 TEXTS = st.sampled_from(
     ["0", " 0 ", "0.0", "63", " 2.3 ", "", "NA", "none", "abc", "unknown", " UNKNOWN ", "YES",
-     "no", "former", "1", "2", "2.0", "Infinity", "1_000", "not done"]
+     "no", "former", "1", "2", "2.0", "Infinity", "1_000", "not done", "1,265.0", "1,5",
+     "<2", "> 400", "<0", "-", "Unk", "<abc"]
 )  # fmt: skip
 VALUES = st.one_of(
     TEXTS,

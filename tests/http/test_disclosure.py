@@ -99,9 +99,7 @@ def test_models_show_publishes_nothing_of_a_flagged_column(flagged_service, plan
     assert (ages["minimum"], ages["maximum"]) == (25.0, 80.0)
 
 
-def test_a_string_column_with_many_levels_is_not_a_feature_unless_declared(
-    tmp_path, heart_csv
-):
+def test_a_string_column_with_many_levels_is_not_a_feature_unless_declared(tmp_path, heart_csv):
     frame = pd.read_csv(heart_csv)
     frame["guardian"] = [f"Guardian {i % 120:03d}" for i in range(len(frame))]
     path = tmp_path / "heart_guardians.csv"
@@ -114,7 +112,24 @@ def test_a_string_column_with_many_levels_is_not_a_feature_unless_declared(
     )
     guardian = outcome.schema.column("guardian")
     assert guardian.role != "feature" and guardian.categories is None
-    assert any(
-        "'guardian' has 120 different values" in notice for notice in outcome.schema.notices
-    )
+    assert any("'guardian' has 120 different values" in notice for notice in outcome.schema.notices)
     assert MAX_PUBLISHED_LEVELS < 120
+
+
+def test_a_missing_token_that_is_free_text_or_a_code_is_not_shown():
+    from medserve.data.disclosure import shown_tokens
+    from medserve.data.schema import ColumnSpec
+
+    spec = ColumnSpec(
+        name="chol",
+        type="numeric",
+        missing_tokens=[
+            "0",
+            "unknown",
+            "haemolysed",
+            "pt John Smith refused the draw",
+            "MRN 44172",
+        ],
+    )
+    assert shown_tokens(spec, frozenset()) == ["0", "unknown", "haemolysed"]
+    assert shown_tokens(spec, frozenset({"chol"})) == []

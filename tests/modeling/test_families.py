@@ -43,7 +43,9 @@ def test_the_built_in_families_in_order_and_what_auto_tries():
 def test_unknown_family_names_the_choices():
     with pytest.raises(ConfigError, match="unknown model family 'forest'; the families are "):
         get_family("forest")
-    with pytest.raises(ConfigError, match="choose auto or one of logistic, lightgbm, mlp, ebm"):
+    with pytest.raises(
+        ConfigError, match="choose auto, one of logistic, lightgbm, mlp, ebm, or several"
+    ):
         TrainOptions(family="forest").candidates()
     assert find_family("forest") is None and find_family(None) is None
 

@@ -96,3 +96,31 @@ def test_ties_on_auroc_are_broken_by_log_loss():
     assert select(rows).family == "logistic"
     rows[1].auroc_mean = 0.95
     assert select(rows).family == "lightgbm"
+
+
+def test_auto_can_choose_among_the_families_named(heart, heart_schema):
+    result = train_model(heart, heart_schema, TrainOptions(family="logistic, lightgbm", cv=3))
+    assert [row.family for row in result.leaderboard] == ["logistic", "lightgbm"]
+    assert result.model.family in {"logistic", "lightgbm"}
+
+
+@pytest.mark.parametrize("family", ["logistic,nope", "logistic,", "mlp,,lightgbm"])
+def test_a_family_list_naming_an_unknown_family_is_refused(family):
+    with pytest.raises(ConfigError, match="unknown model family"):
+        TrainOptions(family=family).candidates()
+
+
+def rows(**scores: tuple[float, float, float]) -> list[CandidateResult]:
+    return [
+        CandidateResult(family=name, auroc_mean=auroc, log_loss=loss, brier=brier)
+        for name, (auroc, loss, brier) in scores.items()
+    ]
+
+
+def test_the_selection_metric_decides_which_family_is_kept():
+    leaderboard = rows(a=(0.90, 0.40, 0.14), b=(0.85, 0.35, 0.12), c=(0.80, 0.30, 0.13))
+    assert select(leaderboard, "auroc").family == "a"
+    assert select(leaderboard, "brier").family == "b"
+    assert select(leaderboard, "logloss").family == "c"
+    with pytest.raises(ConfigError, match="unknown selection metric 'f1'"):
+        TrainOptions(metric="f1")

@@ -1,7 +1,8 @@
 """Every consumer of raw values reads them alike: schema preparation (the reference
 pipeline), the HTTP validator, the compiled scorer's encoding and the explanation summary,
-for generated schemas and values (numbers, number text with spaces, booleans, None, NaN,
-blank texts, missing tokens and training levels in any case with spaces, unseen levels)."""
+for generated schemas and values (numbers, number text with spaces, censored results and
+thousands separators, booleans, None, NaN, blank texts and missing words, missing tokens
+and training levels in any case with spaces, unseen levels)."""
 
 from __future__ import annotations
 
@@ -104,7 +105,9 @@ def values_for(spec: ColumnSpec) -> st.SearchStrategy[tuple[object, Expected]]:
         st.one_of(
             st.integers(-(10**20), 10**20),
             st.floats(allow_nan=False, allow_infinity=True),
-            st.sampled_from([10**400, [1], {"code": 1}, "1_000", "inf", "abc"]),
+            st.sampled_from(
+                [10**400, [1], {"code": 1}, "1_000", "inf", "abc", "1,5", "<abc", "<inf"]
+            ),
         ).map(lambda v: (v, Expected("any"))),
         spaced(st.sampled_from(UNSEEN_POOL).flatmap(any_case)).map(lambda v: (v, Expected("any"))),
     ]
@@ -121,6 +124,13 @@ def values_for(spec: ColumnSpec) -> st.SearchStrategy[tuple[object, Expected]]:
         choices.append(
             numbers.flatmap(lambda v: spaced(st.just(repr(v)))).map(lambda t: (t, number(float(t))))
         )
+        # Censored results read as their limit; thousands grouped by commas are numbers.
+        signs = st.sampled_from(["<", ">", "<=", ">=", "≤", "≥", "< ", "> "])
+        choices.append(
+            st.tuples(signs, numbers).map(lambda p: (p[0] + repr(p[1]), number(float(p[1]))))
+        )
+        grouped = st.integers(-(10**9), 10**9).map(lambda v: (f"{v:,}", number(float(v))))
+        choices.append(grouped)
     else:
         known = [
             level for level in spec.categories or [] if level.lower() not in reader.token_texts

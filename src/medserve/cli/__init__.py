@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from medserve.cli import audit, deid, demo, evaluate, keys, models, predict, report, serve, train
@@ -12,9 +14,31 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: typer 0.29 with rich shows every flag as taking a value ("--json <bool>").
+    rich_markup_mode=None,
 )
 for commands in (train.app, evaluate.app, predict.app, report.app, serve.app, demo.app, deid.app):
     app.registered_commands += commands.registered_commands
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from medserve import __version__
+
+        typer.echo(f"medserve {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Clinical risk models as a service: train, evaluate, register and serve."""
+
+
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")

@@ -64,8 +64,11 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except MedserveError as error:
-            err.print(f"[bold red]error:[/] {escape(error.render(cli_option))}", soft_wrap=True)
-            raise typer.Exit(exit_code(error)) from None
+            message, code = error.render(cli_option), exit_code(error)
+            err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+            if kwargs.get("as_json"):  # a program reading stdout learns what went wrong too
+                print_json({"error": _error_json(error, message, code)})
+            raise typer.Exit(code) from None
         except KeyboardInterrupt:
             err.print("interrupted: nothing was registered")
             raise typer.Exit(130) from None
@@ -73,9 +76,16 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _error_json(error: MedserveError, message: str, code: int) -> dict[str, Any]:
+    shown: dict[str, Any] = {"code": error.code, "message": message, "exit_code": code}
+    if error.location is not None:
+        shown["location"] = error.location.to_dict()
+    return shown
+
+
 # Options the command line spells other than as their Python name dashed: one value per
 # flag (``--group site --group sex``) for the library's list.
-_FLAGS = {"groups": "--group"}
+_FLAGS = {"groups": "--group", "family": "--model"}
 
 
 def cli_option(name: str) -> str:

@@ -21,6 +21,7 @@ from medserve.cli._common import (
     print_json,
     settings,
 )
+from medserve.cli.options import DecimalOption, EncodingOption, SepOption, read_options
 from medserve.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ def deid(
         bool, typer.Option("--report", help="Also write a JSON report: OUT's name + .deid.json.")
     ] = False,
     raw_cells: RawCellsFlag = False,
+    sep: SepOption = None,
+    decimal: DecimalOption = None,
+    encoding: EncodingOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     from medserve.data import read_table
@@ -76,7 +80,7 @@ def deid(
     from medserve.storage.keystore import KeyStore
 
     _check_output(data, output)
-    frame = read_table(data)
+    frame = read_table(data, read_options(sep, decimal, encoding))
     rules = load_policy(policy, frame)
     key = KeyStore(settings()).purpose_key(KEY_PURPOSE)  # logs when it creates master.key
     # A bar only on a terminal: elsewhere Rich leaves an empty line, before an error too.

@@ -17,7 +17,15 @@ from medserve.cli._common import (
     print_json,
     settings,
 )
-from medserve.cli.options import GroupOption, IntendedUseOption, ModelCardOption
+from medserve.cli.options import (
+    DecimalOption,
+    EncodingOption,
+    GroupOption,
+    IntendedUseOption,
+    ModelCardOption,
+    SepOption,
+    read_options,
+)
 
 app = typer.Typer()
 
@@ -34,6 +42,9 @@ def evaluate(
     group: GroupOption = None,
     intended_use: IntendedUseOption = None,
     model_card: ModelCardOption = None,
+    sep: SepOption = None,
+    decimal: DecimalOption = None,
+    encoding: EncodingOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """External validation of a stored model on new labelled data, with its report."""
@@ -48,6 +59,7 @@ def evaluate(
         groups=group or [],
         intended_use=intended_use,
         model_card=model_card,
+        read=read_options(sep, decimal, encoding),
     )
     if as_json:
         print_json(outcome.to_json())

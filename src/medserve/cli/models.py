@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from medserve.cli._common import (
@@ -13,6 +15,7 @@ from medserve.cli._common import (
     err,
     fmt,
     handle_errors,
+    metric_cell,
     metrics_table,
     out,
     print_json,
@@ -24,8 +27,11 @@ app = typer.Typer(help="List, inspect and stage registered models.", no_args_is_
 
 
 def version_rows(versions: list[Any]) -> Table:
+    from medserve.flows.common import outcome_of
+
     table = Table(title="Registered models", title_justify="left")
-    for column in ("model", "version", "stage", "family", "AUROC", "threshold", "created"):
+    columns = ("model", "version", "stage", "outcome", "family", "AUROC", "threshold", "created")
+    for column in columns:
         table.add_column(column)
     for v in versions:
         auroc = (v.metrics.get("auroc") or {}).get("estimate")
@@ -33,12 +39,21 @@ def version_rows(versions: list[Any]) -> Table:
             v.name,
             str(v.version),
             v.stage,
+            outcome_of(v) or "–",
             v.family,
             fmt(auroc),
             fmt(v.threshold),
             v.created_at.strftime("%Y-%m-%d %H:%M"),
         )
     return table
+
+
+def _summary(version: Any) -> dict[str, Any]:
+    from medserve.flows.common import version_json
+
+    auroc = (version.metrics.get("auroc") or {}).get("estimate")
+    created = version.created_at.isoformat()
+    return {**version_json(version), "auroc": auroc, "created_at": created}
 
 
 @app.command("list")
@@ -49,8 +64,8 @@ def models_list(as_json: JsonFlag = False) -> None:
 
     with Registry(settings()) as registry:
         versions = registry.list()
-    if as_json:
-        print_json({"models": [v.to_dict() for v in versions]})
+    if as_json:  # lean: `models show --json` has a version's schema, metrics and lineage
+        print_json({"models": [_summary(v) for v in versions]})
     elif not versions:
         out.print("no models yet: train one with `medserve train DATA --target COLUMN`")
     else:
@@ -66,14 +81,16 @@ def models_show(
     """One model version: metadata, schema (what may be shown of it), metrics, lineage."""
     from medserve.data import Schema
     from medserve.data.disclosure import public_schema
+    from medserve.flows.common import outcome_of, version_json
     from medserve.storage import Registry
 
     with Registry(settings()) as registry:
         version = registry.get(model)
     shown = public_schema(Schema.model_validate(version.schema))
     if as_json:
-        print_json({**version.to_dict(), "schema": shown})
+        print_json({**version.to_dict(), **version_json(version), "schema": shown})
         return
+    out.print(f"outcome: [bold]{escape(outcome_of(version) or 'not recorded')}[/]")
     out.print(version_rows([version]))
     out.print(schema_table(Schema.model_validate(shown)))
     out.print(metrics_table(version.metrics, "Held-out test metrics"))
@@ -141,3 +158,53 @@ def models_delete(
             version=version.version,
         )  # fmt: skip
     out.print(f"{version.ref} deleted")
+
+
+@app.command("compare")
+@handle_errors
+def models_compare(
+    first: Annotated[str, typer.Argument(help="NAME:VERSION (A)")],
+    second: Annotated[str, typer.Argument(help="NAME:VERSION (B)")],
+    data: Annotated[
+        Path | None,
+        typer.Argument(help="Labelled rows to score both on (AUROC difference, paired CI)."),
+    ] = None,
+    seed: int = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Two versions side by side: held-out metrics with CIs, data fingerprints, options;
+    with DATA, both scored on the same rows and the AUROC difference with a paired CI."""
+    from medserve.flows.compare import compare_versions
+
+    compared = compare_versions(settings(), first, second, data, seed=seed)
+    if as_json:
+        print_json(compared.to_json())
+        return
+    table = Table(title=f"{compared.a.ref} vs {compared.b.ref}", title_justify="left")
+    table.add_column("")
+    for version in (compared.a, compared.b):
+        table.add_column(version.ref)
+    from medserve.flows.common import outcome_of
+
+    table.add_row("outcome", *(outcome_of(v) or "–" for v in (compared.a, compared.b)))
+    table.add_row("family", compared.a.family, compared.b.family)
+    table.add_row("data sha256", compared.a.data_sha256[:12], compared.b.data_sha256[:12])
+    for name in ("auroc", "brier", "calibration_slope"):
+        table.add_row(
+            f"{name} (held out)",
+            *(metric_cell(v.metrics.get(name) or {}) for v in (compared.a, compared.b)),
+        )
+    out.print(table)
+    same = "the same data" if compared.same_data else "different data"
+    out.print(
+        f"trained on {same}; options that differ: "
+        f"{', '.join(compared.differing_options()) or 'none'}"
+    )
+    if compared.on_data is not None:
+        on = compared.on_data
+        low, high = on.difference.ci95
+        out.print(
+            f"on {on.source} ({on.n_rows} rows, {on.n_events} events): AUROC "
+            f"{on.auroc_a:.3f} vs {on.auroc_b:.3f}, difference {on.difference.estimate:+.3f} "
+            f"(95% CI {low:+.3f} to {high:+.3f}, paired bootstrap)"
+        )

@@ -1,12 +1,15 @@
-"""Options more than one command takes (train and evaluate): the report's groups, the
-intended use and the model card."""
+"""Options more than one command takes: the report's groups, the intended use and the
+model card (train and evaluate); how a CSV is read (every command that reads a table)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from medserve.data import ReadOptions
 
 GroupOption = Annotated[
     list[str] | None,
@@ -27,3 +30,36 @@ ModelCardOption = Annotated[
         help="YAML with intended_use, intended_users, out_of_scope, limitations, contact.",
     ),
 ]
+
+# How a CSV file is read (train, schema, evaluate, predict, deid): guessed when not given.
+SepOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sep",
+        help="CSV delimiter: , ; tab or | (default: sniffed from a .csv's first lines; tab "
+        "for .tsv).",
+    ),
+]
+DecimalOption = Annotated[
+    str | None,
+    typer.Option(
+        "--decimal",
+        help="Decimal mark in a CSV: . or , (default: , in semicolon-separated files, as "
+        "European Excel writes them; . otherwise).",
+    ),
+]
+EncodingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--encoding",
+        help="Text encoding of a CSV, e.g. utf-8, cp1252, latin-1 (default: UTF-8, else "
+        "Windows-1252 with a notice).",
+    ),
+]
+
+
+def read_options(sep: str | None, decimal: str | None, encoding: str | None) -> ReadOptions:
+    """The reading options the three flags give (a ConfigError names a bad one)."""
+    from medserve.data import ReadOptions
+
+    return ReadOptions(sep=sep, decimal=decimal, encoding=encoding)

@@ -9,6 +9,7 @@ import typer
 
 from medserve.cli._common import JsonFlag, handle_errors, out, print_json, settings
 from medserve.cli.deid import RawCellsFlag
+from medserve.cli.options import DecimalOption, EncodingOption, SepOption, read_options
 
 app = typer.Typer()
 
@@ -36,6 +37,9 @@ def predict(
         ),
     ] = False,
     raw_cells: RawCellsFlag = False,
+    sep: SepOption = None,
+    decimal: DecimalOption = None,
+    encoding: EncodingOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Batch scoring: writes the input columns plus `risk` and `label`."""
@@ -49,6 +53,7 @@ def predict(
         explain=explain,
         score_unseen_levels=score_unseen_levels,
         raw_cells=raw_cells,
+        read=read_options(sep, decimal, encoding),
     )
     if as_json:
         print_json(

@@ -29,9 +29,12 @@ def report(
     as_json: JsonFlag = False,
 ) -> None:
     """The model report (TRIPOD+AI style): prints the path of its self-contained HTML page."""
+    from medserve.data.io import check_output
     from medserve.flows import restore_page, stored_report
     from medserve.storage import Registry
 
+    if output is not None:
+        check_output(output, suffixes=None)
     config = settings()
     with Registry(config) as registry:
         found = stored_report(registry, config, model)
@@ -41,7 +44,6 @@ def report(
     # A report stored without its page (an older release) gets it written now.
     shown = found.json_path if as_json else restore_page(found)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shown, output)
         shown = output
     out.print(str(shown.resolve()), soft_wrap=True)

@@ -21,7 +21,15 @@ from medserve.cli._common import (
     schema_table,
     settings,
 )
-from medserve.cli.options import GroupOption, IntendedUseOption, ModelCardOption
+from medserve.cli.options import (
+    DecimalOption,
+    EncodingOption,
+    GroupOption,
+    IntendedUseOption,
+    ModelCardOption,
+    SepOption,
+    read_options,
+)
 from medserve.config import Settings
 from medserve.modeling.families import AUTO, auto_candidates, family_names
 
@@ -32,8 +40,9 @@ app = typer.Typer()
 
 # The choices as the families registry has them (`medserve train --help`).
 MODEL_HELP = (
-    f"{'|'.join((AUTO, *family_names()))}: {AUTO} cross-validates "
-    f"{', '.join(auto_candidates())} and keeps the best."
+    f"{'|'.join((AUTO, *family_names()))}, or several joined by commas "
+    f"(logistic,lightgbm): {AUTO} cross-validates {', '.join(auto_candidates())}, a list "
+    "those families, and keeps the best."
 )
 
 @app.command()
@@ -59,6 +68,13 @@ def train(
             "--threshold-for", help="youden (default), sensitivity=0.90 or specificity=0.95"
         ),
     ] = None,
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="How auto ranks the families by cross-validation: auroc (near-ties broken "
+            "by log-loss), brier or logloss."
+        ),
+    ] = "auroc",
     missing: Annotated[
         list[str] | None,
         typer.Option(help="COLUMN=VALUE[,VALUE] meaning 'not measured'; COLUMN= keeps zeros."),
@@ -79,6 +95,9 @@ def train(
         Path | None,
         typer.Option("--deid-policy", help="YAML de-identification policy (implies --deid)."),
     ] = None,
+    sep: SepOption = None,
+    decimal: DecimalOption = None,
+    encoding: EncodingOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train, evaluate on a held-out split, register a risk model and write its report."""
@@ -96,6 +115,7 @@ def train(
         test_size=test_size,
         cv=cv,
         threshold_for=threshold_for,
+        metric=metric,
         missing=parse_missing(missing or []),
         ignore=ignore or [],
         groups=group or [],
@@ -103,6 +123,7 @@ def train(
         model_card=model_card,
         deid=deid,
         deid_policy=deid_policy,
+        read=read_options(sep, decimal, encoding),
     )
     with ProgressBar(enabled=not as_json) as progress:
         outcome = train_and_register(settings(), request, progress)
@@ -122,20 +143,27 @@ def show_schema(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write an editable YAML override file.")
     ] = None,
+    sep: SepOption = None,
+    decimal: DecimalOption = None,
+    encoding: EncodingOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Show the schema medserve infers for a table (and write it out for editing)."""
     import yaml
 
-    from medserve.data import default_target, infer_schema, read_table
+    from medserve.data import default_target, infer_schema, read_table, table_notices
+    from medserve.data.io import check_output
 
-    frame = read_table(data)
+    if output is not None:
+        check_output(output, suffixes=(".yaml", ".yml", ".json"))
+    frame = read_table(data, read_options(sep, decimal, encoding))
     schema = infer_schema(
         frame,
         target=target or default_target(data),
         positive=positive,
         positive_if=positive_if,
     )
+    schema.notices[:0] = table_notices(frame)
     if output is not None:
         columns = {
             c.name: {"type": c.type, "role": c.role, "missing_tokens": c.missing_tokens}
@@ -163,6 +191,8 @@ def show_training(outcome: TrainOutcome) -> None:
     """The readable account of a training run: notices, schema, leaderboard, metrics."""
     for notice in outcome.notices:  # warnings' text may hold brackets: not markup
         err.print(f"[yellow]notice:[/] {escape(notice)}", soft_wrap=True)
+    if outcome.schema.outcome is not None:  # for a clinical model, the most important line
+        out.print(f"outcome: [bold]{escape(outcome.schema.outcome.describe())}[/] (the event)")
     out.print(schema_table(outcome.schema))
     out.print(leaderboard_table(outcome.leaderboard))
     version = outcome.version

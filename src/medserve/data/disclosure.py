@@ -10,6 +10,8 @@ messages that refuse a record) shows it through this module:
   span: ages 28–77 are shown as 25–80) when a model is trained, so raw extremes are never
   stored, and again when shown, for models stored before;
 - a column's levels are shown only when it has at most ``MAX_PUBLISHED_LEVELS`` of them;
+- a missing token is shown when it is a number or a short word: not free text or a
+  code that a stray cell of a lab column left as a token;
 - nothing of a column that de-identification kept but flagged for review (its values
   look like identifiers, or were never classified) is shown: no levels, no range.
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:  # the schema module asks this one what a refusal may name
 # More levels than this and a column's levels are not shown (nor inferred as a feature:
 # see data/infer.py); a declared column keeps them for the model all the same.
 MAX_PUBLISHED_LEVELS = 50
+# Longer missing tokens (or any with a digit, unless a number) are not shown.
+MAX_TOKEN_CHARS = 24
 
 
 def widened_bounds(low: float, high: float) -> tuple[float, float]:
@@ -66,6 +70,23 @@ def shown_levels(spec: ColumnSpec, withheld: frozenset[str]) -> list[str] | None
     return list(spec.categories)
 
 
+def shown_tokens(spec: ColumnSpec, withheld: frozenset[str]) -> list[str]:
+    """The missing tokens that may be shown: numbers ("0") and short words ("unknown",
+    "haemolysed"); not free text or codes that a lab column's stray cells left as tokens
+    (a comment naming someone, a record number), nor anything of a withheld column."""
+    if spec.name in withheld:
+        return []
+    return [token for token in spec.missing_tokens if _plain_token(token)]
+
+
+def _plain_token(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return len(token) <= MAX_TOKEN_CHARS and not any(ch.isdigit() for ch in token)
+
+
 def shown_bounds(spec: ColumnSpec, withheld: frozenset[str]) -> tuple[float, float] | None:
     """The training range that may be shown for ``spec`` (widened); None when it may not."""
     if spec.minimum is None or spec.maximum is None or spec.name in withheld:
@@ -81,8 +102,8 @@ def public_schema(schema: Schema) -> dict[str, Any]:
         column["categories"] = shown_levels(spec, withheld)
         bounds = shown_bounds(spec, withheld)
         column["minimum"], column["maximum"] = bounds if bounds else (None, None)
+        column["missing_tokens"] = shown_tokens(spec, withheld)
         if spec.name in withheld:
-            column["missing_tokens"] = []
             column["note"] = "values withheld: de-identification flagged this column for review"
     return shown
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from pydantic import ValidationError
 from medserve.data.disclosure import MAX_PUBLISHED_LEVELS, widened_bounds
 from medserve.data.outcome import resolve_outcome
 from medserve.data.schema import ColumnSpec, Schema, category_text
-from medserve.data.values import UnreadableValue, ValueReader
+from medserve.data.values import UnreadableValue, ValueReader, is_censored, shown
 from medserve.errors import ConfigError, DataError, Location, option
 
 _ID_NAME = re.compile(
@@ -25,6 +27,15 @@ _ID_NAME = re.compile(
 )
 _DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?")
 _OVERRIDE_KEYS = {"type", "role", "missing_tokens", "categories", "note"}
+# A column whose present values are numbers at least this often is numeric; its other
+# values are listed in a notice and read as missing.
+NUMERIC_SHARE = 0.9
+# Below NUMERIC_SHARE but at least this often numbers: categorical, with a notice saying so.
+MOSTLY_NUMERIC_SHARE = 0.5
+# A categorical feature with more levels than this gets a notice (one column per level).
+MANY_LEVELS = 20
+# How many of a column's unreadable values a notice lists.
+VALUES_LISTED = 5
 
 
 def infer_schema(
@@ -76,7 +87,10 @@ def infer_schema(
         elif name in (ignore or []):
             spec = ColumnSpec(name=name, type=_guess_type(values), role="ignore")
         else:
-            spec = _infer_column(name, values, notices)
+            if override.get("type") == "numeric":  # declared numbers: no levels to count
+                spec = ColumnSpec(name=name, type="numeric")
+            else:
+                spec = _infer_column(name, values, notices, tokens)
             if (
                 detect_zero_missing
                 and name not in missing_tokens
@@ -86,7 +100,16 @@ def infer_schema(
                 tokens = _zero_means_missing(name, values, notices)
         spec = _apply_override(spec, override)
         spec.missing_tokens = tokens
-        columns.append(_describe(spec, values))
+        if spec.role == "feature" and spec.numeric_encoded:
+            spec.missing_tokens = tokens + _unreadable_as_missing(name, values, tokens, notices)
+        spec = _describe(spec, values)
+        if spec.role == "feature" and len(spec.categories or ()) > MANY_LEVELS:
+            notices.append(
+                f"'{name}' is categorical with {len(spec.categories or ())} levels (one model "
+                "column each); if it holds numbers written as text, declare it type: numeric "
+                "in a schema file"
+            )
+        columns.append(spec)
 
     outcome = resolve_outcome(frame[target], target, positive, positive_if)
     empty = [c.name for c in columns if c.role == "feature" and c.missing_fraction >= 1.0]
@@ -111,7 +134,88 @@ def _guess_type(values: pd.Series) -> Any:
     return "categorical"
 
 
-def _infer_column(name: str, values: pd.Series, notices: list[str]) -> ColumnSpec:
+@dataclass(frozen=True)
+class _NumberReading:
+    """A column read as numbers (``medserve.data.values``), before it is known to be one."""
+
+    numbers: np.ndarray  # per row; NaN where missing or not a number
+    unreadable: Counter[str]  # text that is no number (stripped) → how many rows
+    censored: Counter[str]  # text read as a censored value's limit ("<2" → 2) → rows
+
+    @property
+    def share(self) -> float:
+        """How often a present value (not blank, not a missing token) is a number."""
+        read = int(np.isfinite(self.numbers).sum())
+        total = read + sum(self.unreadable.values())
+        return read / total if total else 0.0
+
+
+def _read_numbers(values: pd.Series, tokens: list[str]) -> _NumberReading:
+    """Every value of a column read as a number column with ``tokens`` reads it (each
+    distinct value once)."""
+    reader = ValueReader.of(
+        ColumnSpec(name=str(values.name), type="numeric", missing_tokens=tokens)
+    )
+    if pd.api.types.is_bool_dtype(values):
+        return _NumberReading(np.full(len(values), np.nan), Counter(), Counter())
+    if pd.api.types.is_numeric_dtype(values):
+        return _NumberReading(_numbers(reader, values), Counter(), Counter())
+    try:
+        codes, distinct = pd.factorize(values)
+    except TypeError:  # unhashable values (lists): each is its own
+        codes, distinct = np.arange(len(values)), values.tolist()
+    rows = np.bincount(codes[codes >= 0], minlength=len(distinct))
+    table = np.full(len(distinct) + 1, np.nan)  # the last entry: a missing value's code -1
+    unreadable: Counter[str] = Counter()
+    censored: Counter[str] = Counter()
+    for k, value in enumerate(distinct):
+        try:
+            table[k] = reader.number(value)
+        except UnreadableValue:
+            if isinstance(value, str):  # text only: a list or infinity is named by prepare
+                unreadable[value.strip()] += int(rows[k])
+            continue
+        if is_censored(value) and not np.isnan(table[k]):
+            censored[str(value).strip()] += int(rows[k])
+    return _NumberReading(table[codes], unreadable, censored)
+
+
+def _listed(counts: Counter[str]) -> str:
+    """'haemolysed' (3), 'clotted' (1) and 2 more."""
+    common = counts.most_common()
+    listed = ", ".join(f"{shown(text)} ({n})" for text, n in common[:VALUES_LISTED])
+    return listed + (
+        f" and {len(common) - VALUES_LISTED} more" if len(common) > VALUES_LISTED else ""
+    )
+
+
+def _unreadable_as_missing(
+    name: str, values: pd.Series, tokens: list[str], notices: list[str]
+) -> list[str]:
+    """A number column's values that are no numbers, as missing tokens, said in a notice;
+    and a notice counting its censored values."""
+    reading = _read_numbers(values, tokens)
+    if reading.censored:
+        notices.append(
+            f"'{name}': {sum(reading.censored.values())} censored values read as their limit "
+            f"('<2' as 2): {_listed(reading.censored)}"
+        )
+    if not reading.unreadable:
+        return []
+    rows = sum(reading.unreadable.values())
+    notices.append(
+        f"'{name}' is numeric: {rows} values that are not numbers read as missing: "
+        f"{_listed(reading.unreadable)}"
+    )
+    found: dict[str, str] = {}
+    for text in reading.unreadable:
+        found.setdefault(text.lower(), text)
+    return list(found.values())
+
+
+def _infer_column(
+    name: str, values: pd.Series, notices: list[str], tokens: list[str]
+) -> ColumnSpec:
     present = values.dropna()
     n_unique = present.nunique()
     if _ID_NAME.match(name) or _looks_like_identifier(present):
@@ -119,13 +223,23 @@ def _infer_column(name: str, values: pd.Series, notices: list[str]) -> ColumnSpe
         return ColumnSpec(name=name, type="categorical", role="id")
     if present.empty:
         return ColumnSpec(name=name, type="numeric")
-    if pd.api.types.is_bool_dtype(values):
+    # A bool column, or one of bools with blanks (object dtype: a DataFrame from read_csv).
+    if pd.api.types.is_bool_dtype(values) or all(
+        isinstance(value, bool | np.bool_) for value in present.tolist()
+    ):
         return ColumnSpec(name=name, type="binary", categories=["False", "True"])
-    numbers = pd.to_numeric(present, errors="coerce")
-    if numbers.notna().all():
-        if set(np.unique(numbers)) <= {0.0, 1.0}:
+    reading = _read_numbers(values, tokens)
+    numbers = reading.numbers[np.isfinite(reading.numbers)]
+    if reading.share >= NUMERIC_SHARE or (len(numbers) == 0 and not reading.unreadable):
+        if len(numbers) and set(np.unique(numbers)) <= {0.0, 1.0}:
             return ColumnSpec(name=name, type="binary")
         return ColumnSpec(name=name, type="numeric")
+    if reading.share >= MOSTLY_NUMERIC_SHARE:
+        notices.append(
+            f"'{name}' is mostly numbers ({reading.share:.0%}) but read as categorical because "
+            f"of {_listed(reading.unreadable)}; declare it type: numeric in a schema file "
+            f"(those values then read as missing) or list them with --missing {name}=…"
+        )
     text = present.astype(str)
     if text.str.match(_DATE_LIKE).mean() >= 0.9:
         parsed = pd.to_datetime(text, errors="coerce", format="mixed")
@@ -169,7 +283,7 @@ def _looks_like_identifier(present: pd.Series) -> bool:
 def _zero_means_missing(name: str, values: pd.Series, notices: list[str]) -> list[str]:
     """Zero in a measurement whose other values all sit far above it (glucose, BMI,
     cholesterol, blood pressure) is an unmeasured value, not a reading."""
-    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    numbers = pd.Series(_read_numbers(values, []).numbers).dropna()
     if numbers.empty or (numbers < 0).any():
         return []
     zeros = int((numbers == 0).sum())
@@ -242,6 +356,13 @@ def _number_or_nan(reader: ValueReader, value: object) -> float:
         return np.nan
 
 
+def _parse_problem(error: Exception) -> str:
+    """A parser's complaint on one line: what and where (YAML's spans several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}" if mark is not None else problem
+
+
 def read_schema_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON schema override file: {target, positive(_if), columns: {...}}."""
     path = Path(path)
@@ -251,7 +372,7 @@ def read_schema_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
         content = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"schema file {path}: does not parse ({exc})") from exc
+        raise ConfigError(f"schema file {path}: does not parse ({_parse_problem(exc)})") from exc
     if not isinstance(content, dict):
         raise ConfigError(f"schema file {path}: expected a mapping with a 'columns' section")
     unknown = set(content) - {"target", "positive", "positive_if", "columns"}

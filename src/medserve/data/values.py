@@ -6,13 +6,21 @@ explanation summary all ask this module, so a value means the same on every chan
 The rule, in order:
 
 1. Surrounding whitespace is stripped from text.
-2. Missing: None, NaN, pandas NA and the blank texts in ``BLANK_TEXTS`` ("", "NA",
-   "N/A", "NaN", "null", "None", "?", "."; any case).
+2. Missing: None, NaN, pandas NA, the blank texts ("", "NA", "N/A", "NaN", "null",
+   "None", "?", ".") and the words hospital exports write for "no value" ("unknown",
+   "unk", "-", "--", "not done", "missing", …: ``MISSING_WORDS``), in any case; together
+   ``BLANK_TEXTS``. (A level column keeps a word of ``MISSING_WORDS`` that is one of its
+   training levels: a model trained before the word became a default reads it as it learned.)
 3. Missing tokens (``ColumnSpec.missing_tokens``) come next and win over everything
    after: text matches a token in any case ("Unknown" is the token "unknown"), and a
    value that reads as a number matches a numeric token by value ("0", " 0 ", 0 and 0.0
    are all Pima's token "0").
 4. Numeric columns: JSON numbers and number text (ASCII digits, no "_") are numbers;
+   text may group thousands with commas in groups of three ("1,265.0", "12,000"; never
+   "1,5", which is no number here: files with decimal commas are read with ``--decimal ,``);
+   a censored value, a number after ``<``, ``<=``, ``>``, ``>=``, ``≤`` or ``≥`` ("<2",
+   "> 400"), reads as its limit (2, 400): a result below the limit of detection is low,
+   not unmeasured, and its limit is the value the laboratory vouches for;
    infinity is refused; a boolean is a number (1/0) only in a binary 0/1 column.
 5. Level columns: text is the level; True/False read "True"/"False"; numbers read in
    short form (2.0 → "2"). A level matches a training level in any case and takes its
@@ -24,6 +32,7 @@ The rule, in order:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -40,8 +49,20 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Text meaning "no value", compared stripped and lower-cased: the CSV reader's spellings.
-BLANK_TEXTS = frozenset(text.lower() for text in MISSING_STRINGS)
+# Words for "no value" in hospital exports and spreadsheets, on top of the CSV reader's
+# blank spellings (compared stripped and lower-cased).
+MISSING_WORDS = frozenset(
+    {"unknown", "unk", "not known", "n/k", "-", "--", "---", "n.a.", "#n/a", "not done",
+     "not available", "not recorded", "missing"}
+)  # fmt: skip
+# Text meaning "no value", compared stripped and lower-cased.
+BLANK_TEXTS = frozenset(text.lower() for text in MISSING_STRINGS) | MISSING_WORDS
+# A censored result: a comparison sign and its limit ("<2", ">= 400", "≤0.1").
+_CENSORED = re.compile(r"(?:<=|>=|<|>|≤|≥)\s*")
+# Number text: ASCII digits with an optional sign, point and exponent.
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# Thousands grouped by commas, in groups of three ("1,265.0"); never "1,5".
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 # Values numpy turns into float64 exactly as float() does (None → NaN); bool is not one.
 PLAIN_NUMBER_TYPES = frozenset({int, float, type(None)})
 # How many training levels a message lists before it stops.
@@ -81,11 +102,8 @@ class ValueReader:
         tokens = [token.strip() for token in spec.missing_tokens]
         token_numbers = set()
         for token in tokens:
-            try:
-                number = _number(token, booleans=False)
-            except UnreadableValue:
-                continue
-            if math.isfinite(number):
+            number = _number_text(token, censored=False)
+            if number is not None and math.isfinite(number):
                 token_numbers.add(number)
         spellings = {level.lower(): level for level in spec.categories or ()}
         return cls(
@@ -118,7 +136,9 @@ class ValueReader:
         if text is None:
             return None
         folded = text.lower()
-        if folded in BLANK_TEXTS or folded in self.token_texts:
+        if folded in self.token_texts:
+            return None
+        if folded in BLANK_TEXTS and (folded not in MISSING_WORDS or folded not in self.spellings):
             return None
         if self.token_numbers and _reads_as_number(text) in self.token_numbers:
             return None
@@ -250,15 +270,39 @@ def _number(value: object, *, booleans: bool) -> float:
         text = value.strip()
         if text.lower() in BLANK_TEXTS:
             return math.nan
-        # Python's float() also takes '1_000' and non-ASCII digits: not numbers here.
-        if text.isascii() and "_" not in text:
-            try:
-                return float(text)
-            except ValueError:
-                pass
+        number = _number_text(text, censored=True)
+        if number is not None:
+            return number
     elif value is pd.NA or value is pd.NaT:
         return math.nan
     raise UnreadableValue(f"{shown(value)} is not a number")
+
+
+def _number_text(text: str, *, censored: bool) -> float | None:
+    """Rule 4 for stripped text: the number it writes (thousands grouped, a censored
+    value's limit when ``censored``), or None."""
+    sign = _CENSORED.match(text) if censored else None
+    if sign is not None:
+        text = text[sign.end() :]
+        if not (_DECIMAL.fullmatch(text) or _THOUSANDS.fullmatch(text)):
+            return None  # "<abc", "<inf": no limit
+    if _THOUSANDS.fullmatch(text):
+        text = text.replace(",", "")
+    # Python's float() also takes '1_000' and non-ASCII digits: not numbers here.
+    if not text.isascii() or "_" in text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def is_censored(value: object) -> bool:
+    """True for text that reads as a censored result's limit ("<2", "> 400")."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    return _CENSORED.match(text) is not None and _number_text(text, censored=True) is not None
 
 
 def _reads_as_number(text: str) -> float | None:

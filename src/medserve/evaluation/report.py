@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medserve.data.disclosure import withheld_columns
+from medserve.data.disclosure import shown_tokens, withheld_columns
 from medserve.data.schema import ColumnSpec, Schema
 from medserve.evaluation.curves import confusion_counts, pr_points, roc_points
 from medserve.evaluation.decision import decision_curve
@@ -120,8 +120,8 @@ def data_summary(frame: pd.DataFrame, schema: Schema, family: str | None = None)
             "type": spec.type,
             "role": spec.role,
             "missing_fraction": round(spec.missing_fraction, 4),
-            # Nothing of a column de-identification flagged is published (data/disclosure.py).
-            "missing_tokens": [] if spec.name in withheld else spec.missing_tokens,
+            # What of its tokens may be published (data/disclosure.py).
+            "missing_tokens": shown_tokens(spec, withheld),
             "missing_handling": _missing_handling(spec, family),
         }
         for spec in schema.columns

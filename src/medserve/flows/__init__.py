@@ -7,8 +7,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from medserve.flows.common import library_versions, load_model, result_json
     from medserve.flows.evaluate import EvaluationOutcome, evaluate_stored
-    from medserve.flows.predict import predict_file
+    from medserve.flows.predict import (
+        predict_file,
+        refuse_unseen_levels,
+        risk_scores,
+        score_frame,
+    )
     from medserve.flows.report import StoredReport, restore_page, stored_report
+    from medserve.flows.tables import Source, Table, read_source
     from medserve.flows.train import (
         TrainOutcome,
         TrainRequest,
@@ -26,9 +32,15 @@ _HOMES = {
     "EvaluationOutcome": "evaluate",
     "evaluate_stored": "evaluate",
     "predict_file": "predict",
+    "refuse_unseen_levels": "predict",
+    "risk_scores": "predict",
+    "score_frame": "predict",
     "StoredReport": "report",
     "restore_page": "report",
     "stored_report": "report",
+    "Source": "tables",
+    "Table": "tables",
+    "read_source": "tables",
     "TrainOutcome": "train",
     "TrainRequest": "train",
     "model_name_from": "train",
@@ -46,7 +58,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "EvaluationOutcome",
+    "Source",
     "StoredReport",
+    "Table",
     "TrainOutcome",
     "TrainRequest",
     "evaluate_stored",
@@ -55,8 +69,12 @@ __all__ = [
     "model_name_from",
     "parse_missing",
     "predict_file",
+    "read_source",
+    "refuse_unseen_levels",
     "restore_page",
     "result_json",
+    "risk_scores",
+    "score_frame",
     "stored_report",
     "train_and_register",
 ]

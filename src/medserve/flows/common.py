@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from medserve import __version__
 from medserve.config import Settings
+from medserve.data.outcome import Outcome
 from medserve.errors import DataError
 from medserve.evaluation import Metric
 from medserve.evaluation.report_types import Explanations, TrainingReport, parse_report
@@ -29,12 +30,30 @@ CORE_LIBRARIES = ("numpy", "pandas", "scikit-learn", "scipy", "statsmodels", "ma
 def result_json(version: ModelVersion, metrics: dict[str, Metric]) -> dict[str, Any]:
     """The fields `train --json` and `evaluate --json` share."""
     return {
-        "model": version.name,
-        "version": version.version,
-        "family": version.family,
-        "threshold": version.threshold,
+        **version_json(version),
         "metrics": {k: m.to_dict() for k, m in metrics.items()},
     }
+
+
+def version_json(version: ModelVersion) -> dict[str, Any]:
+    """What every command's JSON says of a version, in one vocabulary: ``model`` (its name),
+    ``version``, ``ref``, ``stage``, ``family``, ``threshold`` and ``outcome`` (its
+    definition, e.g. ``num > 0``: for a clinical model the most important line)."""
+    return {
+        "model": version.name,
+        "version": version.version,
+        "ref": version.ref,
+        "stage": version.stage,
+        "family": version.family,
+        "threshold": version.threshold,
+        "outcome": outcome_of(version),
+    }
+
+
+def outcome_of(version: ModelVersion) -> str | None:
+    """The version's outcome definition ("num > 0", "readmitted = yes"), or None."""
+    stored = (version.schema or {}).get("outcome")
+    return Outcome.model_validate(stored).describe() if stored else None
 
 
 def library_versions(family: str) -> dict[str, str]:

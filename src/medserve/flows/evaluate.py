@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from medserve.config import Settings
-from medserve.data import file_sha256, read_table
+from medserve.data import ReadOptions
 from medserve.errors import DataError, Location, option
 from medserve.evaluation import Metric, evaluate_predictions
 from medserve.evaluation.report import (
@@ -21,6 +21,7 @@ from medserve.evaluation.report import (
 from medserve.flows.common import explanations_of, load_model, result_json, training_report_of
 from medserve.flows.notices import warnings_as_notices
 from medserve.flows.report import write_report_files
+from medserve.flows.tables import Table, read_source
 from medserve.modeling.train import labelled_rows
 from medserve.storage import ModelVersion, Registry
 
@@ -49,16 +50,21 @@ class EvaluationOutcome:
 def evaluate_stored(
     settings: Settings,
     ref: str,
-    data: Path,
+    data: Table,
     target: str | None = None,
     seed: int = 0,
     *,
     groups: list[str] | None = None,
     intended_use: str | None = None,
     model_card: Path | None = None,
+    source_name: str | None = None,
+    read: ReadOptions | None = None,
 ) -> EvaluationOutcome:
-    """External validation: score new labelled data with a stored model and measure it."""
-    frame = read_table(data)
+    """External validation: score new labelled data with a stored model and measure it.
+
+    ``data`` is a file or a DataFrame (named ``source_name`` in the report, or "DataFrame")."""
+    source = read_source(data, source_name, read=read)
+    frame = source.frame.reset_index(drop=True)  # rows are counted by position
     with Registry(settings) as registry:
         version, model = load_model(registry, ref)
     outcome = model.schema.outcome
@@ -67,9 +73,9 @@ def evaluate_stored(
         outcome = outcome.model_copy(update={"column": target})
     if outcome.column not in frame.columns:
         raise DataError(
-            f"{data.name}: outcome column '{outcome.column}' not found; name it with "
+            f"{source.name}: outcome column '{outcome.column}' not found; name it with "
             f"{option('target')}",
-            location=Location(file=data.name, column=outcome.column),
+            location=Location(file=source.name, column=outcome.column),
         )
     schema = model.schema.model_copy(update={"outcome": outcome})
     trained = training_report_of(settings, version)
@@ -77,7 +83,7 @@ def evaluate_stored(
         groups=groups or [],
         columns=list(frame.columns),
         outcome=outcome.column,
-        source=data.name,
+        source=source.name,
         intended_use=intended_use,
         model_card=model_card,
         inherited=trained.intended_use if trained is not None else None,
@@ -93,10 +99,10 @@ def evaluate_stored(
         )
     if labels.min() == labels.max():
         raise DataError(
-            f"{data.name}: every row has the same outcome under '{outcome.describe()}'; "
+            f"{source.name}: every row has the same outcome under '{outcome.describe()}'; "
             "external validation needs both events and non-events"
         )
-    with warnings_as_notices(f"measuring {data.name}", notices):
+    with warnings_as_notices(f"measuring {source.name}", notices):
         risk = model.predict_risk(rows)
         metrics = evaluate_predictions(labels, risk, model.threshold, seed=seed)
         performance = performance_sections(
@@ -113,7 +119,7 @@ def evaluate_stored(
     report = evaluation_report(
         version=version,
         data=data_section(
-            frame, schema, version.family, source=data.name, sha256=file_sha256(data)
+            frame, schema, version.family, source=source.name, sha256=source.sha256()
         ),
         metrics=metrics,
         notices=notices,

@@ -12,24 +12,27 @@ import pandas as pd
 
 from medserve.config import Settings
 from medserve.data import (
+    ReadOptions,
     Schema,
     default_target,
-    file_sha256,
     infer_schema,
     read_schema_file,
-    read_table,
+    table_notices,
 )
 from medserve.deid import KEY_PURPOSE as DEID_KEY_PURPOSE
 from medserve.deid.training import deidentify_for_training, schema_record
 from medserve.errors import ConfigError, option
 from medserve.evaluation.report import ReportOptions
+from medserve.flows.tables import Table, read_source
 from medserve.modeling import ThresholdRule, TrainOptions
 from medserve.storage.keystore import KeyStore
 
 
 @dataclass
 class TrainRequest:
-    data: Path
+    # A file (the CLI) or a DataFrame (the Python API); ``source_name`` names a DataFrame in
+    # reports and lineage ("DataFrame" by default) and, without ``name``, the model.
+    data: Table
     target: str | None = None
     positive: str | None = None
     positive_if: str | None = None
@@ -40,6 +43,7 @@ class TrainRequest:
     test_size: float = 0.2
     cv: int = 5
     threshold_for: str | None = None
+    metric: str = "auroc"  # how `auto` ranks the candidates: auroc, brier or logloss
     missing: dict[str, list[str]] | None = None
     ignore: list[str] | None = None
     groups: list[str] | None = None
@@ -47,6 +51,8 @@ class TrainRequest:
     model_card: Path | None = None
     deid: bool = False
     deid_policy: Path | None = None
+    source_name: str | None = None
+    read: ReadOptions | None = None  # a CSV's delimiter, decimal mark and encoding
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,8 @@ class Prepared:
     frame: pd.DataFrame
     schema: Schema
     data_sha256: str
+    # The table's name in reports and lineage: its file name, or the DataFrame's source name.
+    source: str
     # The full de-identification report when `--deid` ran (for the model report).
     deidentification: dict[str, Any] | None
     report_options: ReportOptions
@@ -66,9 +74,12 @@ class Prepared:
 
 def prepare(settings: Settings, request: TrainRequest) -> Prepared:
     """Read the table, de-identify it when asked, infer its schema and check the options."""
-    frame = read_table(request.data)
+    source = read_source(request.data, request.source_name, read=request.read)
+    reading_notices = table_notices(source.frame)
+    frame = source.frame.reset_index(drop=True)  # training counts rows by position
+    name = request.name or _model_name_of(request)
     overrides = read_schema_file(request.schema_file) if request.schema_file else None
-    target = request.target or default_target(request.data)
+    target = request.target or (default_target(source.path) if source.path else None)
     deid_report, deid_notices = None, []
     if request.deid or request.deid_policy is not None:
         deidentified = deidentify_for_training(  # the policy is checked before the key
@@ -89,6 +100,7 @@ def prepare(settings: Settings, request: TrainRequest) -> Prepared:
         ignore=request.ignore,
         overrides=overrides,
     )
+    schema.notices[:0] = reading_notices
     if deid_report is not None:
         schema = schema.model_copy(
             update={
@@ -100,7 +112,7 @@ def prepare(settings: Settings, request: TrainRequest) -> Prepared:
         groups=request.groups or [],
         columns=list(frame.columns),
         outcome=schema.outcome.column if schema.outcome else None,
-        source=request.data.name,
+        source=source.name,
         intended_use=request.intended_use,
         model_card=request.model_card,
     )
@@ -110,17 +122,30 @@ def prepare(settings: Settings, request: TrainRequest) -> Prepared:
         test_size=request.test_size,
         cv=request.cv,
         threshold_rule=ThresholdRule.parse(request.threshold_for),
+        metric=request.metric,
     )
     return Prepared(
         request=request,
-        name=request.name or model_name_from(request.data),
+        name=name,
         frame=frame,
         schema=schema,
-        data_sha256=file_sha256(request.data),
+        data_sha256=source.sha256(),
+        source=source.name,
         deidentification=deid_report,
         report_options=report_options,
         options=options,
     )
+
+
+def _model_name_of(request: TrainRequest) -> str:
+    """The registry name of a request without one: from its file's name, or its source name."""
+    if isinstance(request.data, pd.DataFrame):
+        if request.source_name is None:
+            raise ConfigError(
+                f"a DataFrame has no file name to name the model after; give {option('name')}"
+            )
+        return model_name_from(Path(request.source_name))
+    return model_name_from(Path(request.data))
 
 
 def model_name_from(path: Path) -> str:

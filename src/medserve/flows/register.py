@@ -11,13 +11,14 @@ read, by ``flows.report``.)
 
 from __future__ import annotations
 
-import getpass
+import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medserve.config import Settings
+from medserve.core.user import login_name
 from medserve.errors import ModelNotFound, RegistryError
 from medserve.evaluation import Metric
 from medserve.evaluation.report_types import TrainingReport
@@ -26,7 +27,7 @@ from medserve.modeling import TrainedModel
 from medserve.reporting.html import page_path, render_html
 from medserve.storage import ModelVersion, Registry
 from medserve.storage.artifacts import resolve_in_home
-from medserve.storage.registry import check_name
+from medserve.storage.registry import check_name, json_document
 
 # The page's file name beside report.json.
 PAGE_NAME = page_path(Path("report.json")).name
@@ -37,6 +38,8 @@ class Registered:
     version: ModelVersion
     json_path: Path
     html_path: Path
+    # Said to whoever trained it: e.g. that the same data and options made an earlier version.
+    notices: list[str] = field(default_factory=list)
 
 
 def check_registry(settings: Settings, name: str) -> None:
@@ -64,8 +67,9 @@ def register(
     report: TrainingReport,
 ) -> Registered:
     """Store the model as the next version of ``prepared.name`` with its report."""
-    user = _user()
+    user = login_name()
     with Registry(settings) as registry:
+        twins = _same_data_and_options(registry, prepared.name, prepared.data_sha256, params)
         expected_ref = f"{prepared.name}:{_next_version(registry, prepared.name)}"
         rendered = {expected_ref: render_html(report, expected_ref)}
 
@@ -83,7 +87,7 @@ def register(
             threshold=model.threshold,
             params=params,
             lineage={
-                "data_file": prepared.request.data.name,
+                "data_file": prepared.source,
                 "data_sha256": prepared.data_sha256,
                 "libraries": libraries,
                 "trained_by": user,
@@ -95,7 +99,32 @@ def register(
         )
     assert version.report_path is not None  # registered with a report
     json_path = resolve_in_home(settings, version.report_path)
-    return Registered(version, json_path, page_path(json_path))
+    notices = (
+        [
+            f"{version.ref} was trained on the same data with the same options as "
+            f"{', '.join(twins)}: it adds a version, not a different model"
+        ]
+        if twins
+        else []
+    )
+    return Registered(version, json_path, page_path(json_path), notices)
+
+
+def _same_data_and_options(
+    registry: Registry, name: str, data_sha256: str, params: dict[str, Any]
+) -> list[str]:
+    """The versions of ``name`` trained on the same data (fingerprint) with the same
+    options (the stored params, compared as JSON)."""
+    try:
+        versions = registry.versions(name)
+    except ModelNotFound:
+        return []
+    same = json.dumps(json_document(params, "params"), sort_keys=True)  # as it is stored
+    return [
+        v.ref
+        for v in versions
+        if v.data_sha256 == data_sha256 and json.dumps(v.params, sort_keys=True) == same
+    ]
 
 
 def _next_version(registry: Registry, name: str) -> int:
@@ -104,10 +133,3 @@ def _next_version(registry: Registry, name: str) -> int:
         return max(v.version for v in registry.versions(name)) + 1
     except ModelNotFound:
         return 1
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

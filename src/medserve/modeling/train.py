@@ -33,23 +33,38 @@ AUROC_TIE = 0.002
 MIN_EVENTS = 10
 
 
+# How cross-validated candidates are ranked: AUROC (higher; near-ties broken by log-loss),
+# or a proper score, lower being better.
+SELECTION_METRICS = ("auroc", "brier", "logloss")
+
+
 @dataclass
 class TrainOptions:
-    family: str = "auto"
+    family: str = "auto"  # a family, "auto", or families to choose from: "logistic,lightgbm"
     seed: int = 0
     test_size: float = 0.2
     cv: int = 5
     threshold_rule: ThresholdRule = field(default_factory=ThresholdRule)
+    metric: str = "auroc"
+
+    def __post_init__(self) -> None:
+        if self.metric not in SELECTION_METRICS:
+            raise ConfigError(
+                f"unknown selection metric '{self.metric}' ({option('metric')}); choose one "
+                f"of {', '.join(SELECTION_METRICS)}"
+            )
 
     def candidates(self) -> tuple[str, ...]:
         if self.family == AUTO:
             return auto_candidates()
-        if find_family(self.family) is None:
+        chosen = tuple(dict.fromkeys(part.strip() for part in self.family.split(",")))
+        unknown = [name for name in chosen if find_family(name) is None]
+        if unknown or not all(chosen):
             raise ConfigError(
-                f"unknown model family '{self.family}'; choose {AUTO} or one of "
-                f"{', '.join(family_names())}"
+                f"unknown model family '{(unknown or [''])[0]}' ({option('family')}); choose "
+                f"{AUTO}, one of {', '.join(family_names())}, or several joined by commas"
             )
-        return (self.family,)
+        return chosen
 
 
 @dataclass
@@ -159,11 +174,15 @@ def cross_validate_family(
     return result
 
 
-def select(results: list[CandidateResult]) -> CandidateResult:
+def select(results: list[CandidateResult], metric: str = "auroc") -> CandidateResult:
     usable = [r for r in results if r.error is None]
     if not usable:
         reasons = "; ".join(f"{r.family}: {r.error}" for r in results)
         raise DataError(f"no model family could be trained ({reasons})")
+    if metric == "brier":
+        return min(usable, key=lambda r: r.brier)
+    if metric == "logloss":
+        return min(usable, key=lambda r: r.log_loss)
     best_auroc = max(r.auroc_mean for r in usable)
     tied = [r for r in usable if best_auroc - r.auroc_mean <= AUROC_TIE]
     return min(tied, key=lambda r: r.log_loss)
@@ -197,7 +216,7 @@ def train_model(
     ]
     if len(candidates) == 1 and leaderboard[0].error:
         raise DataError(f"{candidates[0]} could not be trained: {leaderboard[0].error}")
-    chosen = select(leaderboard)
+    chosen = select(leaderboard, options.metric)
     chosen.selected = True
     calibrator, calibration = fit_recalibration(y, chosen.oof_risk, folds=folds, seed=options.seed)
     oof_risk = apply_recalibration(calibrator, chosen.oof_risk)

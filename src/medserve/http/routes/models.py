@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path
 
-from medserve.data.disclosure import shown_bounds, shown_levels, withheld_columns
+from medserve.data.disclosure import (
+    shown_bounds,
+    shown_levels,
+    shown_tokens,
+    withheld_columns,
+)
 from medserve.data.schema import Schema
 from medserve.http.deps import AnyKey, AuditSubject, RegistryDep
 from medserve.http.schemas import (
@@ -56,7 +61,7 @@ def detail(version: ModelVersion) -> VersionDetail:
                 categories=shown_levels(spec, withheld) if not spec.numeric_encoded else None,
                 training_range=list(bounds) if bounds else None,
                 accepted_range=list(accepted) if accepted else None,
-                missing_tokens=[] if spec.name in withheld else spec.missing_tokens,
+                missing_tokens=shown_tokens(spec, withheld),
             )
         )
     return VersionDetail(

@@ -1,0 +1,57 @@
+"""`medserve predict`: scoring a file of patients is in the audit trail, and an output path
+that cannot be right is refused before any work, in one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_cli import assert_clean_failure, run, run_json, train_heart_args
+from test_cli_models import audit_records
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSERVE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MEDSERVE_DATABASE_URL", raising=False)
+    return tmp_path / "home"
+
+
+def test_batch_scoring_leaves_one_audit_record(home, heart_csv, tmp_path):
+    run_json(*train_heart_args(heart_csv))
+    scored = run_json("predict", "heart", heart_csv, "-o", tmp_path / "scores.csv")
+    (record,) = audit_records(home)
+    assert (record["route"], record["model"], record["model_version"]) == (
+        "cli predict",
+        "heart",
+        1,
+    )
+    assert record["n_records"] == scored["rows"] == 920
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("", "is a folder; name the file to write"),
+        ("no/such/folder/scores.csv", "does not exist; create it first"),
+        ("scores.xlsx", "cannot write '.xlsx' files here; use .parquet or .pq or .csv"),
+    ],
+    ids=["a-folder", "missing-folder", "unknown-format"],
+)
+def test_an_output_path_that_cannot_be_right_is_refused_in_one_line(
+    home, heart_csv, tmp_path, output, message
+):
+    run_json(*train_heart_args(heart_csv))
+    target = tmp_path / output if output else tmp_path
+    result = run("predict", "heart", heart_csv, "-o", target)
+    assert_clean_failure(result, message, code=2)
+    assert not (tmp_path / "no").exists()
+    assert audit_records(home) == []
+
+
+@pytest.mark.parametrize("command", ["schema", "report"])
+def test_schema_and_report_refuse_a_folder_or_a_missing_one(home, heart_csv, tmp_path, command):
+    run_json(*train_heart_args(heart_csv))
+    first = (heart_csv, "--target", "num") if command == "schema" else ("heart",)
+    for target, message in ((tmp_path, "is a folder"), (tmp_path / "no/x.yaml", "create it")):
+        result = run(command, *first, "-o", target)
+        assert_clean_failure(result, message, code=2)
