@@ -236,7 +236,7 @@ def test_a_missing_column_is_a_readable_schema_error(trained, va):
     ("data", "message"),
     [
         (pd.DataFrame({0: [1.0], 1: [2.0]}), "column names must be text"),
-        (pd.DataFrame({"age": []}), "has columns but no rows"),
+        (pd.DataFrame({"age": []}), "has column names but no rows"),
         ({"age": 63}, "expected a pandas DataFrame or a file path, got dict"),
     ],
 )

@@ -311,7 +311,7 @@ def test_threshold_for_sensitivity(home, pima_csv):
         (None, ["missing.csv", "--target", "y"], "no such file"),
         ("x", ["data.xlsx", "--target", "y"], "unsupported file type '.xlsx'"),
         ("", ["empty.csv", "--target", "y"], "the file is empty"),
-        ("a,b,y\n", ["header.csv", "--target", "y"], "has a header but no rows"),
+        ("a,b,y\n", ["header.csv", "--target", "y"], "has column names but no rows"),
         ("a,y\n1,0\n2,0\n", ["oneclass.csv", "--target", "y"], "only one class"),
         (
             "a,y\n1,0\n",

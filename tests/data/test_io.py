@@ -34,7 +34,7 @@ def test_npy_last_column_is_the_label(tmp_path):
     ("name", "content", "message"),
     [
         ("empty.csv", "", "the file is empty"),
-        ("header.csv", "age,sex,outcome\n", "has a header but no rows"),
+        ("header.csv", "age,sex,outcome\n", "has column names but no rows"),
         ("data.xlsx", "x", "unsupported file type '.xlsx'"),
         ("dup.csv", "a,a\n1,2\n", "duplicated column names"),
     ],

@@ -106,14 +106,24 @@ def read_table(path: str | Path, options: ReadOptions | None = None) -> pd.DataF
         frame = _read_parquet(path)
     else:
         frame = _read_npy(path)
+    check_table(frame, str(path))
+    frame.attrs[NOTICES_ATTR] = notices
+    return frame
+
+
+def check_table(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``frame`` if a flow can take it (a file read, or a caller's DataFrame): columns named
+    by text, none repeated, and some rows; DataError naming ``name`` otherwise."""
     if frame.shape[1] == 0:
-        raise DataError(f"{path}: no columns found")
+        raise DataError(f"{name}: no columns found")
+    if not all(isinstance(column, str) for column in frame.columns):
+        odd = [column for column in frame.columns if not isinstance(column, str)][:3]
+        raise DataError(f"{name}: column names must be text, not {odd}; rename them")
     if len(frame) == 0:
-        raise DataError(f"{path}: has a header but no rows of data")
+        raise DataError(f"{name}: has column names but no rows of data")
     duplicated = frame.columns[frame.columns.duplicated()].tolist()
     if duplicated:
-        raise DataError(f"{path}: duplicated column names {duplicated}; rename them")
-    frame.attrs[NOTICES_ATTR] = notices
+        raise DataError(f"{name}: duplicated column names {duplicated}; rename them")
     return frame
 
 

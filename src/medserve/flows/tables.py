@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from medserve.data import ReadOptions, file_sha256, read_table
-from medserve.data.io import frame_sha256
-from medserve.errors import DataError
+from medserve.data.io import check_table, frame_sha256
 
 # What a flow accepts as a table.
 Table = Path | pd.DataFrame
@@ -42,14 +41,5 @@ def read_source(
         path = Path(data)
         return Source(read_table(path, read), source_name or path.name, path)
     name = source_name or FRAME_SOURCE
-    if not all(isinstance(column, str) for column in data.columns):
-        odd = [column for column in data.columns if not isinstance(column, str)][:3]
-        raise DataError(f"{name}: column names must be text, not {odd}; rename them")
-    if data.shape[1] == 0:
-        raise DataError(f"{name}: no columns")
-    if len(data) == 0:
-        raise DataError(f"{name}: has columns but no rows")
-    duplicated = data.columns[data.columns.duplicated()].tolist()
-    if duplicated:
-        raise DataError(f"{name}: duplicated column names {duplicated}; rename them")
+    check_table(data, name)
     return Source(data.copy(), name)
