@@ -192,3 +192,17 @@ def test_a_column_deid_flags_for_review_is_no_feature_unless_declared(tmp_path, 
     declared.write_text("columns:\n  escort: {role: feature}\n")
     kept = prepare(Settings(home=tmp_path / "home"), TrainRequest(**request, schema_file=declared))
     assert kept.schema.column("escort").role == "feature"
+
+
+def test_a_report_is_not_grouped_by_a_column_deid_flagged(tmp_path, heart_csv):
+    """Found in review: `--group` on a flagged column published its levels in the report."""
+    from medserve.errors import ConfigError
+    from medserve.flows.prepare import TrainRequest, prepare
+
+    frame = pd.read_csv(heart_csv)
+    frame["escort"] = [["Anna Berg", "Jonas Weber"][i % 2] for i in range(len(frame))]
+    path = tmp_path / "visits.csv"
+    frame.to_csv(path, index=False)
+    request = TrainRequest(data=path, target="num", positive_if=">0", deid=True, groups=["escort"])
+    with pytest.raises(ConfigError, match="'escort' .*de-identification flagged it"):
+        prepare(Settings(home=tmp_path / "home"), request)

@@ -9,7 +9,7 @@ are counts and metrics, explanations are importances and binned distributions).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,12 +69,16 @@ class ReportOptions:
         intended_use: str | None = None,
         model_card: Path | None = None,
         inherited: IntendedUse | None = None,
+        withheld: Collection[str] = (),
     ) -> ReportOptions:
         """Check the options against the data before any work starts (ConfigError if not).
 
         ``inherited`` is an earlier report's intended-use section, used when neither
-        ``intended_use`` nor ``model_card`` is given (external validation of a model)."""
-        chosen = check_group_columns(groups, list(columns), outcome=outcome, source=source)
+        ``intended_use`` nor ``model_card`` is given (external validation of a model).
+        ``withheld``: columns whose values may not be published (``data.disclosure``)."""
+        chosen = check_group_columns(
+            groups, list(columns), outcome=outcome, source=source, withheld=withheld
+        )
         card = read_model_card(model_card) if model_card is not None else None
         if card is None and not intended_use and inherited is not None and inherited.supplied:
             return cls(groups=chosen, intended_use=inherited)

@@ -8,7 +8,7 @@ has no AUROC, sensitivity/specificity pair or calibration: nothing is estimated 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,7 +39,12 @@ RULE = (
 
 
 def check_group_columns(
-    columns: Sequence[str], available: Sequence[str], *, outcome: str | None, source: str
+    columns: Sequence[str],
+    available: Sequence[str],
+    *,
+    outcome: str | None,
+    source: str,
+    withheld: Collection[str] = (),
 ) -> list[str]:
     """The requested ``--group`` columns, or ConfigError naming the one that cannot be used."""
     chosen: list[str] = []
@@ -54,6 +59,13 @@ def check_group_columns(
             raise ConfigError(
                 f"group column '{column}' ({option('groups')}) is the outcome column; group by "
                 "another column",
+                location=Location(column=column),
+            )
+        if column in withheld:
+            raise ConfigError(
+                f"group column '{column}' ({option('groups')}): de-identification flagged it "
+                "for review, and a report grouped by it would publish its values; check it, "
+                "then declare it in a schema file, or group by another column",
                 location=Location(column=column),
             )
         if column not in chosen:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from medserve.config import Settings
 from medserve.data import ReadOptions
+from medserve.data.disclosure import withheld_columns
 from medserve.errors import DataError, Location, option
 from medserve.evaluation import Metric, evaluate_predictions
 from medserve.evaluation.report import (
@@ -87,6 +88,7 @@ def evaluate_stored(
         intended_use=intended_use,
         model_card=model_card,
         inherited=trained.intended_use if trained is not None else None,
+        withheld=withheld_columns(schema),
     )
     rows, labels, dropped = labelled_rows(frame, schema)
     notices = [f"{dropped} rows without an outcome were left out"] if dropped else []

@@ -19,6 +19,7 @@ from medserve.data import (
     read_schema_file,
     table_notices,
 )
+from medserve.data.disclosure import withheld_columns
 from medserve.deid import KEY_PURPOSE as DEID_KEY_PURPOSE
 from medserve.deid.training import deidentify_for_training, schema_record
 from medserve.errors import ConfigError, option
@@ -115,6 +116,7 @@ def prepare(settings: Settings, request: TrainRequest) -> Prepared:
         source=source.name,
         intended_use=request.intended_use,
         model_card=request.model_card,
+        withheld=withheld_columns(schema),
     )
     options = TrainOptions(
         family=request.family,
