@@ -174,3 +174,19 @@ def test_the_readme_lists_every_exit_code_the_cli_uses():
     section = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     listed = {int(code) for code in re.findall(r"^\| (\d+) \|", section, re.MULTILINE)}
     assert set(EXIT_CODES.values()) | {0, 130} == listed
+
+
+def test_the_readme_table_of_train_options_names_every_option_train_has():
+    import re
+    from pathlib import Path
+
+    import typer
+
+    from medserve.cli import app
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("Options of `train`", 1)[1].split("\n\n", 2)[1]
+    listed = set(re.findall(r"`(--[a-z-]+)", table))
+    train = typer.main.get_command(app).commands["train"]
+    flags = {opt for p in train.params for opt in p.opts if opt.startswith("--")} - {"--help"}
+    assert flags == listed, (flags - listed, listed - flags)

@@ -55,3 +55,16 @@ def test_schema_and_report_refuse_a_folder_or_a_missing_one(home, heart_csv, tmp
     for target, message in ((tmp_path, "is a folder"), (tmp_path / "no/x.yaml", "create it")):
         result = run(command, *first, "-o", target)
         assert_clean_failure(result, message, code=2)
+
+
+def test_an_npy_of_only_the_features_is_scored_without_a_label(home, tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 4))
+    label = (features[:, 0] + rng.normal(size=200) > 0).astype(float)
+    np.save(tmp_path / "train.npy", np.column_stack([features, label]))
+    run_json("train", tmp_path / "train.npy", "--model", "logistic", "--cv", "3", "--name", "n")
+    np.save(tmp_path / "new.npy", features[:10])
+    scored = run_json("predict", "n", tmp_path / "new.npy", "-o", tmp_path / "scores.csv")
+    assert scored["rows"] == 10

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from medserve.cli._common import (
     JsonFlag,
     err,
     handle_errors,
+    metric_cell,
     metrics_table,
     out,
     print_json,
@@ -27,6 +29,9 @@ from medserve.cli.options import (
     read_options,
 )
 
+if TYPE_CHECKING:
+    from medserve.flows.evaluate import DevelopmentComparison
+
 app = typer.Typer()
 
 
@@ -37,6 +42,14 @@ def evaluate(
     data: Annotated[Path, typer.Argument(help="Labelled data from another site or period.")],
     target: Annotated[
         str | None, typer.Option(help="Outcome column, if named differently.")
+    ] = None,
+    positive: Annotated[
+        str | None,
+        typer.Option(help="Value of the outcome that is the event here, if coded differently."),
+    ] = None,
+    positive_if: Annotated[
+        str | None,
+        typer.Option("--positive-if", help="Binarise a numeric outcome here, e.g. '>0'."),
     ] = None,
     seed: int = 0,
     group: GroupOption = None,
@@ -55,6 +68,8 @@ def evaluate(
         model,
         data,
         target=target,
+        positive=positive,
+        positive_if=positive_if,
         seed=seed,
         groups=group or [],
         intended_use=intended_use,
@@ -73,4 +88,31 @@ def evaluate(
             f"{outcome.n_events} events)",
         )
     )
+    if outcome.comparison is not None:
+        out.print(comparison_table(outcome.comparison))
     out.print(f"report: {outcome.report_html}\n  JSON: {outcome.report_path}")
+
+
+def comparison_table(comparison: DevelopmentComparison) -> Table:
+    """Development (held-out test) and external performance side by side."""
+    developed = comparison.development_rows
+    table = Table(title="Development (held-out test) beside external", title_justify="left")
+    table.add_column("")
+    table.add_column(
+        f"development ({developed} rows)" if developed is not None else "development",
+        justify="right",
+    )
+    table.add_column(f"external ({comparison.external_rows} rows)", justify="right")
+    before = comparison.development_event_rate
+    table.add_row(
+        "event rate",
+        f"{before:.1%}" if before is not None else "—",
+        f"{comparison.external_event_rate:.1%}",
+    )
+    for name, (development, external) in comparison.metrics.items():
+        table.add_row(
+            name,
+            metric_cell(development.model_dump()) if development is not None else "—",
+            metric_cell(external.model_dump()),
+        )
+    return table

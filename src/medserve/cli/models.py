@@ -208,3 +208,88 @@ def models_compare(
             f"{on.auroc_a:.3f} vs {on.auroc_b:.3f}, difference {on.difference.estimate:+.3f} "
             f"(95% CI {low:+.3f} to {high:+.3f}, paired bootstrap)"
         )
+
+
+PASSPHRASE_ENV = "MEDSERVE_BUNDLE_PASSPHRASE"
+PassphraseFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        help=f"File holding the bundle passphrase (else ${PASSPHRASE_ENV}, else a prompt).",
+    ),
+]
+
+
+def _passphrase(passphrase_file: Path | None, *, confirm: bool) -> str:
+    """From the file (one trailing newline dropped), else the environment, else a prompt
+    that does not echo: never an argument, which other users could read in `ps`."""
+    import os
+
+    from medserve.errors import ConfigError
+
+    if passphrase_file is not None:
+        try:
+            text = passphrase_file.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(
+                f"cannot read the passphrase file {passphrase_file}: {error.strerror}"
+            ) from error
+        return text.removesuffix("\n").removesuffix("\r")
+    from_environment = os.environ.get(PASSPHRASE_ENV)
+    if from_environment:
+        return from_environment
+    return str(
+        typer.prompt("bundle passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+    )
+
+
+@app.command("export")
+@handle_errors
+def models_export(
+    model: Annotated[str, typer.Argument(help="NAME:VERSION (or NAME: production or latest)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The bundle file to write.")],
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Write a version (metadata, model, report) to one encrypted, authenticated bundle
+    file that another medserve imports with the passphrase. Audited."""
+    from medserve.security.local_audit import record_local_action
+    from medserve.storage import Registry
+    from medserve.storage.bundle import export_bundle
+
+    passphrase = _passphrase(passphrase_file, confirm=True)
+    version = export_bundle(settings(), model, output, passphrase)
+    with Registry(settings()) as registry:
+        record_local_action(
+            settings(), registry.engine, "models export", model=version.name,
+            version=version.version,
+        )  # fmt: skip
+    out.print(f"{version.ref} exported to {escape(str(output))}")
+
+
+@app.command("import")
+@handle_errors
+def models_import(
+    bundle: Annotated[Path, typer.Argument(help="A bundle written by `medserve models export`.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Register it under this name (default: its own).")
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Verify and decrypt a bundle and register its model as the next version of its name
+    (a candidate, unless the name is new). Nothing is registered when it fails. Audited."""
+    from medserve.security.local_audit import record_local_action
+    from medserve.storage import Registry
+    from medserve.storage.bundle import import_bundle
+
+    passphrase = _passphrase(passphrase_file, confirm=False)
+    version = import_bundle(settings(), bundle, passphrase, name=name)
+    with Registry(settings()) as registry:
+        record_local_action(
+            settings(), registry.engine, "models import", model=version.name,
+            version=version.version,
+        )  # fmt: skip
+    if as_json:
+        print_json(_summary(version))
+        return
+    out.print(f"imported as {version.ref} ({version.stage})")

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from medserve.cli._common import JsonFlag, handle_errors, out, print_json, settings
+from medserve.cli._common import JsonFlag, err, handle_errors, out, print_json, settings
 from medserve.cli.deid import RawCellsFlag
 from medserve.cli.options import DecimalOption, EncodingOption, SepOption, read_options
 
@@ -33,7 +34,18 @@ def predict(
         typer.Option(
             "--score-unseen-levels",
             help="Score levels never seen in training as no known level (explanations mark "
-            "them) instead of refusing the file, as the HTTP API refuses them.",
+            "them; the validation column says 'category') instead of refusing the file, as "
+            "the HTTP API refuses them.",
+        ),
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse the file (exit 2, nothing written) if any row holds a value the HTTP "
+            "API refuses (422): out of the plausible range, unseen level, unreadable. By "
+            "default out-of-range values are scored, named per row in the validation column "
+            "and counted in a notice.",
         ),
     ] = False,
     raw_cells: RawCellsFlag = False,
@@ -42,22 +54,36 @@ def predict(
     encoding: EncodingOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Batch scoring: writes the input columns plus `risk` and `label`."""
+    """Batch scoring: writes the input columns plus `validation` (the HTTP API's rules each
+    row breaks, e.g. "age: range"; empty when it fits), `risk` and `label`."""
     from medserve.flows import predict_file
 
-    version, rows = predict_file(
+    outcome = predict_file(
         settings(),
         model,
         data,
         output,
         explain=explain,
         score_unseen_levels=score_unseen_levels,
+        strict=strict,
         raw_cells=raw_cells,
         read=read_options(sep, decimal, encoding),
     )
+    version = outcome.version
+    for notice in outcome.notices:
+        err.print(f"[yellow]notice:[/] {escape(notice)}", soft_wrap=True)
     if as_json:
         print_json(
-            {"model": version.name, "version": version.version, "rows": rows, "output": str(output)}
+            {
+                "model": version.name,
+                "version": version.version,
+                "rows": outcome.n_rows,
+                "flagged_rows": outcome.n_flagged,
+                "notices": outcome.notices,
+                "output": str(output),
+            }
         )
     else:
-        out.print(f"scored {rows} rows with {version.ref} → {output}")
+        flagged = f" ({outcome.n_flagged} flagged; --strict refuses such files)"
+        shown = flagged if outcome.n_flagged else ""
+        out.print(f"scored {outcome.n_rows} rows with {version.ref}{shown} → {output}")

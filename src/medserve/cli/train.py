@@ -45,6 +45,7 @@ MODEL_HELP = (
     "those families, and keeps the best."
 )
 
+
 @app.command()
 @handle_errors
 def train(
@@ -140,6 +141,26 @@ def show_schema(
     target: Annotated[str | None, typer.Option(help="Outcome column.")] = None,
     positive: str | None = None,
     positive_if: Annotated[str | None, typer.Option("--positive-if")] = None,
+    missing: Annotated[
+        list[str] | None,
+        typer.Option(help="COLUMN=VALUE[,VALUE] meaning 'not measured' (as train)."),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None, typer.Option(help="Column to leave out (as train).")
+    ] = None,
+    deid: Annotated[
+        bool,
+        typer.Option(
+            "--deid",
+            help="Preview train --deid: de-identified under a throwaway key, so nothing is "
+            "written to the home (types, roles and notices are train's; pseudonyms and "
+            "shifted dates are not).",
+        ),
+    ] = False,
+    deid_policy: Annotated[
+        Path | None,
+        typer.Option("--deid-policy", help="YAML de-identification policy (implies --deid)."),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write an editable YAML override file.")
     ] = None,
@@ -148,22 +169,28 @@ def show_schema(
     encoding: EncodingOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show the schema medserve infers for a table (and write it out for editing)."""
+    """Show the schema train would infer for a table (and write it out for editing)."""
     import yaml
 
-    from medserve.data import default_target, infer_schema, read_table, table_notices
     from medserve.data.io import check_output
+    from medserve.flows import TrainRequest, parse_missing
+    from medserve.flows.prepare import preview_schema
 
     if output is not None:
         check_output(output, suffixes=(".yaml", ".yml", ".json"))
-    frame = read_table(data, read_options(sep, decimal, encoding))
-    schema = infer_schema(
-        frame,
-        target=target or default_target(data),
-        positive=positive,
-        positive_if=positive_if,
+    schema = preview_schema(
+        TrainRequest(
+            data=data,
+            target=target,
+            positive=positive,
+            positive_if=positive_if,
+            missing=parse_missing(missing or []),
+            ignore=ignore or [],
+            deid=deid,
+            deid_policy=deid_policy,
+            read=read_options(sep, decimal, encoding),
+        )
     )
-    schema.notices[:0] = table_notices(frame)
     if output is not None:
         columns = {
             c.name: {"type": c.type, "role": c.role, "missing_tokens": c.missing_tokens}
@@ -179,10 +206,10 @@ def show_schema(
     if as_json:
         print_json(schema.model_dump(mode="json"))
         return
-    for notice in schema.notices:
-        err.print(f"[yellow]notice:[/] {notice}", soft_wrap=True)
+    for notice in schema.notices:  # warnings' text may hold brackets: not markup
+        err.print(f"[yellow]notice:[/] {escape(notice)}", soft_wrap=True)
     out.print(schema_table(schema))
-    out.print(f"outcome: {schema.outcome.describe()}")
+    out.print(f"outcome: {escape(schema.outcome.describe())}")
     if output is not None:
         out.print(f"wrote {output}: edit it and pass it to train with --schema")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from collections import Counter
@@ -26,6 +27,28 @@ _ID_NAME = re.compile(
     re.IGNORECASE,
 )
 _DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?")
+# Names of dates: a column of years so named is a date `medserve deid` reduced to its year.
+_DATE_NAME = re.compile(
+    r"(date|_dt$|^dt_|dob|birth|admission|admit|discharge|visit|year|_yr$)", re.IGNORECASE
+)
+# Years such a column holds (4 digits, as `medserve deid` leaves them).
+YEARS = (1800, 2100)
+# Names of record numbers ("patient_no", "case_nr", "study_number"); a bare "num" is none
+# (the heart data's outcome is `num`).
+_NUMBER_NAME = re.compile(
+    r"^(.*[_ ])?(no|nr|nbr|number|#)\.?$|^.+[_ ]num$|^(mrn|uid|uuid|guid)$", re.IGNORECASE
+)
+# A column of integers distinct in at least this share of at least IDENTIFIER_ROWS rows,
+# named as a number or all of IDENTIFIER_DIGITS digits or more, numbers records.
+IDENTIFIER_DISTINCT = 0.95
+IDENTIFIER_ROWS = 50
+IDENTIFIER_DIGITS = 5
+# Names of free-text columns, read as text however few their distinct (templated) values.
+_TEXT_NAME = re.compile(
+    r"(^|[_ ])(comments?|notes?|remarks?|text|narrative|summary|free_?text)$", re.IGNORECASE
+)
+# Text with at least this many words per value, on average, is free text.
+TEXT_WORDS = 4
 _OVERRIDE_KEYS = {"type", "role", "missing_tokens", "categories", "note"}
 # A column whose present values are numbers at least this often is numeric; its other
 # values are listed in a notice and read as missing.
@@ -218,11 +241,38 @@ def _infer_column(
 ) -> ColumnSpec:
     present = values.dropna()
     n_unique = present.nunique()
-    if _ID_NAME.match(name) or _looks_like_identifier(present):
+    if _ID_NAME.match(name):
         notices.append(f"'{name}' looks like an identifier: excluded from the features")
+        return ColumnSpec(name=name, type="categorical", role="id")
+    if _holds_datetimes(values, present):
+        notices.append(
+            f"'{name}' holds dates (a date-time column): not used as a feature (derive "
+            "intervals such as age or length of stay first)"
+        )
+        return ColumnSpec(name=name, type="datetime", role="time")
+    if _looks_like_identifier(present):
+        notices.append(f"'{name}' looks like an identifier: excluded from the features")
+        return ColumnSpec(name=name, type="categorical", role="id")
+    if _numbers_records(name, present):
+        notices.append(
+            f"'{name}' holds a different whole number in almost every row (a record or "
+            "patient number): excluded from the features"
+        )
         return ColumnSpec(name=name, type="categorical", role="id")
     if present.empty:
         return ColumnSpec(name=name, type="numeric")
+    if n_unique == 1 and len(present) == len(values):
+        notices.append(
+            f"'{name}' has one value ({shown(present.iloc[0])}) in every row: it cannot "
+            "inform the model; not used as a feature"
+        )
+        return ColumnSpec(name=name, type=_guess_type(values), role="ignore")
+    if _holds_years(name, present):
+        notices.append(
+            f"'{name}' holds years (as `medserve deid` leaves dates): not a feature; derive "
+            "an interval first"
+        )
+        return ColumnSpec(name=name, type="numeric", role="time")
     # A bool column, or one of bools with blanks (object dtype: a DataFrame from read_csv).
     if pd.api.types.is_bool_dtype(values) or all(
         isinstance(value, bool | np.bool_) for value in present.tolist()
@@ -250,8 +300,16 @@ def _infer_column(
             )
             return ColumnSpec(name=name, type="datetime", role="time")
     words = text.str.split().str.len().mean()
-    if n_unique > 0.5 * len(present) and words >= 4:
+    if n_unique > 0.5 * len(present) and words >= TEXT_WORDS:
         notices.append(f"'{name}' is free text: not used as a feature by tabular families")
+        return ColumnSpec(name=name, type="text", role="text")
+    if _TEXT_NAME.search(name) or words >= TEXT_WORDS:
+        notices.append(
+            f"'{name}' is free text ({n_unique} distinct texts, "
+            f"{'named as notes' if _TEXT_NAME.search(name) else f'{words:.0f} words each'}): "
+            "not used as a feature by tabular families; declare it in a schema file (type: "
+            "categorical, role: feature) to use its texts as levels"
+        )
         return ColumnSpec(name=name, type="text", role="text")
     if n_unique > 0.5 * len(present) and len(present) >= 20:
         notices.append(
@@ -268,6 +326,62 @@ def _infer_column(
         return ColumnSpec(name=name, type="categorical", role="ignore")
     # An empty level list marks "levels, not numbers"; _describe fills it in.
     return ColumnSpec(name=name, type="binary" if n_unique == 2 else "categorical", categories=[])
+
+
+def _holds_datetimes(values: pd.Series, present: pd.Series) -> bool:
+    """A date-time column (Parquet's timestamps, a DataFrame's datetime64), or one of
+    date or date-time objects: calendar time, never a number of nanoseconds."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return True
+    return (
+        values.dtype == object
+        and not present.empty
+        and all(isinstance(value, datetime.date | pd.Timestamp) for value in present.tolist())
+    )
+
+
+def _whole_numbers(present: pd.Series) -> pd.Series | None:
+    """The present values as numbers when every one is a whole number (not a bool)."""
+    if present.empty or pd.api.types.is_bool_dtype(present):
+        return None
+    if pd.api.types.is_float_dtype(present) or pd.api.types.is_integer_dtype(present):
+        numbers = present.astype(float)
+    elif pd.api.types.is_numeric_dtype(present):
+        return None
+    else:
+        if any(isinstance(value, bool | np.bool_ | float) for value in present.tolist()):
+            return None
+        text = present.astype(str).str.strip()
+        if not text.str.fullmatch(r"[+-]?\d+").all():
+            return None
+        numbers = pd.to_numeric(text).astype(float)
+    if not np.isfinite(numbers).all() or (numbers % 1 != 0).any():
+        return None
+    return numbers
+
+
+def _numbers_records(name: str, present: pd.Series) -> bool:
+    """Whole numbers distinct in (nearly) every row, named as a number or of many digits:
+    patient or record numbers in any order. Measurements repeat, or are not whole."""
+    if len(present) < IDENTIFIER_ROWS or present.nunique() < IDENTIFIER_DISTINCT * len(present):
+        return False
+    if pd.api.types.is_float_dtype(present):  # measured values, even when whole
+        return False
+    numbers = _whole_numbers(present)
+    if numbers is None:
+        return False
+    return bool(_NUMBER_NAME.match(name)) or bool(
+        (numbers.abs() >= 10 ** (IDENTIFIER_DIGITS - 1)).all()
+    )
+
+
+def _holds_years(name: str, present: pd.Series) -> bool:
+    """A column named as a date whose values are all years: a date `medserve deid`
+    reduced to its year."""
+    if not _DATE_NAME.search(name):
+        return False
+    numbers = _whole_numbers(present)
+    return numbers is not None and bool(numbers.between(*YEARS).all())
 
 
 def _looks_like_identifier(present: pd.Series) -> bool:

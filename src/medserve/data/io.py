@@ -87,9 +87,15 @@ def table_format(path: Path) -> str:
     return ".parquet" if suffix == ".pq" else suffix
 
 
-def read_table(path: str | Path, options: ReadOptions | None = None) -> pd.DataFrame:
+def read_table(
+    path: str | Path, options: ReadOptions | None = None, *, npy_features: int | None = None
+) -> pd.DataFrame:
     """Read a table of patients. CSV cells stay strings; the schema decides their types.
-    What reading a CSV guessed is in ``table_notices(frame)``."""
+    What reading a CSV guessed is in ``table_notices(frame)``.
+
+    An ``.npy`` is the reference layout (features, then the label) unless ``npy_features``
+    (a model's feature count, when scoring) says it has that many columns: then every
+    column is a feature and there is no label."""
     path = Path(path)
     options = options or ReadOptions()
     if not path.exists():
@@ -105,7 +111,7 @@ def read_table(path: str | Path, options: ReadOptions | None = None) -> pd.DataF
     elif fmt == ".parquet":
         frame = _read_parquet(path)
     else:
-        frame = _read_npy(path)
+        frame = _read_npy(path, npy_features)
     check_table(frame, str(path))
     frame.attrs[NOTICES_ATTR] = notices
     return frame
@@ -243,8 +249,10 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
-def _read_npy(path: Path) -> pd.DataFrame:
-    """Reference layout: every column but the last is a feature, the last is the label."""
+def _read_npy(path: Path, features: int | None = None) -> pd.DataFrame:
+    """Reference layout: every column but the last is a feature, the last is the label;
+    an array of exactly ``features`` columns has features only (x0, x1, …, named as the
+    reference layout names them)."""
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -253,15 +261,23 @@ def _read_npy(path: Path) -> pd.DataFrame:
             f"{path}: not a readable NumPy array (an .npy of numbers, as numpy.save writes "
             "it, is expected; object arrays are never loaded)"
         ) from exc
-    if array.ndim != 2 or array.shape[1] < 2:
+    labelled = not (array.ndim == 2 and features is not None and array.shape[1] == features)
+    if array.ndim != 2 or array.shape[1] < (2 if labelled else 1):
         raise DataError(
             f"{path}: expected a 2-D array of rows × (features + label), got shape {array.shape}"
         )
     if not np.issubdtype(array.dtype, np.number) and array.dtype != bool:
         raise DataError(f"{path}: expected a numeric array, got dtype {array.dtype}")
-    width = len(str(array.shape[1] - 1))
-    names = [f"x{i:0{width}d}" for i in range(array.shape[1] - 1)] + [NPY_LABEL_COLUMN]
-    return pd.DataFrame(array.astype(float), columns=names)
+    names = npy_feature_names(array.shape[1] - 1 if labelled else array.shape[1])
+    return pd.DataFrame(
+        array.astype(float), columns=names + ([NPY_LABEL_COLUMN] if labelled else [])
+    )
+
+
+def npy_feature_names(count: int) -> list[str]:
+    """The feature columns of an .npy with ``count`` features: x0 … x9, or x00 … x10, …"""
+    width = len(str(count))
+    return [f"x{i:0{width}d}" for i in range(count)]
 
 
 def default_target(path: str | Path) -> str | None:

@@ -3,6 +3,7 @@ to turn raw records into the typed frame every model pipeline starts from."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -72,19 +73,23 @@ class Schema(BaseModel):
                 return spec
         raise SchemaError(f"no column '{name}' in the schema")
 
-    def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def prepare(
+        self, frame: pd.DataFrame, *, row_numbers: Sequence[int] | None = None
+    ) -> pd.DataFrame:
         """Raw records → the typed feature frame (float numbers, string levels, NaN missing),
         every value read by ``medserve.data.values``.
 
         Raises SchemaError naming the column and the first bad row when a value does not
-        fit; unseen levels pass through (the encoder ignores them; ``unseen_level`` finds
-        them for the channels that refuse them)."""
+        fit: "row N" is the Nth data row of ``frame`` (1-based, the header not counted), or
+        ``row_numbers[i]`` for its ith row when given (a shuffled split of a table names its
+        rows as the table numbers them). Unseen levels pass through (the encoder ignores
+        them; ``unseen_level`` finds them for the channels that refuse them)."""
         self._require_features(frame)
         prepared = {}
         for spec in self.features:
             reader = ValueReader.of(spec)
             dtype = np.float64 if reader.numeric else object
-            values = _read_column(reader, frame[spec.name])
+            values = _read_column(reader, frame[spec.name], row_numbers)
             prepared[spec.name] = pd.Series(values, index=frame.index, dtype=dtype)
         return pd.DataFrame(prepared, index=frame.index)
 
@@ -128,12 +133,16 @@ class Schema(BaseModel):
             )
 
 
-def _read_column(reader: ValueReader, values: pd.Series) -> np.ndarray:
-    """Floats for a number column, levels for a level column; SchemaError at a bad value."""
+def _read_column(
+    reader: ValueReader, values: pd.Series, row_numbers: Sequence[int] | None = None
+) -> np.ndarray:
+    """Floats for a number column, levels for a level column; SchemaError at a bad value,
+    naming its row (1-based position, or its entry of ``row_numbers``)."""
     try:
         return reader.numbers(values) if reader.numeric else reader.levels(values)
     except UnreadableValue as error:
-        row = (error.position or 0) + 1
+        position = error.position or 0
+        row = int(row_numbers[position]) if row_numbers is not None else position + 1
         raise SchemaError(f"column '{reader.name}' row {row}: {error}") from None
 
 

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from medserve.config import Settings
 from medserve.data import ReadOptions
 from medserve.data.disclosure import withheld_columns
+from medserve.data.outcome import Outcome, resolve_outcome
 from medserve.errors import DataError, Location, option
 from medserve.evaluation import Metric, evaluate_predictions
 from medserve.evaluation.report import (
@@ -19,12 +21,94 @@ from medserve.evaluation.report import (
     evaluation_report,
     performance_sections,
 )
+from medserve.evaluation.report_types import Estimate, TrainingReport
 from medserve.flows.common import explanations_of, load_model, result_json, training_report_of
 from medserve.flows.notices import warnings_as_notices
 from medserve.flows.report import write_report_files
 from medserve.flows.tables import Table, read_source
+from medserve.flows.train import small_sample_notice
 from medserve.modeling.train import labelled_rows
+from medserve.scoring.validation import RecordValidator, frame_problems, problems_notice
 from medserve.storage import ModelVersion, Registry
+
+# The metrics shown beside the development (held-out test) ones.
+COMPARED_METRICS = ("auroc", "brier", "calibration_slope", "calibration_intercept")
+# An event rate this many times the development one (or its inverse) is a prevalence shift:
+# calibration-in-the-large, PPV and NPV will not carry over.
+PREVALENCE_SHIFT = 1.5
+
+
+@dataclass(frozen=True)
+class DevelopmentComparison:
+    """The training report's held-out test metrics beside the external ones."""
+
+    # Development: rows of the held-out test split and the training data's event rate
+    # (None when the version has no readable training report).
+    development_rows: int | None
+    development_event_rate: float | None
+    external_rows: int
+    external_event_rate: float
+    # metric name → (development, external) estimates with their 95% CIs
+    metrics: dict[str, tuple[Estimate | None, Estimate]]
+
+    def notices(self) -> list[str]:
+        """Warnings on calibration-in-the-large and on a shift of the event rate."""
+        said = []
+        intercept = self.metrics["calibration_intercept"][1]
+        low, high = intercept.ci95
+        if intercept.estimate is not None and low is not None and high is not None:
+            if low > 0 or high < 0:
+                direction = "too low" if intercept.estimate > 0 else "too high"
+                said.append(
+                    f"calibration-in-the-large is off: the calibration intercept is "
+                    f"{intercept.estimate:.2f} (95% CI {low:.2f} to {high:.2f}), so 0 is "
+                    f"outside its interval: the model's risks run {direction} on this data; "
+                    "recalibrate it here before relying on its risks"
+                )
+        before, now = self.development_event_rate, self.external_event_rate
+        if before and now and not 1 / PREVALENCE_SHIFT <= now / before <= PREVALENCE_SHIFT:
+            said.append(
+                f"the event rate differs from development: {now:.1%} here against "
+                f"{before:.1%} in the training data ({now / before:.2f} times); calibration, "
+                "PPV and NPV do not carry over a prevalence shift"
+            )
+        return said
+
+    def to_json(self) -> dict[str, Any]:
+        def side(rows: int | None, rate: float | None, index: int) -> dict[str, Any]:
+            estimates = {
+                name: pair[index].model_dump(mode="json") if pair[index] else None
+                for name, pair in self.metrics.items()
+            }
+            return {"rows": rows, "event_rate": rate, "metrics": estimates}
+
+        return {
+            "development": {
+                "split": "held-out test",
+                **side(self.development_rows, self.development_event_rate, 0),
+            },
+            "external": side(self.external_rows, self.external_event_rate, 1),
+        }
+
+
+def compare_with_development(
+    trained: TrainingReport | None, metrics: dict[str, Metric], labels: np.ndarray
+) -> DevelopmentComparison:
+    """The external ``metrics`` beside the training report's held-out test metrics."""
+    developed = trained.metrics if trained is not None else None
+    return DevelopmentComparison(
+        development_rows=trained.split.n_test if trained is not None else None,
+        development_event_rate=trained.data.event_rate if trained is not None else None,
+        external_rows=len(labels),
+        external_event_rate=float(np.mean(labels)),
+        metrics={
+            name: (
+                getattr(developed, name) if developed is not None else None,
+                Estimate.of(metrics[name]),
+            )
+            for name in COMPARED_METRICS
+        },
+    )
 
 
 @dataclass
@@ -36,12 +120,14 @@ class EvaluationOutcome:
     notices: list[str]
     report_path: str
     report_html: str
+    comparison: DevelopmentComparison | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             **result_json(self.version, self.metrics),
             "n_rows": self.n_rows,
             "n_events": self.n_events,
+            "comparison": self.comparison.to_json() if self.comparison else None,
             "notices": self.notices,
             "report": self.report_path,
             "report_html": self.report_html,
@@ -60,24 +146,21 @@ def evaluate_stored(
     model_card: Path | None = None,
     source_name: str | None = None,
     read: ReadOptions | None = None,
+    positive: str | None = None,
+    positive_if: str | None = None,
 ) -> EvaluationOutcome:
     """External validation: score new labelled data with a stored model and measure it.
 
-    ``data`` is a file or a DataFrame (named ``source_name`` in the report, or "DataFrame")."""
+    ``data`` is a file or a DataFrame (named ``source_name`` in the report, or "DataFrame").
+    ``positive`` (the event's value) or ``positive_if`` (a rule such as '>0') define the
+    event where the data codes the outcome differently from the training data."""
     source = read_source(data, source_name, read=read)
     frame = source.frame.reset_index(drop=True)  # rows are counted by position
     with Registry(settings) as registry:
         version, model = load_model(registry, ref)
-    outcome = model.schema.outcome
-    assert outcome is not None
-    if target is not None and target != outcome.column:
-        outcome = outcome.model_copy(update={"column": target})
-    if outcome.column not in frame.columns:
-        raise DataError(
-            f"{source.name}: outcome column '{outcome.column}' not found; name it with "
-            f"{option('target')}",
-            location=Location(file=source.name, column=outcome.column),
-        )
+    outcome = _external_outcome(model.schema.outcome, frame, source.name, target)
+    if positive is not None or positive_if is not None:
+        outcome = resolve_outcome(frame[outcome.column], outcome.column, positive, positive_if)
     schema = model.schema.model_copy(update={"outcome": outcome})
     trained = training_report_of(settings, version)
     report_options = ReportOptions.build(
@@ -99,10 +182,18 @@ def evaluate_stored(
             f"levels never seen in training were scored as no known level: {counts}; the "
             "model has learnt nothing about them, so its risks there deserve less trust"
         )
+    # The HTTP API's rule, as `medserve predict` applies it: counted, never silent.
+    checked = problems_notice(frame_problems(RecordValidator(schema), rows), len(rows))
+    notices += [checked] if checked else []
     if labels.min() == labels.max():
         raise DataError(
-            f"{source.name}: every row has the same outcome under '{outcome.describe()}'; "
-            "external validation needs both events and non-events"
+            f"{source.name}: every row has the same outcome under '{outcome.describe()}' "
+            f"(the training definition, unless redefined); '{outcome.column}' holds "
+            f"{_values_found(frame[outcome.column])}. If this data codes the outcome "
+            f"differently, name the event's value with {option('positive')} or give a rule "
+            f"with {option('positive_if')}; external validation needs both events and "
+            "non-events",
+            location=Location(file=source.name, column=outcome.column),
         )
     with warnings_as_notices(f"measuring {source.name}", notices):
         risk = model.predict_risk(rows)
@@ -118,6 +209,9 @@ def evaluate_stored(
             seed=seed,
         )
         explanations = explanations_of(model, rows)
+    small = small_sample_notice(f"{source.name} (the external data)", labels)
+    comparison = compare_with_development(trained, metrics, labels)
+    notices.extend(([small] if small else []) + comparison.notices())
     report = evaluation_report(
         version=version,
         data=data_section(
@@ -136,10 +230,38 @@ def evaluate_stored(
         metrics=metrics,
         n_rows=len(labels),
         n_events=int(labels.sum()),
+        comparison=comparison,
         notices=notices,
         report_path=str(report_path),
         report_html=str(report_html),
     )
+
+
+def _external_outcome(
+    trained: Outcome | None, frame: pd.DataFrame, source: str, target: str | None
+) -> Outcome:
+    """The training outcome definition on ``target`` (default: the training column),
+    which must be a column of the external data."""
+    assert trained is not None
+    outcome = trained
+    if target is not None and target != outcome.column:
+        outcome = outcome.model_copy(update={"column": target})
+    if outcome.column not in frame.columns:
+        raise DataError(
+            f"{source}: outcome column '{outcome.column}' not found; name it with "
+            f"{option('target')}",
+            location=Location(file=source, column=outcome.column),
+        )
+    return outcome
+
+
+def _values_found(values: pd.Series, limit: int = 8) -> str:
+    """The distinct values of an outcome column, for a message: "yes (120), no (80)"."""
+    counts = values.dropna().astype(str).str.strip().value_counts()
+    if counts.empty:
+        return "no values"
+    shown = ", ".join(f"'{value}' ({n})" for value, n in counts.head(limit).items())
+    return shown + (", …" if len(counts) > limit else "")
 
 
 def _evaluation_report_path(settings: Settings, version: ModelVersion) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,32 @@ import pandas as pd
 from medserve.config import Settings
 from medserve.data import ReadOptions, write_table
 from medserve.data.io import check_output
-from medserve.errors import SchemaError, option
+from medserve.errors import ConfigError, SchemaError, option
 from medserve.explain import Explainer, explained
 from medserve.flows.common import load_model
 from medserve.flows.tables import Table, read_source
 from medserve.modeling import TrainedModel
+from medserve.scoring.validation import (
+    RecordProblem,
+    RecordValidator,
+    frame_problems,
+    problem_detail,
+    problems_notice,
+    rules_broken,
+)
 from medserve.security.local_audit import record_local_action
 from medserve.storage import ModelVersion, Registry
+
+
+@dataclass(frozen=True)
+class PredictOutcome:
+    """What `predict_file` did: the model, how many rows it wrote, and what it noticed."""
+
+    version: ModelVersion
+    n_rows: int
+    # Rows holding a value the HTTP API refuses (the `validation` column names the rules).
+    n_flagged: int = 0
+    notices: list[str] = field(default_factory=list)
 
 
 def predict_file(
@@ -28,29 +48,64 @@ def predict_file(
     *,
     explain: bool = False,
     score_unseen_levels: bool = False,
+    strict: bool = False,
     raw_cells: bool = False,
     read: ReadOptions | None = None,
-) -> tuple[ModelVersion, int]:
-    """Batch scoring: every input column kept, `risk` and `label` added; with ``explain``
-    also `risk_band`, `explanation_summary` and `explanation` (a JSON object per row).
-    ``data`` is a file or a DataFrame.
+) -> PredictOutcome:
+    """Batch scoring: every input column kept, `validation`, `risk` and `label` added; with
+    ``explain`` also `risk_band`, `explanation_summary` and `explanation` (a JSON object per
+    row). ``data`` is a file or a DataFrame.
 
-    A level never seen in training is refused, as the HTTP API refuses it, unless
-    ``score_unseen_levels`` (then it is scored as no known level, and explanations say so)."""
+    Each row is checked by the HTTP API's rule (``scoring.validation``): `validation` names
+    the rules a row breaks ("age: range"), empty when it fits, and a notice counts them.
+    With ``strict`` a file with any such row is refused, as HTTP refuses such a record.
+    Otherwise a value out of the plausible range is scored; a level never seen in training
+    is refused unless ``score_unseen_levels`` (then it is scored as no known level, and
+    explanations say so); a value that cannot be read is always refused."""
+    if strict and score_unseen_levels:
+        raise ConfigError(
+            f"{option('strict')} refuses what the HTTP API refuses, unseen levels included; "
+            f"drop {option('score_unseen_levels')} or {option('strict')}"
+        )
     out = check_output(out)  # before any work: a folder, or one that is not there
-    frame = read_source(data, read=read).frame
     with Registry(settings) as registry:
         version, model = load_model(registry, ref)
+        # An .npy of exactly the model's features is scored without a label column.
+        frame = read_source(data, read=read, npy_features=len(model.schema.features)).frame
+        problems = frame_problems(RecordValidator(model.schema), frame)
+        if strict:
+            refuse_problems(problems)
         scored = score_frame(
-            settings, model, frame, explain=explain, score_unseen_levels=score_unseen_levels
-        )
-        write_table(scored, out, raw_cells=raw_cells)  # CSV formulas made inert unless raw
-        # Patients' records were scored: the trail says who, with which model, how many.
+            settings, model, frame, explain=explain, score_unseen_levels=score_unseen_levels,
+            validation=rules_broken(problems, len(frame)),
+        )  # fmt: skip
+        # Patients' records were scored: the trail says who, with which model, how many,
+        # before the scores are written (no record, no file: fail closed).
         record_local_action(
             settings, registry.engine, "predict", model=version.name,
             version=version.version, n_records=len(scored),
         )  # fmt: skip
-    return version, len(scored)
+        write_table(scored, out, raw_cells=raw_cells)  # CSV formulas made inert unless raw
+    notice = problems_notice(problems, len(frame))
+    return PredictOutcome(
+        version=version,
+        n_rows=len(scored),
+        n_flagged=len({problem.record for problem in problems}),
+        notices=[notice] if notice else [],
+    )
+
+
+def refuse_problems(problems: list[RecordProblem]) -> None:
+    """SchemaError naming the first row the HTTP API would refuse, and how many there are."""
+    if not problems:
+        return
+    first = problems[0]
+    flagged = len({problem.record for problem in problems})
+    others = f"; {flagged} rows hold such values" if flagged > 1 else ""
+    raise SchemaError(
+        f"column '{first.field}' row {first.record + 1}: {problem_detail(first)}{others}; "
+        f"correct the file, or score it with a notice per row without {option('strict')}"
+    )
 
 
 def score_frame(
@@ -60,11 +115,15 @@ def score_frame(
     *,
     explain: bool = False,
     score_unseen_levels: bool = False,
+    validation: list[str] | None = None,
 ) -> pd.DataFrame:
-    """``frame`` (its index kept) with the columns `predict_file` adds."""
+    """``frame`` (its index kept) with the columns `predict_file` adds; `validation` (the
+    rules each row breaks, see ``predict_file``) only when given."""
     scores = risk_scores(settings, model, frame, score_unseen_levels=score_unseen_levels)
     risk = scores["risk"].to_numpy()
     scored = frame.copy()
+    if validation is not None:
+        scored["validation"] = validation
     scored["risk"] = np.round(risk, 6)
     scored["label"] = scores["label"].to_numpy()
     if explain:

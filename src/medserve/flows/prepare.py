@@ -4,6 +4,8 @@ the table (de-identified when asked), its schema, and the report and training op
 from __future__ import annotations
 
 import re
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from medserve.deid import KEY_PURPOSE as DEID_KEY_PURPOSE
 from medserve.deid.training import deidentify_for_training, schema_record
 from medserve.errors import ConfigError, option
 from medserve.evaluation.report import ReportOptions
-from medserve.flows.tables import Table, read_source
+from medserve.flows.tables import Source, Table, read_source
 from medserve.modeling import ThresholdRule, TrainOptions
 from medserve.storage.keystore import KeyStore
 
@@ -75,40 +77,12 @@ class Prepared:
 
 def prepare(settings: Settings, request: TrainRequest) -> Prepared:
     """Read the table, de-identify it when asked, infer its schema and check the options."""
-    source = read_source(request.data, request.source_name, read=request.read)
-    reading_notices = table_notices(source.frame)
-    frame = source.frame.reset_index(drop=True)  # training counts rows by position
     name = request.name or _model_name_of(request)
-    overrides = read_schema_file(request.schema_file) if request.schema_file else None
-    target = request.target or (default_target(source.path) if source.path else None)
-    deid_report, deid_notices = None, []
-    if request.deid or request.deid_policy is not None:
-        deidentified = deidentify_for_training(  # the policy is checked before the key
-            frame,
-            request.deid_policy,
-            lambda: KeyStore(settings).purpose_key(DEID_KEY_PURPOSE),
-            target=target,
-        )
-        frame, deid_report = deidentified.frame, deidentified.report
-        deid_notices = deidentified.notices
-        overrides = _with_column_defaults(overrides, deidentified.overrides)
-    schema = infer_schema(
-        frame,
-        target=target,
-        positive=request.positive,
-        positive_if=request.positive_if,
-        missing_tokens=request.missing,
-        ignore=request.ignore,
-        overrides=overrides,
+    inferred = infer_training_schema(
+        request, lambda: KeyStore(settings).purpose_key(DEID_KEY_PURPOSE)
     )
-    schema.notices[:0] = reading_notices
-    if deid_report is not None:
-        schema = schema.model_copy(
-            update={
-                "deidentification": schema_record(deid_report),
-                "notices": deid_notices + schema.notices,
-            }
-        )
+    source, frame, schema = inferred.source, inferred.frame, inferred.schema
+    deid_report = inferred.deidentification
     report_options = ReportOptions.build(
         groups=request.groups or [],
         columns=list(frame.columns),
@@ -137,6 +111,63 @@ def prepare(settings: Settings, request: TrainRequest) -> Prepared:
         report_options=report_options,
         options=options,
     )
+
+
+@dataclass(frozen=True)
+class InferredTable:
+    """The table as training reads it (de-identified when asked) and the schema inferred."""
+
+    source: Source
+    frame: pd.DataFrame
+    schema: Schema
+    deidentification: dict[str, Any] | None  # the full de-identification report, or None
+
+
+def infer_training_schema(request: TrainRequest, deid_key: Callable[[], bytes]) -> InferredTable:
+    """Read the request's table, de-identify it when asked (``deid_key`` is called only
+    then, once the policy has been checked) and infer its schema as `train` does."""
+    source = read_source(request.data, request.source_name, read=request.read)
+    reading_notices = table_notices(source.frame)
+    frame = source.frame.reset_index(drop=True)  # training counts rows by position
+    overrides = read_schema_file(request.schema_file) if request.schema_file else None
+    target = request.target or (default_target(source.path) if source.path else None)
+    deid_report, deid_notices = None, []
+    if request.deid or request.deid_policy is not None:
+        deidentified = deidentify_for_training(  # the policy is checked before the key
+            frame, request.deid_policy, deid_key, target=target
+        )
+        frame, deid_report = deidentified.frame, deidentified.report
+        deid_notices = deidentified.notices
+        overrides = _with_column_defaults(overrides, deidentified.overrides)
+    schema = infer_schema(
+        frame,
+        target=target,
+        positive=request.positive,
+        positive_if=request.positive_if,
+        missing_tokens=request.missing,
+        ignore=request.ignore,
+        overrides=overrides,
+    )
+    schema.notices[:0] = reading_notices
+    if deid_report is not None:
+        schema = schema.model_copy(
+            update={
+                "deidentification": schema_record(deid_report),
+                "notices": deid_notices + schema.notices,
+            }
+        )
+    return InferredTable(source, frame, schema, deid_report)
+
+
+def preview_schema(request: TrainRequest) -> Schema:
+    """The schema `train` would infer for ``request``, writing nothing. De-identification
+    runs under a throwaway key, so no deid key is made in the home: the types, roles and
+    notices are train's, the pseudonyms and shifted dates (and the key's id) are not."""
+    schema = infer_training_schema(request, lambda: secrets.token_bytes(32)).schema
+    if schema.deidentification is None:
+        return schema
+    record = {**schema.deidentification, "key_id": None}  # no key was used for real
+    return schema.model_copy(update={"deidentification": record})
 
 
 def _model_name_of(request: TrainRequest) -> str:

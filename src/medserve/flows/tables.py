@@ -32,14 +32,19 @@ class Source:
 
 
 def read_source(
-    data: Table, source_name: str | None = None, *, read: ReadOptions | None = None
+    data: Table,
+    source_name: str | None = None,
+    *,
+    read: ReadOptions | None = None,
+    npy_features: int | None = None,
 ) -> Source:
-    """A file read with ``read_table`` (as ``read`` says); a DataFrame copied (the caller's
-    stays as it was) and checked as a file would be: columns named by text, none repeated,
-    some rows."""
+    """A file read with ``read_table`` (as ``read`` says; an .npy of ``npy_features``
+    columns is all features, no label); a DataFrame copied (the caller's stays as it was)
+    and checked as a file would be: columns named by text, none repeated, some rows."""
     if not isinstance(data, pd.DataFrame):
         path = Path(data)
-        return Source(read_table(path, read), source_name or path.name, path)
+        frame = read_table(path, read, npy_features=npy_features)
+        return Source(frame, source_name or path.name, path)
     name = source_name or FRAME_SOURCE
     check_table(data, name)
     return Source(data.copy(), name)

@@ -32,8 +32,12 @@ from medserve.flows.prepare import (
 )
 from medserve.flows.register import check_registry, register
 from medserve.modeling import TrainedModel, get_family, train_model
-from medserve.modeling.train import CandidateResult, Progress, TrainResult
+from medserve.modeling.train import MIN_EVENTS, CandidateResult, Progress, TrainResult
 from medserve.storage import ModelVersion
+
+# Below this many rows (or MIN_EVENTS events or non-events) a sample's metrics rest on too
+# few patients: their 95% CIs are wide (a 40-row model measured on 8 rows says little).
+SMALL_SAMPLE_ROWS = 100
 
 __all__ = [
     "Assessment",
@@ -45,6 +49,7 @@ __all__ = [
     "model_name_from",
     "parse_missing",
     "prepare",
+    "small_sample_notice",
     "train_and_register",
 ]
 
@@ -144,7 +149,21 @@ def assess(prepared: Prepared, result: TrainResult) -> Assessment:
             seed=seed,
         )
         explanations = explanations_of(model, split.test)
-    return Assessment(metrics, performance, explanations, warned)
+    small = small_sample_notice("the held-out test split", split.y_test)
+    return Assessment(metrics, performance, explanations, warned + ([small] if small else []))
+
+
+def small_sample_notice(what: str, labels: Any) -> str | None:
+    """A notice when ``labels`` (0/1) are too few to measure a model on, else None."""
+    n, events = len(labels), int(sum(labels))
+    if n >= SMALL_SAMPLE_ROWS and min(events, n - events) >= MIN_EVENTS:
+        return None
+    return (
+        f"{what} is small ({n} rows, {events} events, {n - events} non-events; medserve "
+        f"suggests at least {SMALL_SAMPLE_ROWS} rows and {MIN_EVENTS} of each): its metrics' "
+        "95% CIs are wide and its estimates unstable; measure the model on more data before "
+        "relying on it"
+    )
 
 
 def build_report(

@@ -126,6 +126,11 @@ def split_rows(
         raise ConfigError(
             f"test size {options.test_size} ({option('test_size')}) must lie between 0.05 and 0.5"
         )
+    # Every labelled value read once in the table's order, so that an error names the row
+    # of the file ("row 4": its 4th data row), not a position in the shuffled split.
+    assert schema.outcome is not None
+    known = frame[schema.outcome.column].notna().to_numpy()
+    schema.prepare(rows, row_numbers=np.flatnonzero(known) + 1)
     train, test, y_train, y_test = train_test_split(
         rows, labels, test_size=options.test_size, stratify=labels, random_state=options.seed
     )

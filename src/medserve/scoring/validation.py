@@ -7,9 +7,12 @@ reference pipeline; a level never seen in training is refused here (rule "catego
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+import pandas as pd
 
 from medserve.data.disclosure import shown_levels, widened_bounds, withheld_columns
 from medserve.data.schema import ColumnSpec, Schema
@@ -65,6 +68,7 @@ class RecordValidator:
 
     def __init__(self, schema: Schema) -> None:
         withheld = withheld_columns(schema)
+        self.feature_names = schema.feature_names
         self._features = [(spec, _FeatureRules.of(spec, withheld)) for spec in schema.features]
 
     def problems(self, records: Sequence[Mapping[str, object]]) -> list[RecordProblem]:
@@ -149,3 +153,56 @@ class _FeatureRules:
 
 def _problem(index: int, spec: ColumnSpec, rule: ProblemRule, message: str) -> RecordProblem:
     return RecordProblem(index, spec.name, rule, f"record {index}, field '{spec.name}': {message}")
+
+
+# What each rule means, for notices that count problems rather than show them.
+RULE_MEANING: dict[ProblemRule, str] = {
+    "required": "missing",
+    "type": "not readable as its kind of value",
+    "range": "outside the plausible range",
+    "category": "a level never seen in training",
+}
+
+
+def frame_problems(validator: RecordValidator, frame: pd.DataFrame) -> list[RecordProblem]:
+    """``validator``'s problems in the rows of a table (record = row position), the rule the
+    HTTP API applies to each JSON record; empty when a feature column is absent (scoring
+    names the missing columns)."""
+    names = validator.feature_names
+    if any(name not in frame.columns for name in names):
+        return []
+    return validator.problems(frame[names].to_dict("records"))
+
+
+def rules_broken(problems: Sequence[RecordProblem], n_records: int) -> list[str]:
+    """Per record, the rules it breaks ("age: range; cp: category"), "" when it fits: no
+    values, so the text may sit beside the record without repeating anyone's data."""
+    broken: list[list[str]] = [[] for _ in range(n_records)]
+    for problem in problems:
+        broken[problem.record].append(f"{problem.field}: {problem.rule}")
+    return ["; ".join(rules) for rules in broken]
+
+
+def problem_counts(problems: Sequence[RecordProblem]) -> Counter[tuple[str, ProblemRule]]:
+    """How many records break each (field, rule): a field breaks one rule per record."""
+    return Counter((problem.field, problem.rule) for problem in problems)
+
+
+def problems_notice(problems: Sequence[RecordProblem], n_records: int) -> str | None:
+    """One sentence counting the records the HTTP API would refuse, by field and rule."""
+    if not problems:
+        return None
+    flagged = len({problem.record for problem in problems})
+    counts = ", ".join(
+        f"'{field}' {rule} ({RULE_MEANING[rule]}) in {count} row{'s' if count > 1 else ''}"
+        for (field, rule), count in problem_counts(problems).items()
+    )
+    return (
+        f"{flagged} of {n_records} rows hold values the HTTP API refuses (422) and were "
+        f"scored anyway: {counts}; their risks deserve less trust"
+    )
+
+
+def problem_detail(problem: RecordProblem) -> str:
+    """The problem said without its "record N, field 'x': " prefix (for a table's rows)."""
+    return problem.message.removeprefix(f"record {problem.record}, field '{problem.field}': ")

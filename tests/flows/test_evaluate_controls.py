@@ -1,0 +1,129 @@
+"""External validation's controls: the event defined for data that codes the outcome
+differently, small samples, and development beside external performance."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from medserve.config import Settings
+from medserve.errors import DataError
+from medserve.flows import TrainRequest, train_and_register
+from medserve.flows.evaluate import evaluate_stored
+
+
+@pytest.fixture(scope="module")
+def coded_heart(heart_csv) -> pd.DataFrame:
+    """The heart data with its outcome coded 1/0 in 'disease' (num > 0)."""
+    heart = pd.read_csv(heart_csv)
+    heart["disease"] = (heart.pop("num") > 0).astype(int)
+    return heart
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, coded_heart) -> Settings:
+    """A home holding `heart`, trained on the 1/0-coded outcome."""
+    settings = Settings(home=tmp_path_factory.mktemp("controls") / "home")
+    request = TrainRequest(
+        data=coded_heart, target="disease", family="logistic", cv=3, name="heart",
+        source_name="heart.csv",
+    )  # fmt: skip
+    train_and_register(settings, request)
+    return settings
+
+
+def test_evaluate_names_the_codes_found_and_the_flags_when_the_outcome_is_coded_otherwise(
+    home, coded_heart
+):
+    external = coded_heart.assign(disease=coded_heart.disease.map({1: "yes", 0: "no"}))
+    with pytest.raises(DataError) as raised:
+        evaluate_stored(home, "heart", external, source_name="site-b.csv")
+    message = str(raised.value)
+    assert "'no' (411)" in message and "'yes' (509)" in message, message
+    assert "'positive' option" in message and "'positive_if' option" in message, message
+
+
+def test_evaluate_takes_the_event_value_of_the_external_data(home, coded_heart):
+    external = coded_heart.assign(disease=coded_heart.disease.map({1: "yes", 0: "no"}))
+    evaluated = evaluate_stored(home, "heart", external, positive="yes", source_name="b.csv")
+    assert evaluated.n_events == int(coded_heart.disease.sum())
+    assert evaluated.metrics["auroc"].estimate > 0.8
+
+
+def test_evaluate_takes_a_rule_on_another_column(home, coded_heart, heart_csv):
+    external = coded_heart.drop(columns="disease").assign(num=pd.read_csv(heart_csv).num)
+    evaluated = evaluate_stored(
+        home, "heart", external, target="num", positive_if=">0", source_name="b.csv"
+    )
+    assert evaluated.n_events == int(coded_heart.disease.sum())
+
+
+def test_evaluate_refuses_an_event_value_the_data_lacks(home, coded_heart):
+    with pytest.raises(DataError, match="does not occur in target 'disease'"):
+        evaluate_stored(home, "heart", coded_heart, positive="yes", source_name="b.csv")
+
+
+def test_training_on_few_rows_says_the_test_metrics_are_uncertain(tmp_path, coded_heart):
+    few = coded_heart.sample(120, random_state=0)
+    request = TrainRequest(
+        data=few, target="disease", family="logistic", cv=3, name="few", source_name="few.csv"
+    )
+    trained = train_and_register(Settings(home=tmp_path / "home"), request)
+    events = int(trained.report.evaluated_rows.events)
+    (said,) = [n for n in trained.notices if "held-out test split is small" in n]
+    assert f"({trained.n_test} rows, {events} events" in said and "CIs are wide" in said
+    assert said in trained.report.notices
+
+
+def test_training_on_enough_rows_says_nothing_of_sample_size(home):
+    from medserve.flows.common import training_report_of
+    from medserve.storage import Registry
+
+    with Registry(home) as registry:
+        version = registry.get("heart")
+    assert not any("is small" in n for n in training_report_of(home, version).notices)
+
+
+def test_evaluating_on_few_rows_says_the_metrics_are_uncertain(home, coded_heart):
+    eight = pd.concat(
+        [coded_heart[coded_heart.disease == 1][:4], coded_heart[coded_heart.disease == 0][:4]]
+    )
+    evaluated = evaluate_stored(home, "heart", eight, source_name="eight.csv")
+    (said,) = [n for n in evaluated.notices if "is small" in n]
+    assert said.startswith("eight.csv (the external data) is small (8 rows, 4 events")
+    stored = json.loads(open(evaluated.report_path).read())
+    assert said in stored["notices"]
+
+
+def test_evaluate_puts_development_beside_external_performance(home, coded_heart):
+    from medserve.flows.common import training_report_of
+    from medserve.storage import Registry
+
+    evaluated = evaluate_stored(home, "heart", coded_heart, source_name="same.csv")
+    with Registry(home) as registry:
+        trained = training_report_of(home, registry.get("heart"))
+    shown = evaluated.to_json()["comparison"]
+    assert shown["development"]["rows"] == trained.split.n_test
+    assert shown["development"]["event_rate"] == pytest.approx(509 / 920)
+    assert shown["external"]["event_rate"] == pytest.approx(509 / 920)
+    for name in ("auroc", "brier", "calibration_slope", "calibration_intercept"):
+        assert shown["development"]["metrics"][name] == getattr(trained.metrics, name).model_dump(
+            mode="json"
+        )
+        assert shown["external"]["metrics"][name] == evaluated.metrics[name].to_dict()
+    assert not any("event rate differs" in n for n in evaluated.notices), evaluated.notices
+
+
+def test_evaluate_warns_of_a_prevalence_shift_and_miscalibration(home, coded_heart):
+    shifted = pd.concat(
+        [coded_heart[coded_heart.disease == 1], coded_heart[coded_heart.disease == 0][:40]]
+    )
+    evaluated = evaluate_stored(home, "heart", shifted, source_name="shifted.csv")
+    (rate,) = [n for n in evaluated.notices if "event rate differs" in n]
+    assert "92.7% here against 55.3% in the training data" in rate, rate
+    (intercept,) = [n for n in evaluated.notices if "calibration-in-the-large" in n]
+    assert "risks run too low" in intercept, intercept
+    stored = json.loads(open(evaluated.report_path).read())
+    assert rate in stored["notices"] and intercept in stored["notices"]
