@@ -266,3 +266,34 @@ def test_a_byte_order_mark_is_no_part_of_the_first_column_name(heart_cells, tmp_
     path = variant("pipes, UTF-8 with a byte-order mark", heart_cells, tmp_path)
     for options in (None, ReadOptions(encoding="utf-8"), ReadOptions(sep="|", encoding="UTF8")):
         assert read_table(path, options).columns[0] == "id"
+
+
+def test_predict_and_evaluate_say_how_they_read_a_file(tmp_path, heart_csv):
+    """The reading notices reach the user of predict and evaluate too, not only train."""
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from medserve.cli import app
+
+    runner = CliRunner()
+    env = {"MEDSERVE_HOME": str(tmp_path / "home")}
+    trained = runner.invoke(
+        app,
+        ["train", str(heart_csv), "--target", "num", "--positive-if", ">0", "--model",
+         "logistic", "--cv", "3", "--name", "heart", "--json"],
+        env=env,
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    semicolons = tmp_path / "site.csv"
+    pd.read_csv(heart_csv).to_csv(semicolons, sep=";", index=False)
+    scored = runner.invoke(
+        app, ["predict", "heart", str(semicolons), "-o", str(tmp_path / "s.csv"), "--json"],
+        env=env,
+    )  # fmt: skip
+    validated = runner.invoke(app, ["evaluate", "heart", str(semicolons), "--json"], env=env)
+    for result in (scored, validated):
+        assert result.exit_code == 0, result.output
+        notices = json.loads(result.stdout)["notices"]
+        assert any("semicolon-separated" in notice for notice in notices), notices

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from medserve.config import Settings
-from medserve.data import ReadOptions
+from medserve.data import ReadOptions, table_notices
 from medserve.data.disclosure import withheld_columns
 from medserve.data.outcome import Outcome, resolve_outcome
 from medserve.errors import DataError, Location, option
@@ -174,7 +174,9 @@ def evaluate_stored(
         withheld=withheld_columns(schema),
     )
     rows, labels, dropped = labelled_rows(frame, schema)
-    notices = [f"{dropped} rows without an outcome were left out"] if dropped else []
+    notices = list(table_notices(source.frame))  # how the file was read (delimiter, …)
+    if dropped:
+        notices.append(f"{dropped} rows without an outcome were left out")
     unseen = schema.unseen_rows(rows)
     if unseen:
         counts = ", ".join(f"'{name}' in {len(at)} rows" for name, at in unseen.items())

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from medserve.config import Settings
-from medserve.data import ReadOptions, write_table
+from medserve.data import ReadOptions, table_notices, write_table
 from medserve.data.io import check_output
 from medserve.errors import ConfigError, SchemaError, option
 from medserve.explain import Explainer, explained
@@ -91,7 +91,7 @@ def predict_file(
         version=version,
         n_rows=len(scored),
         n_flagged=len({problem.record for problem in problems}),
-        notices=[notice] if notice else [],
+        notices=table_notices(frame) + ([notice] if notice else []),
     )
 
 
