@@ -3,8 +3,8 @@
 The Python API (``medserve.api``): ``train``, ``load`` and the ``Model`` they return, with
 the errors they raise. Loaded on first use (PEP 562), so ``import medserve`` stays light."""
 
-from importlib import import_module
-from typing import Any
+
+from medserve.core.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -28,26 +28,5 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'medserve' has no attribute {name!r}")
-    return getattr(import_module(home), name)
-
-
-__all__ = [
-    "ConfigError",
-    "DataError",
-    "EvaluationOutcome",
-    "Explanation",
-    "ExplanationUnavailable",
-    "IntegrityError",
-    "MedserveError",
-    "Model",
-    "ModelNotFound",
-    "RegistryError",
-    "SchemaError",
-    "__version__",
-    "load",
-    "train",
-]
+__getattr__ = lazy_attributes("medserve", _HOMES)
+__all__ = sorted(_HOMES) + ["__version__"]

@@ -129,10 +129,7 @@ def models_archive(
 
     with Registry(settings()) as registry:
         version = registry.archive(model, force=force)
-        record_local_action(
-            settings(), registry.engine, "models archive", model=version.name,
-            version=version.version,
-        )  # fmt: skip
+        record_local_action(settings(), registry.engine, "models archive", version)
     out.print(f"{version.ref} archived")
     if force and version.stage == "archived":
         err.print(
@@ -153,10 +150,7 @@ def models_delete(
 
     with Registry(settings()) as registry:
         version = registry.delete(model, force=force)
-        record_local_action(
-            settings(), registry.engine, "models delete", model=version.name,
-            version=version.version,
-        )  # fmt: skip
+        record_local_action(settings(), registry.engine, "models delete", version)
     out.print(f"{version.ref} deleted")
 
 
@@ -259,10 +253,7 @@ def models_export(
     passphrase = _passphrase(passphrase_file, confirm=True)
     version = export_bundle(settings(), model, output, passphrase)
     with Registry(settings()) as registry:
-        record_local_action(
-            settings(), registry.engine, "models export", model=version.name,
-            version=version.version,
-        )  # fmt: skip
+        record_local_action(settings(), registry.engine, "models export", version)
     out.print(f"{version.ref} exported to {escape(str(output))}")
 
 
@@ -285,10 +276,7 @@ def models_import(
     passphrase = _passphrase(passphrase_file, confirm=False)
     version = import_bundle(settings(), bundle, passphrase, name=name)
     with Registry(settings()) as registry:
-        record_local_action(
-            settings(), registry.engine, "models import", model=version.name,
-            version=version.version,
-        )  # fmt: skip
+        record_local_action(settings(), registry.engine, "models import", version)
     if as_json:
         print_json(_summary(version))
         return

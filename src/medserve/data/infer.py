@@ -241,16 +241,14 @@ def _infer_column(
 ) -> ColumnSpec:
     present = values.dropna()
     n_unique = present.nunique()
-    if _ID_NAME.match(name):
-        notices.append(f"'{name}' looks like an identifier: excluded from the features")
-        return ColumnSpec(name=name, type="categorical", role="id")
+    # Dates first: sorted timestamps would otherwise pass for a row counter.
     if _holds_datetimes(values, present):
         notices.append(
             f"'{name}' holds dates (a date-time column): not used as a feature (derive "
             "intervals such as age or length of stay first)"
         )
         return ColumnSpec(name=name, type="datetime", role="time")
-    if _looks_like_identifier(present):
+    if _ID_NAME.match(name) or _looks_like_identifier(present):
         notices.append(f"'{name}' looks like an identifier: excluded from the features")
         return ColumnSpec(name=name, type="categorical", role="id")
     if _numbers_records(name, present):

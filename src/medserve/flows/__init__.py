@@ -1,8 +1,9 @@
 """The user-facing workflows (train, evaluate, predict, report) as library functions: the
 CLI and the HTTP app are thin shells over these."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from medserve.core.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from medserve.flows.common import library_versions, load_model, result_json
@@ -26,35 +27,30 @@ if TYPE_CHECKING:
 # Where each name lives. Loaded on first use (PEP 562), so that a caller of one flow (the
 # server reads stored reports) does not import every other (training, evaluation).
 _HOMES = {
-    "library_versions": "common",
-    "load_model": "common",
-    "result_json": "common",
-    "EvaluationOutcome": "evaluate",
-    "evaluate_stored": "evaluate",
-    "predict_file": "predict",
-    "refuse_unseen_levels": "predict",
-    "risk_scores": "predict",
-    "score_frame": "predict",
-    "StoredReport": "report",
-    "restore_page": "report",
-    "stored_report": "report",
-    "Source": "tables",
-    "Table": "tables",
-    "read_source": "tables",
-    "TrainOutcome": "train",
-    "TrainRequest": "train",
-    "model_name_from": "train",
-    "parse_missing": "train",
-    "train_and_register": "train",
+    "library_versions": ".common",
+    "load_model": ".common",
+    "result_json": ".common",
+    "EvaluationOutcome": ".evaluate",
+    "evaluate_stored": ".evaluate",
+    "predict_file": ".predict",
+    "refuse_unseen_levels": ".predict",
+    "risk_scores": ".predict",
+    "score_frame": ".predict",
+    "StoredReport": ".report",
+    "restore_page": ".report",
+    "stored_report": ".report",
+    "Source": ".tables",
+    "Table": ".tables",
+    "read_source": ".tables",
+    "TrainOutcome": ".train",
+    "TrainRequest": ".train",
+    "model_name_from": ".train",
+    "parse_missing": ".train",
+    "train_and_register": ".train",
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'medserve.flows' has no attribute {name!r}")
-    return getattr(import_module(f"medserve.flows.{home}"), name)
-
+__getattr__ = lazy_attributes("medserve.flows", _HOMES)
 
 __all__ = [
     "EvaluationOutcome",

@@ -81,10 +81,7 @@ def predict_file(
         )  # fmt: skip
         # Patients' records were scored: the trail says who, with which model, how many,
         # before the scores are written (no record, no file: fail closed).
-        record_local_action(
-            settings, registry.engine, "predict", model=version.name,
-            version=version.version, n_records=len(scored),
-        )  # fmt: skip
+        record_local_action(settings, registry.engine, "predict", version, n_records=len(scored))
         write_table(scored, out, raw_cells=raw_cells)  # CSV formulas made inert unless raw
     notice = problems_notice(problems, len(frame))
     return PredictOutcome(

@@ -354,5 +354,4 @@ def _model_label(scope: dict, model: str | None) -> str:
     catalog = getattr(getattr(scope.get("app"), "state", None), "catalog", None)
     if catalog is None:
         return OTHER_MODEL
-    served = {version.name for version in catalog.served_versions()}
-    return model if model in served else OTHER_MODEL
+    return model if catalog.serves(model) else OTHER_MODEL

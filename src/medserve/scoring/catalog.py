@@ -86,6 +86,11 @@ class ModelCatalog:
                 failures.append(f"{version.ref}: {error.message}")
         return failures
 
+    def serves(self, name: str) -> bool:
+        """True when a version of ``name`` is loaded (cheap: no copy, for every request)."""
+        with self._lock:
+            return any(loaded == name for loaded, _ in self._loaded)
+
     def served_versions(self) -> list[ModelVersion]:
         with self._lock:
             return [m.version for m in self._loaded.values()]

@@ -19,6 +19,7 @@ from medserve.config import Settings
 from medserve.core.user import login_name
 from medserve.security.audit import AuditEntry, AuditLog
 from medserve.storage.keystore import KeyStore
+from medserve.storage.registry import ModelVersion
 
 AUDIT_PURPOSE = "audit"  # the purpose key the trail is MACed with (as the service's)
 LOCAL_CLIENT = "local"
@@ -28,21 +29,20 @@ def record_local_action(
     settings: Settings,
     engine: Engine,
     action: str,
+    version: ModelVersion,
     *,
-    model: str | None = None,
-    version: int | None = None,
     n_records: int | None = None,
 ) -> int:
-    """Append the record of ``action`` (e.g. "models delete") and return its seq; raises
-    if it cannot be written, before the caller reports the action done."""
+    """Append the record of ``action`` (e.g. "models delete") on ``version`` and return its
+    seq; raises if it cannot be written, before the caller reports the action done."""
     entry = AuditEntry(
         route=f"cli {action}",
         method="CLI",
         status=200,
         request_id=uuid.uuid4().hex,
         role=f"local:{login_name()}",
-        model=model,
-        model_version=version,
+        model=version.name,
+        model_version=version.version,
         n_records=n_records,
         client=LOCAL_CLIENT,
     )
