@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 # Debian's Chromium drives the browser tests (Playwright never downloads a browser).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench anchors-venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,17 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/quality.py
+
+# AutoGluon for bench/quality.py --anchors, in its own venv (it needs pandas < 2.4).
+# torch first and alone, so that its CPU build is the one installed.
+ANCHORS := .venv-anchors
+anchors-venv: $(ANCHORS)/.installed
+$(ANCHORS)/.installed: bench/requirements-anchors.txt
+	test -x $(ANCHORS)/bin/python || $(PY) -m venv $(ANCHORS)
+	$(ANCHORS)/bin/pip install -q --upgrade pip
+	nice -n 10 $(ANCHORS)/bin/pip install -q torch==2.13.0
+	nice -n 10 $(ANCHORS)/bin/pip install -q -r bench/requirements-anchors.txt
+	touch $@
 
 clean:
 	rm -rf $(VENV) .medserve .pytest_cache

@@ -71,7 +71,8 @@ def test_train_from_a_dataframe_registers_a_version_with_its_lineage(trained, de
     report = json.loads(trained.report_path.read_text())
     assert report["data"]["source"] == "DataFrame"
     assert report["data"]["sha256"] == frame_sha256(derivation)
-    assert trained.training is not None and trained.training.n_test > 0
+    assert trained.training is not None and trained.training.n_train == len(derivation)
+    assert trained.training.validation.method == "cv"  # every row fits the final model
 
 
 def test_the_same_frame_trains_to_the_same_fingerprint_and_another_frame_does_not(

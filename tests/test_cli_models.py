@@ -159,7 +159,7 @@ def test_train_takes_a_selection_metric_and_a_list_of_families(home, heart_csv):
         "train", heart_csv, "--target", "num", "--positive-if", ">0", "--cv", "3",
         "--model", "logistic,lightgbm", "--metric", "brier",
     )  # fmt: skip
-    assert trained["family"] in {"logistic", "lightgbm"}
+    assert trained["family"] in {"logistic", "lightgbm", "blend"}
     bad = run("train", heart_csv, "--target", "num", "--positive-if", ">0", "--metric", "f1")
     assert_clean_failure(bad, "unknown selection metric 'f1' (--metric)")
 

@@ -77,6 +77,8 @@ def train(
     test_size: float = 0.2,
     threshold_for: str | None = None,
     metric: str = "auroc",
+    validation: str = "cv",
+    time_limit: float | None = 120.0,
     missing: dict[str, list[str]] | None = None,
     ignore: list[str] | None = None,
     groups: list[str] | None = None,
@@ -90,7 +92,8 @@ def train(
 
     ``model`` is the family (``auto``, ``logistic``, ``lightgbm``, ``mlp``, ``ebm``, or
     several joined by commas for ``auto`` to choose from); ``metric`` how ``auto`` ranks
-    them (``auroc``, ``brier``, ``logloss``);
+    them (``auroc``, ``brier``, ``logloss``); ``validation`` how performance is estimated
+    (``cv``, ``bootstrap`` or ``holdout``) and ``time_limit`` the search's seconds;
     ``missing`` declares "not measured" tokens per column (``{"chol": ["0"]}``; an empty
     list keeps zeros); ``source_name`` is what reports and lineage call a DataFrame
     ("DataFrame" by default). A DataFrame needs ``name`` (or ``source_name``).
@@ -110,6 +113,8 @@ def train(
         cv=cv,
         threshold_for=threshold_for,
         metric=metric,
+        validation=validation,
+        time_limit=time_limit,
         missing=missing,
         ignore=ignore,
         groups=groups,
@@ -233,7 +238,8 @@ class Model:
 
     @property
     def metrics(self) -> dict[str, Metric]:
-        """Held-out test-split metrics from training, each with its 95% bootstrap CI."""
+        """Training's metrics as its internal validation measured them (out of fold by
+        default; see the report's validation section), each with its 95% CI."""
         return {name: _metric(value) for name, value in self._version.metrics.items()}
 
     @property

@@ -1,10 +1,12 @@
-"""Metrics with bootstrap CIs: point values match scikit-learn, and so does every
-vectorised per-resample computation behind the intervals."""
+"""Metrics with their CIs: point values match scikit-learn, proportions get Wilson
+intervals equal to scipy's, and every vectorised per-resample computation behind the
+bootstrap intervals matches scikit-learn too."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import expit, logit
+from scipy.stats import binomtest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
@@ -36,6 +39,13 @@ from medserve.evaluation import (
     evaluate_predictions,
 )
 from medserve.evaluation.calibration import CalibrationFit, batched_calibration
+from medserve.evaluation.metrics import (
+    PROPORTION_NAMES,
+    bootstrap_metric,
+    metrics_where_defined,
+    proportion_metrics,
+    wilson_metric,
+)
 
 PIMA_CSV = Path(__file__).parents[2] / "src" / "medserve" / "datasets" / "pima_diabetes.csv"
 
@@ -104,7 +114,11 @@ def test_result_has_every_metric_in_order():
     metrics = evaluate_predictions(y, risk, 0.5)
     assert tuple(metrics) == METRIC_NAMES
     assert all(isinstance(metric, Metric) for metric in metrics.values())
-    assert all(metric.n_resamples == 1000 for metric in metrics.values())
+    for name, metric in metrics.items():
+        if name in PROPORTION_NAMES:
+            assert (metric.ci_method, metric.n_resamples) == ("wilson", 0), name
+        else:
+            assert (metric.ci_method, metric.n_resamples) == ("bootstrap", 1000), name
 
 
 def test_cis_contain_the_estimate_and_narrow_as_n_grows():
@@ -139,15 +153,25 @@ def test_undefined_metric_is_nan_and_null_in_json():
     y, risk = synthetic(200)
     metrics = evaluate_predictions(y, risk * 0.5, threshold=0.9, n_resamples=100)  # no one flagged
     assert math.isnan(metrics["ppv"].estimate)
-    assert metrics["ppv"].n_resamples == 0
-    assert metrics["ppv"].to_dict() == {"estimate": None, "ci95": [None, None]}
+    assert metrics["ppv"].to_dict() == {
+        "estimate": None,
+        "ci95": [None, None],
+        "ci_method": "wilson",
+        "reason": "no one is flagged at this threshold",
+    }
     assert metrics["sensitivity"].estimate == 0.0
+    assert metrics["sensitivity"].ci95[0] == 0.0 and metrics["sensitivity"].ci95[1] > 0
     json.dumps({name: metric.to_dict() for name, metric in metrics.items()}, allow_nan=False)
 
 
 def test_metric_to_dict():
     metric = Metric(0.8, (0.7, 0.9), 1000)
-    assert metric.to_dict() == {"estimate": 0.8, "ci95": [0.7, 0.9]}
+    assert metric.to_dict() == {
+        "estimate": 0.8,
+        "ci95": [0.7, 0.9],
+        "ci_method": "bootstrap",
+        "reason": None,
+    }
 
 
 def test_resamples_with_one_class_are_skipped_and_counted():
@@ -163,8 +187,139 @@ def test_resamples_with_one_class_are_skipped_and_counted():
     assert metrics["auprc"].n_resamples == usable
     assert metrics["calibration_intercept"].n_resamples == usable
     assert metrics["calibration_slope"].n_resamples <= usable  # separated ones skipped too
-    assert metrics["accuracy"].n_resamples == 2000
+    assert metrics["f1"].n_resamples == 2000
     assert metrics["brier"].n_resamples == 2000
+
+
+# --- Wilson intervals for proportions; no interval collapses -------------------------
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials", "low", "high"),
+    [
+        (10, 10, 0.7224672001, 1.0),
+        (0, 10, 0.0, 0.2775327999),
+        (5, 10, 0.2365930905, 0.7634069095),
+    ],
+)
+def test_wilson_interval_equals_scipy_and_the_known_values(successes, trials, low, high):
+    metric = wilson_metric(successes, trials, 0.95, undefined="no trials")
+    scipy_ci = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+    assert metric.ci95 == pytest.approx((scipy_ci.low, scipy_ci.high), abs=1e-15)
+    assert metric.ci95 == pytest.approx((low, high), abs=1e-9)
+    assert metric.estimate == successes / trials
+    assert (metric.ci_method, metric.reason) == ("wilson", None)
+
+
+def test_proportions_at_the_threshold_get_wilson_intervals_of_their_counts():
+    y, risk = synthetic(300, seed=11)
+    metrics = evaluate_predictions(y, risk, 0.4, n_resamples=50)
+    label = risk >= 0.4
+    tp, fp = int((y & label).sum()), int((~y & label).sum())
+    fn, tn = int((y & ~label).sum()), int((~y & ~label).sum())
+    counts = {
+        "accuracy": (tp + tn, len(y)),
+        "sensitivity": (tp, tp + fn),
+        "specificity": (tn, tn + fp),
+        "ppv": (tp, tp + fp),
+        "npv": (tn, tn + fn),
+    }
+    assert set(counts) == set(PROPORTION_NAMES)
+    for name, (successes, trials) in counts.items():
+        expected = binomtest(successes, trials).proportion_ci(method="wilson")
+        assert metrics[name].ci95 == pytest.approx((expected.low, expected.high)), name
+        assert metrics[name].to_dict()["ci_method"] == "wilson"
+    assert metrics["auroc"].to_dict()["ci_method"] == "bootstrap"
+
+
+def test_no_interval_collapses_on_a_small_perfectly_separated_sample():
+    # 10 events at risk 0.9, 10 non-events at 0.1: every proportion is 10/10 or 20/20,
+    # and every resample is separable too (AUROC 1, the same Brier score in each).
+    y = np.repeat([True, False], 10)
+    risk = np.where(y, 0.9, 0.1)
+    metrics = evaluate_predictions(y, risk, 0.5)
+    for name in ("sensitivity", "specificity", "ppv", "npv"):
+        assert metrics[name].estimate == 1.0
+        assert metrics[name].ci95 == pytest.approx((0.7224672001, 1.0)), name
+    assert metrics["accuracy"].ci95[0] == pytest.approx(0.8388748, abs=1e-6)  # 20/20
+    for name in ("auroc", "brier"):
+        assert metrics[name].estimate == pytest.approx(1.0 if name == "auroc" else 0.01)
+        assert all(math.isnan(bound) for bound in metrics[name].ci95), name
+        assert re.fullmatch(
+            r"the middle 95% of the \d+ bootstrap resamples all give \S+: too few rows to show "
+            r"the uncertainty, which is not zero",
+            metrics[name].reason,
+        ), name
+        assert metrics[name].to_dict()["ci95"] == [None, None]
+    for name, metric in metrics.items():
+        low, high = metric.ci95
+        assert (math.isnan(low) and math.isnan(high)) or low < high, name
+
+
+def test_bootstrap_interval_of_zero_width_is_not_estimable():
+    # 99 resamples at 1 and one below: the middle 95% still has zero width.
+    resampled = np.array([1.0] * 99 + [0.9])
+    metric = bootstrap_metric(1.0, resampled, 0.95)
+    assert metric.estimate == 1.0 and math.isnan(metric.ci95[0]) and math.isnan(metric.ci95[1])
+    assert metric.n_resamples == 100 and metric.ci_method == "bootstrap"
+    assert "all give 1" in metric.reason
+    spread = bootstrap_metric(0.8, np.linspace(0.7, 0.9, 101), 0.95)
+    assert spread.ci95 == pytest.approx((0.705, 0.895)) and spread.reason is None
+
+
+def test_bootstrap_interval_on_fewer_than_two_defined_resamples_is_not_estimable():
+    metric = bootstrap_metric(0.7, np.array([np.nan, np.nan, 0.75]), 0.95)
+    assert metric.estimate == 0.7 and math.isnan(metric.ci95[0])
+    assert metric.reason == ("the metric is defined in only 1 of 3 bootstrap resamples")
+
+
+@pytest.mark.parametrize(
+    ("threshold", "undefined", "reason"),
+    [
+        (0.99, "ppv", "no one is flagged at this threshold"),
+        (0.0, "npv", "everyone is flagged at this threshold"),
+    ],
+)
+def test_zero_denominator_is_undefined_with_a_reason_not_zero(threshold, undefined, reason):
+    y, risk = synthetic(200, seed=12)
+    metrics = evaluate_predictions(y, risk * 0.9, threshold, n_resamples=50)
+    metric = metrics[undefined]
+    assert math.isnan(metric.estimate) and metric.reason == reason
+    assert metric.to_dict()["estimate"] is None and metric.to_dict()["ci95"] == [None, None]
+    json.dumps({name: m.to_dict() for name, m in metrics.items()}, allow_nan=False)
+
+
+@pytest.mark.parametrize("events", [0, 12])
+def test_one_outcome_class_reports_what_is_defined_and_says_why_the_rest_is_not(events):
+    y = np.arange(12) < events  # all non-events, or all events
+    risk = np.tile([0.1, 0.2, 0.3, 0.4], 3)
+    metrics = metrics_where_defined(y, risk, 0.25, n_resamples=200)
+    which = "events" if events else "non-events"
+    for name in ("auroc", "auprc", "calibration_slope", "calibration_intercept"):
+        assert math.isnan(metrics[name].estimate), name
+        assert metrics[name].reason == (
+            f"one outcome class (all 12 rows are {which}); it needs both"
+        )
+    defined, missing = ("sensitivity", "specificity") if events else ("specificity", "sensitivity")
+    assert metrics[defined].estimate == pytest.approx(0.5)  # 6 of 12 risks reach 0.25
+    assert metrics[defined].ci95 == pytest.approx(
+        tuple(binomtest(6, 12).proportion_ci(method="wilson"))
+    )
+    assert math.isnan(metrics[missing].estimate)
+    assert metrics[missing].reason == f"no {'non-' if events else ''}events in these rows"
+    assert metrics["ppv"].estimate == (1.0 if events else 0.0)  # 6 flagged
+    assert metrics["npv"].estimate == (0.0 if events else 1.0)  # 6 not flagged
+    assert metrics["brier"].estimate == pytest.approx(brier_score_loss(y, risk))
+    assert metrics["brier"].ci95[0] < metrics["brier"].ci95[1]
+
+
+def test_proportion_metrics_count_from_the_flags():
+    y = np.array([True, True, False, False, False])
+    label = np.array([True, False, True, False, False])
+    metrics = proportion_metrics(y, label, 0.95)
+    assert {name: m.estimate for name, m in metrics.items()} == pytest.approx(
+        {"accuracy": 3 / 5, "sensitivity": 1 / 2, "specificity": 2 / 3, "ppv": 1 / 2, "npv": 2 / 3}
+    )
 
 
 # --- vectorised per-resample metrics equal scikit-learn on the same resample ------------

@@ -68,13 +68,32 @@ def test_evaluate_refuses_an_event_value_the_data_lacks(home, coded_heart):
 def test_training_on_few_rows_says_the_test_metrics_are_uncertain(tmp_path, coded_heart):
     few = coded_heart.sample(120, random_state=0)
     request = TrainRequest(
-        data=few, target="disease", family="logistic", cv=3, name="few", source_name="few.csv"
+        data=few,
+        target="disease",
+        family="logistic",
+        cv=3,
+        name="few",
+        source_name="few.csv",
+        validation="holdout",
     )
     trained = train_and_register(Settings(home=tmp_path / "home"), request)
     events = int(trained.report.evaluated_rows.events)
-    (said,) = [n for n in trained.notices if "held-out test split is small" in n]
+    (said,) = [n for n in trained.notices if "held-out test split (24 rows) is small" in n]
     assert f"({trained.n_test} rows, {events} events" in said and "CIs are wide" in said
     assert said in trained.report.notices
+
+
+def test_cross_validation_measures_every_row_of_a_small_table(tmp_path, coded_heart):
+    """The default validation: 120 rows are all measured (out of fold), none held out."""
+    few = coded_heart.sample(120, random_state=0)
+    request = TrainRequest(
+        data=few, target="disease", family="logistic", cv=3, name="few", source_name="few.csv"
+    )
+    trained = train_and_register(Settings(home=tmp_path / "home"), request)
+    assert trained.report.evaluated_rows.n == 120 and trained.n_test == 0
+    assert trained.report.validation.method == "cv"
+    assert trained.report.validation.final_model == "all 120 rows"
+    assert not any("is small" in n for n in trained.notices)
 
 
 def test_training_on_enough_rows_says_nothing_of_sample_size(home):
@@ -105,7 +124,10 @@ def test_evaluate_puts_development_beside_external_performance(home, coded_heart
     with Registry(home) as registry:
         trained = training_report_of(home, registry.get("heart"))
     shown = evaluated.to_json()["comparison"]
-    assert shown["development"]["rows"] == trained.split.n_test
+    # Development is what the training report measured: every row, out of fold.
+    assert shown["development"]["rows"] == trained.evaluated_rows.n == 920
+    assert shown["development"]["split"] == trained.metrics.split
+    assert shown["development"]["split"].startswith("out-of-fold predictions")
     assert shown["development"]["event_rate"] == pytest.approx(509 / 920)
     assert shown["external"]["event_rate"] == pytest.approx(509 / 920)
     for name in ("auroc", "brier", "calibration_slope", "calibration_intercept"):

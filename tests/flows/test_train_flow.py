@@ -21,6 +21,7 @@ from medserve.flows import TrainRequest, train_and_register
 from medserve.flows.notices import warnings_as_notices
 from medserve.flows.register import register
 from medserve.flows.train import assess, build_report, fit, prepare, training_params
+from medserve.modeling import TrainedModel
 from medserve.modeling.families import registered_family
 from medserve.modeling.families.logistic import LogisticFamily
 from medserve.storage import Registry
@@ -215,7 +216,12 @@ def test_the_page_lands_with_the_row_in_one_transaction(tmp_path, heart_csv, mon
 def test_a_models_lineage_names_the_libraries_of_its_own_family():
     from medserve.flows.common import library_versions
 
-    logistic, boosted, network = (library_versions(f) for f in ("logistic", "lightgbm", "mlp"))
+    def model_of(family: str) -> TrainedModel:
+        return TrainedModel(family, None, None, 0.5, "youden")  # type: ignore[arg-type]
+
+    logistic, boosted, network = (
+        library_versions(model_of(f)) for f in ("logistic", "lightgbm", "mlp")
+    )
     assert logistic["scikit-learn"] and "lightgbm" not in logistic and "torch" not in logistic
     assert boosted["lightgbm"] and "torch" not in boosted
     assert network["torch"] and network["shap"] and "lightgbm" not in network

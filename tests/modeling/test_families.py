@@ -34,8 +34,9 @@ def heart_xy(heart, heart_schema) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_built_in_families_in_order_and_what_auto_tries():
-    assert family_names() == ("logistic", "lightgbm", "mlp", "ebm")
-    assert auto_candidates() == ("logistic", "lightgbm", "mlp")  # the EBM is opt-in
+    assert family_names() == ("logistic", "lightgbm", "mlp", "ebm", "blend")
+    # The network and the EBM are opt-in; auto blends what it cross-validates itself.
+    assert auto_candidates() == ("logistic", "lightgbm")
     assert TrainOptions(family="auto").candidates() == auto_candidates()
     assert [family.name for family in BUILTIN] == list(family_names())
 
@@ -44,7 +45,7 @@ def test_unknown_family_names_the_choices():
     with pytest.raises(ConfigError, match="unknown model family 'forest'; the families are "):
         get_family("forest")
     with pytest.raises(
-        ConfigError, match="choose auto, one of logistic, lightgbm, mlp, ebm, or several"
+        ConfigError, match="choose auto, one of logistic, lightgbm, mlp, ebm, blend, or several"
     ):
         TrainOptions(family="forest").candidates()
     assert find_family("forest") is None and find_family(None) is None
@@ -66,7 +67,7 @@ def test_registration_refuses_taken_and_reserved_names_and_can_be_undone():
         assert family_names()[-1] == "forest"
         assert auto_candidates()[-1] == "forest"
     assert find_family("forest") is None
-    assert family_names() == ("logistic", "lightgbm", "mlp", "ebm")
+    assert family_names() == ("logistic", "lightgbm", "mlp", "ebm", "blend")
 
 
 def test_knowing_the_families_loads_no_heavy_runtime():
@@ -91,7 +92,8 @@ def test_fitted_parameters_come_from_the_family(heart, heart_schema):
         pipeline = family.build(heart_schema).set_params(**quick.get(name, {}))
         found[name] = family.fitted_params(pipeline.fit(prepared, labels))
     assert list(found["logistic"]) == ["C"] and isinstance(found["logistic"]["C"], float)
-    assert list(found["lightgbm"]) == ["n_trees"] and isinstance(found["lightgbm"]["n_trees"], int)
+    assert list(found["lightgbm"]) == ["n_trees", "num_leaves"]
+    assert isinstance(found["lightgbm"]["n_trees"], int)
     assert found["mlp"] == {"n_epochs": 3}
 
 

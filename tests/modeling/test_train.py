@@ -9,7 +9,8 @@ from medserve.modeling.train import CandidateResult, select, split_rows
 
 @pytest.mark.parametrize("family", ["logistic", "lightgbm", "mlp"])
 def test_each_family_learns_heart_disease(heart, heart_schema, family):
-    result = train_model(heart, heart_schema, TrainOptions(family=family, cv=3))
+    options = TrainOptions(family=family, cv=3, validation="holdout")
+    result = train_model(heart, heart_schema, options)
     risk = result.model.predict_risk(result.split.test)
     assert risk.shape == (len(result.split.test),)
     assert np.all((risk >= 0) & (risk <= 1))
@@ -20,16 +21,22 @@ def test_each_family_learns_heart_disease(heart, heart_schema, family):
 
 def test_auto_compares_families_and_selects_one_by_cv(heart, heart_schema):
     result = train_model(heart, heart_schema, TrainOptions(family="auto", cv=3))
-    families = [row.family for row in result.leaderboard]
-    assert families == ["logistic", "lightgbm", "mlp"]
+    candidates = [row.family for row in result.leaderboard]
+    # Each capacity of LightGBM is a candidate of its own, and the blend of them all last.
+    assert candidates[:2] == ["logistic", "lightgbm (4 leaves)"]
+    assert candidates[-1] == "blend" and len(candidates) >= 4
     selected = [row for row in result.leaderboard if row.selected]
-    assert len(selected) == 1 and selected[0].family == result.model.family
-    best = max(row.auroc_mean for row in result.leaderboard)
+    assert len(selected) == 1 and selected[0].family == result.model.info["candidate"]
+    assert result.model.family == ("blend" if selected[0].family == "blend" else "logistic") or (
+        selected[0].family.startswith(result.model.family)
+    )
+    best = max(row.auroc_mean for row in result.leaderboard if row.error is None)
     assert selected[0].auroc_mean >= best - 0.002
 
 
 def test_preprocessing_is_fitted_on_the_training_split_only(heart, heart_schema):
-    result = train_model(heart, heart_schema, TrainOptions(family="logistic", cv=3))
+    options = TrainOptions(family="logistic", cv=3, validation="holdout")
+    result = train_model(heart, heart_schema, options)
     imputer = result.model.pipeline.named_steps["preprocess"].named_transformers_["numeric"][
         "impute"
     ]
@@ -100,8 +107,10 @@ def test_ties_on_auroc_are_broken_by_log_loss():
 
 def test_auto_can_choose_among_the_families_named(heart, heart_schema):
     result = train_model(heart, heart_schema, TrainOptions(family="logistic, lightgbm", cv=3))
-    assert [row.family for row in result.leaderboard] == ["logistic", "lightgbm"]
-    assert result.model.family in {"logistic", "lightgbm"}
+    candidates = [row.family for row in result.leaderboard]
+    assert candidates[0] == "logistic" and candidates[-1] == "blend"
+    assert all(c.startswith("lightgbm (") for c in candidates[1:-1])
+    assert result.model.family in {"logistic", "lightgbm", "blend"}
 
 
 @pytest.mark.parametrize("family", ["logistic,nope", "logistic,", "mlp,,lightgbm"])
@@ -124,3 +133,16 @@ def test_the_selection_metric_decides_which_family_is_kept():
     assert select(leaderboard, "logloss").family == "c"
     with pytest.raises(ConfigError, match="unknown selection metric 'f1'"):
         TrainOptions(metric="f1")
+
+
+def test_the_one_standard_error_rule_prefers_the_simplest_candidate_within_the_noise():
+    leaderboard = [
+        CandidateResult("logistic", auroc_mean=0.800, auroc_sd=0.05, log_loss=0.50),
+        CandidateResult("lightgbm (4 leaves)", auroc_mean=0.820, auroc_sd=0.04, log_loss=0.49),
+        CandidateResult("blend", auroc_mean=0.830, auroc_sd=0.05, log_loss=0.48),
+    ]
+    assert select(leaderboard).family == "blend"
+    # One standard error of the best: 0.05 / √5 = 0.022, so the floor is 0.808.
+    assert select(leaderboard, folds=5).family == "lightgbm (4 leaves)"
+    leaderboard[0].auroc_mean = 0.810
+    assert select(leaderboard, folds=5).family == "logistic"

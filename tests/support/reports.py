@@ -20,7 +20,9 @@ from medserve.evaluation.report_types import (
     DataSection,
     Explanations,
     Importance,
+    InternalValidation,
     LeaderboardRow,
+    SampleSize,
     TrainingReport,
 )
 
@@ -104,6 +106,8 @@ def synthetic_report(
     explanations: Explanations | None = EXPLANATIONS,
     card: ModelCard | None = None,
     notices: list[str] | None = None,
+    validation: InternalValidation | None = None,
+    sample_size: SampleSize | None = None,
 ) -> TrainingReport:
     """A training report of 300 synthetic predictions, built as training builds one."""
     frame, y, risk = synthetic(n=300)
@@ -150,10 +154,14 @@ def synthetic_report(
         ),
         explanations=explanations,
         options=ReportOptions(
-            groups=["site", "sex"], intended_use=intended_use_section(card, None)
+            groups=["site", "sex"],
+            intended_use=intended_use_section(card, None),
+            card=card or ModelCard(),
         ),
         params={"estimator": {"C": 1.0}, "seed": 0},
         libraries={"python": "3.11"},
+        validation=validation,
+        sample_size=sample_size,
     )
 
 

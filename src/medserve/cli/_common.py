@@ -145,12 +145,14 @@ def schema_table(schema: Any) -> Table:
 
 
 def leaderboard_table(rows: list[Any]) -> Table:
-    table = Table(title="Cross-validation leaderboard (training split)", title_justify="left")
+    table = Table(title="Cross-validation leaderboard", title_justify="left")
     for column in ("family", "AUROC (sd)", "log-loss", "Brier", "fit s", ""):
         table.add_column(column, justify="left" if column == "family" else "right")
     for row in sorted(rows, key=lambda r: -(r.auroc_mean if r.error is None else -1)):
         if row.error:
-            table.add_row(row.family, "failed", "", "", "", row.error[:40])
+            status = "skipped" if row.error.startswith("skipped") else "failed"
+            reason = escape(row.error.removeprefix("skipped: "))
+            table.add_row(row.family, status, "", "", "", reason)
             continue
         table.add_row(
             row.family,

@@ -94,9 +94,10 @@ def evaluate(
 
 
 def comparison_table(comparison: DevelopmentComparison) -> Table:
-    """Development (held-out test) and external performance side by side."""
+    """Development (as the training report measured it) and external performance."""
     developed = comparison.development_rows
-    table = Table(title="Development (held-out test) beside external", title_justify="left")
+    split = comparison.development_split or "held-out test"
+    table = Table(title=f"Development ({split}) beside external", title_justify="left")
     table.add_column("")
     table.add_column(
         f"development ({developed} rows)" if developed is not None else "development",

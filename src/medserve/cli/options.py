@@ -27,7 +27,9 @@ ModelCardOption = Annotated[
     Path | None,
     typer.Option(
         "--model-card",
-        help="YAML with intended_use, intended_users, out_of_scope, limitations, contact.",
+        help="YAML with intended_use, intended_users, out_of_scope, limitations, contact, "
+        "and the TRIPOD+AI items people write (background, objectives, funding, …; see the "
+        "README).",
     ),
 ]
 

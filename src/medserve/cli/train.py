@@ -61,8 +61,25 @@ def train(
     name: Annotated[str | None, typer.Option(help="Registry name (default: file name).")] = None,
     schema: Annotated[Path | None, typer.Option(help="YAML/JSON schema overrides.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for splits and models.")] = 0,
-    test_size: Annotated[float, typer.Option(help="Share of rows held out for testing.")] = 0.2,
+    validation: Annotated[
+        str,
+        typer.Option(
+            help="How performance is estimated: cv (out-of-fold predictions, final model on "
+            "all rows), bootstrap (Harrell's optimism correction, final model on all rows) "
+            "or holdout (a test split the model never sees)."
+        ),
+    ] = "cv",
+    test_size: Annotated[
+        float, typer.Option(help="Share of rows held out for testing (--validation holdout).")
+    ] = 0.2,
     cv: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    time_limit: Annotated[
+        float,
+        typer.Option(
+            "--time-limit",
+            help="Seconds for the model search; candidates not started by then are skipped.",
+        ),
+    ] = 120.0,
     threshold_for: Annotated[
         str | None,
         typer.Option(
@@ -101,7 +118,7 @@ def train(
     encoding: EncodingOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Train, evaluate on a held-out split, register a risk model and write its report."""
+    """Train, validate internally, register a risk model and write its report."""
     from medserve.flows import TrainRequest, parse_missing, train_and_register
 
     request = TrainRequest(
@@ -117,6 +134,8 @@ def train(
         cv=cv,
         threshold_for=threshold_for,
         metric=metric,
+        validation=validation,
+        time_limit=time_limit,
         missing=parse_missing(missing or []),
         ignore=ignore or [],
         groups=group or [],
@@ -223,12 +242,18 @@ def show_training(outcome: TrainOutcome) -> None:
     out.print(schema_table(outcome.schema))
     out.print(leaderboard_table(outcome.leaderboard))
     version = outcome.version
-    out.print(
-        metrics_table(
-            outcome.metrics,
-            f"Held-out test metrics ({outcome.n_test} rows; trained on {outcome.n_train})",
-        )
+    validation = outcome.validation
+    title = (
+        f"Metrics on {validation.measured_on}; final model fitted on {validation.final_model}"
+        if validation is not None
+        else f"Held-out test metrics ({outcome.n_test} rows; trained on {outcome.n_train})"
     )
+    out.print(metrics_table(outcome.metrics, title))
+    for row in validation.optimism if validation is not None else ():
+        out.print(
+            f"  {row.metric}: apparent {row.apparent:.3f}, optimism {row.optimism:+.3f}, "
+            f"corrected {row.corrected:.3f}"
+        )
     out.print(
         f"Registered [bold]{version.ref}[/] ({version.family}, stage {version.stage}, "
         f"threshold {version.threshold:.3f})\n"

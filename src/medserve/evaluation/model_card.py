@@ -1,6 +1,6 @@
 """Intended use and limitations: from ``--intended-use`` text or a model-card YAML file.
 
-A model card is a small YAML mapping; unknown keys are refused so a typo is not
+A model card is a small YAML (or JSON) mapping; unknown keys are refused so a typo is not
 silently dropped from a report that is shared widely::
 
     intended_use: Flag adults with chest pain for cardiology review.
@@ -9,6 +9,16 @@ silently dropped from a report that is shared widely::
     limitations:
       - Trained on four sites from 1988; not validated since.
     contact: cardio-analytics@example.org
+
+The other keys answer the TRIPOD+AI items that people write (``evaluation.tripod``), each
+named after its item: ``title`` (1), ``abstract`` (2), ``background`` (3a),
+``health_inequalities`` (3c), ``objectives`` (4), ``participants`` (6),
+``outcome_assessors`` (8b), ``outcome_blinding`` (8c), ``ethics_approval`` (17), ``funding``
+(18a), ``conflicts_of_interest`` (18b), ``protocol`` (18c), ``registration`` (18d),
+``data_availability`` (18e), ``code_availability`` (18f), ``patient_public_involvement``
+(19), ``interpretation`` (25), ``user_interaction`` (27b) and ``next_steps`` (27c);
+``intended_use`` answers 3b and ``limitations`` 26. An item that does not apply can say
+so: ``outcome_blinding: not applicable``.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from medserve.errors import ConfigError, Location, option
 NOT_SUPPLIED = "Intended use: not supplied (pass --intended-use or --model-card)"
 
 
-class ModelCard(BaseModel):
+class _UseFields(BaseModel):
     """What the model is for, for whom, and where it must not be used."""
 
     model_config = ConfigDict(extra="forbid")
@@ -41,8 +51,39 @@ class ModelCard(BaseModel):
         return [value] if isinstance(value, str) else value
 
 
-class IntendedUse(ModelCard):
-    """The report's intended-use section: the model card's fields, whether an intended use
+class ModelCard(_UseFields):
+    """What the model is for, for whom and where it must not be used, and the TRIPOD+AI
+    items that people write (each key named after its item; ``evaluation.tripod`` says
+    which key answers which item)."""
+
+    title: str | None = None
+    abstract: str | None = None
+    background: str | None = None
+    health_inequalities: str | None = None
+    objectives: str | None = None
+    participants: str | None = None
+    outcome_assessors: str | None = None
+    outcome_blinding: str | None = None
+    ethics_approval: str | None = None
+    funding: str | None = None
+    conflicts_of_interest: str | None = None
+    protocol: str | None = None
+    registration: str | None = None
+    data_availability: str | None = None
+    code_availability: str | None = None
+    patient_public_involvement: str | None = None
+    interpretation: str | None = None
+    user_interaction: str | None = None
+    next_steps: str | None = None
+
+    def written(self, key: str) -> str | None:
+        """The card's text for a TRIPOD+AI key, stripped; None when not supplied."""
+        value = getattr(self, key)
+        return (value.strip() or None) if isinstance(value, str) else None
+
+
+class IntendedUse(_UseFields):
+    """The report's intended-use section: the model card's intended-use fields, whether one
     was supplied and from where, and the sentence the report shows."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -98,7 +139,7 @@ def intended_use_section(
     if text:
         sources.append("--intended-use")
     return IntendedUse(
-        **card.model_dump(),
+        **card.model_dump(include=set(_UseFields.model_fields)),
         supplied=bool(card.intended_use),
         source=" and ".join(sources) or None,
         statement=card.intended_use or NOT_SUPPLIED,

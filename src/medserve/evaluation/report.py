@@ -23,7 +23,12 @@ from medserve.data.schema import ColumnSpec, Schema
 from medserve.evaluation.curves import confusion_counts, pr_points, roc_points
 from medserve.evaluation.decision import decision_curve
 from medserve.evaluation.metrics import Metric
-from medserve.evaluation.model_card import IntendedUse, intended_use_section, read_model_card
+from medserve.evaluation.model_card import (
+    IntendedUse,
+    ModelCard,
+    intended_use_section,
+    read_model_card,
+)
 from medserve.evaluation.reliability import reliability
 from medserve.evaluation.report_types import (
     Calibration,
@@ -37,26 +42,33 @@ from medserve.evaluation.report_types import (
     EvaluatedRows,
     EvaluationReport,
     Explanations,
+    InternalValidation,
     LeaderboardRow,
     MetricsSection,
     OperatingPoint,
     Performance,
+    SampleSize,
+    SampleSizeCriterion,
     Split,
     TrainingReport,
     ValidatedModel,
 )
 from medserve.evaluation.subgroups import check_group_columns, subgroup_table
+from medserve.evaluation.tripod import tripod_checklist
 from medserve.modeling.families import find_family
+from medserve.modeling.sample_size import SampleSizeCheck
 
 CLASSIFICATION_METRICS = ("sensitivity", "specificity", "ppv", "npv", "f1", "accuracy")
 
 
 @dataclass
 class ReportOptions:
-    """What the user asked the report to cover: subgroup columns and intended use."""
+    """What the user asked the report to cover: subgroup columns, intended use, and the
+    model card's text for the TRIPOD+AI items people write."""
 
     groups: list[str] = field(default_factory=list)
     intended_use: IntendedUse = field(default_factory=IntendedUse)
+    card: ModelCard = field(default_factory=ModelCard)
 
     @classmethod
     def build(
@@ -83,7 +95,7 @@ class ReportOptions:
         if card is None and not intended_use and inherited is not None and inherited.supplied:
             return cls(groups=chosen, intended_use=inherited)
         section = intended_use_section(card, intended_use, model_card.name if model_card else None)
-        return cls(groups=chosen, intended_use=section)
+        return cls(groups=chosen, intended_use=section, card=card or ModelCard())
 
 
 def _missing_handling(spec: ColumnSpec, family: str | None) -> str:
@@ -199,6 +211,35 @@ def performance_sections(
     )
 
 
+def sample_size_section(check: SampleSizeCheck, consequence: str | None = None) -> SampleSize:
+    """The report's sample-size section from Riley et al.'s check (``modeling.sample_size``);
+    ``consequence`` says what training did about it (e.g. kept to simpler families)."""
+    return SampleSize(
+        n_parameters=check.n_parameters,
+        prevalence=check.prevalence,
+        r2_cs=check.r2_cs,
+        r2_source=check.r2_source,
+        max_r2_cs=check.max_r2_cs,
+        criteria=[
+            SampleSizeCriterion(
+                key=criterion.key,
+                description=criterion.description,
+                minimum_rows=criterion.minimum_rows,
+            )
+            for criterion in check.criteria
+        ],
+        minimum_rows=check.minimum_rows,
+        minimum_events=check.minimum_events,
+        minimum_events_per_parameter=check.minimum_events_per_parameter,
+        n_rows=check.n_rows,
+        events=check.events,
+        events_per_parameter=check.events_per_parameter,
+        meets=check.meets,
+        shortfall=check.shortfall_notice(),
+        consequence=consequence,
+    )
+
+
 def training_report(
     *,
     data: DataSection,
@@ -213,12 +254,17 @@ def training_report(
     options: ReportOptions | None = None,
     params: dict[str, Any] | None = None,
     libraries: dict[str, str] | None = None,
+    validation: InternalValidation | None = None,
+    sample_size: SampleSize | None = None,
 ) -> TrainingReport:
     """The report of a training run: ``model`` is the trained model (its family, threshold
-    and training record), measured on the held-out test split."""
+    and training record), measured on the held-out test split, or as ``validation`` says
+    (cross-validation or bootstrap on all rows). The TRIPOD+AI checklist is built from the
+    finished report and the model card of ``options``."""
     options = options or ReportOptions()
     params = params or {}
-    return TrainingReport(
+    split = validation.measured_on if validation is not None else "held-out test"
+    report = TrainingReport(
         created_at=datetime.now(UTC),
         data=data,
         split=Split(n_train=n_train, n_test=n_test),
@@ -233,12 +279,15 @@ def training_report(
             seed=params.get("seed"),
             libraries=libraries or {},
         ),
-        metrics=MetricsSection.of("held-out test", metrics),
+        metrics=MetricsSection.of(split, metrics),
         **_sections(performance),
         explanations=explanations,
         intended_use=options.intended_use,
         notices=notices,
+        validation=validation,
+        sample_size=sample_size,
     )
+    return report.model_copy(update={"tripod": tripod_checklist(report, options.card)})
 
 
 def evaluation_report(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from medserve.data.schema import ColumnType, Role
 from medserve.evaluation.metrics import Metric
@@ -30,14 +30,23 @@ class Section(BaseModel):
 
 
 class Estimate(Section):
-    """A point estimate with its bootstrap 95% interval; null where undefined."""
+    """A point estimate with its 95% interval; null where undefined, with the reason.
+
+    ``ci_method`` says how the interval was computed ("bootstrap": percentile bootstrap
+    over the rows; "wilson": Wilson score interval of a proportion); null in reports
+    written before it was recorded (bootstrap)."""
 
     estimate: float | None
     ci95: tuple[float | None, float | None] = (None, None)
+    ci_method: str | None = None
+    reason: str | None = None
 
     @classmethod
     def of(cls, metric: Metric) -> Estimate:
-        return cls.model_validate(metric.to_dict())
+        """The metric's JSON form as an estimate (keys the report does not hold, such as
+        resample counts, are left out)."""
+        fields = metric.to_dict()
+        return cls.model_validate({k: v for k, v in fields.items() if k in cls.model_fields})
 
 
 class ObservedExpected(Estimate):
@@ -77,6 +86,86 @@ class DataSection(Section):
 class Split(Section):
     n_train: int
     n_test: int
+
+
+# --- internal validation and sample size ---------------------------------------------------
+
+
+class OptimismRow(Section):
+    """A metric as measured on the rows the model was fitted on (apparent), its bootstrap
+    estimate of optimism, and the optimism-corrected value (apparent − optimism)."""
+
+    metric: str
+    apparent: float
+    optimism: float
+    corrected: float
+
+
+class InternalValidation(Section):
+    """How performance was estimated on the development data (TRIPOD+AI 12a, 12c), and what
+    the registered model was fitted on."""
+
+    method: Literal["holdout", "cv", "bootstrap"]
+    description: str
+    measured_on: str
+    final_model: str
+    n_rows: int
+    folds: int | None = None
+    resamples: int | None = None
+    optimism: list[OptimismRow] = []
+
+    @model_validator(mode="after")
+    def _optimism_is_bootstrap_only(self) -> InternalValidation:
+        if self.optimism and self.method != "bootstrap":
+            raise ValueError(f"optimism rows come from the bootstrap, not from {self.method}")
+        return self
+
+
+class SampleSizeCriterion(Section):
+    key: str
+    description: str
+    minimum_rows: int
+
+
+class SampleSize(Section):
+    """Riley et al. (BMJ 2020) minimum sample size for developing the model (TRIPOD+AI 10),
+    the development data's rows and events against it, and what training did about it."""
+
+    method: str = "the pmsampsize criteria for a binary outcome (BMJ 2020;368:m441)"
+    n_parameters: int
+    prevalence: float
+    r2_cs: float
+    r2_source: str
+    max_r2_cs: float
+    criteria: list[SampleSizeCriterion]
+    minimum_rows: int
+    minimum_events: int
+    minimum_events_per_parameter: float
+    n_rows: int
+    events: int
+    events_per_parameter: float
+    meets: bool
+    shortfall: str | None = None
+    consequence: str | None = None
+
+
+# --- the TRIPOD+AI checklist ---------------------------------------------------------------
+
+
+class TripodItem(Section):
+    """One TRIPOD+AI item: where the report answers it (a dotted path into the report, or
+    ``model_card.KEY`` for text people write), and the short answer where it is a fact."""
+
+    item: str
+    title: str
+    status: Literal["answered", "to be written", "not applicable"]
+    where: str | None = None
+    answer: str | None = None
+
+
+class TripodChecklist(Section):
+    guideline: str = "TRIPOD+AI (BMJ 2024;385:e078378)"
+    items: list[TripodItem]
 
 
 # --- the model -----------------------------------------------------------------------------
@@ -344,11 +433,15 @@ class _Report(Section):
 
 
 class TrainingReport(_Report):
-    """A model measured on the held-out test split of the data it was trained on."""
+    """A model measured on the data it was developed on: the held-out test split, or as
+    ``validation`` says (cross-validation, bootstrap)."""
 
     kind: Literal["training"] = "training"
     split: Split
     model: ChosenModel
+    validation: InternalValidation | None = None
+    sample_size: SampleSize | None = None
+    tripod: TripodChecklist | None = None
 
 
 class EvaluationReport(_Report):

@@ -3,7 +3,9 @@
 A level is judged only with at least ``MIN_ROWS`` rows and ``MIN_EVENTS`` events and
 non-events; smaller ones are flagged "too small to judge" (their estimates, when
 defined, are still shown with their wide intervals). A level with one outcome class
-has no AUROC, sensitivity/specificity pair or calibration: nothing is estimated there.
+still shows what is defined there (its specificity or sensitivity, PPV and NPV where
+anyone is or is not flagged, Brier score, O:E); AUROC and the other of the pair are
+undefined, each with its reason.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pandas as pd
 
 from medserve.data.schema import category_text
 from medserve.errors import ConfigError, Location, option
-from medserve.evaluation.metrics import evaluate_predictions
+from medserve.evaluation.metrics import metrics_where_defined
 from medserve.evaluation.reliability import observed_expected
 from medserve.evaluation.report_types import (
     Estimate,
@@ -133,22 +135,47 @@ def _level_row(
     n, events = len(y), int(y.sum())
     non_events = n - events
     judged = n >= MIN_ROWS and min(events, non_events) >= MIN_EVENTS
-    row = SubgroupLevel(level=level, n=n, events=events, event_rate=events / n, judged=judged)
     if events == 0 or non_events == 0:
-        only = "non-events" if events == 0 else "events"
-        return row.model_copy(update={"note": f"one outcome class (all {only}): metrics undefined"})
-    note = None
-    if not judged:
+        only, missing = ("non-events", "sensitivity") if events == 0 else ("events", "specificity")
+        note: str | None = f"one outcome class (all {only}): AUROC and {missing} undefined"
+    elif not judged:
         note = f"too small to judge ({n} rows, {events} events, {non_events} non-events)"
-    metrics = evaluate_predictions(y, risk, threshold, seed=seed)
-    observed_vs_expected = observed_expected(y, risk)
+    else:
+        note = None
+    metrics = metrics_where_defined(y, risk, threshold, seed=seed)
     estimates = SubgroupMetrics(
         **{name: Estimate.of(metrics[name]) for name in CORE_METRICS},
-        oe_ratio=Estimate(
+        oe_ratio=_oe_ratio(y, risk),
+    )
+    return SubgroupLevel(
+        level=level,
+        n=n,
+        events=events,
+        event_rate=events / n,
+        judged=judged,
+        note=note,
+        metrics=estimates,
+    )
+
+
+def _oe_ratio(y: np.ndarray, risk: np.ndarray) -> Estimate:
+    """O:E of the level; 0 without an interval when no events occurred (the log-scale
+    interval needs one), undefined when the predicted risks sum to 0."""
+    observed_vs_expected = observed_expected(y, risk)
+    if observed_vs_expected["estimate"] is not None:
+        return Estimate(
             estimate=observed_vs_expected["estimate"], ci95=observed_vs_expected["ci95"]
+        )
+    expected = float(risk.sum())
+    if expected == 0:
+        return Estimate(estimate=None, reason="every predicted risk is 0 (no expected events)")
+    return Estimate(
+        estimate=0.0,
+        reason=(
+            f"no events observed against {expected:.1f} expected; "
+            "the O:E interval needs at least one event"
         ),
     )
-    return row.model_copy(update={"note": note, "metrics": estimates})
 
 
 def _quartiles(numbers: pd.Series) -> tuple[pd.Series, list[str]]:

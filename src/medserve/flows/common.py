@@ -19,7 +19,7 @@ from medserve.evaluation import Metric
 from medserve.evaluation.report_types import Explanations, TrainingReport, parse_report
 from medserve.explain import report_section
 from medserve.modeling import TrainedModel
-from medserve.modeling.families import get_family
+from medserve.modeling.families import Composite, get_family
 from medserve.storage import ModelVersion, Registry
 from medserve.storage.artifacts import resolve_in_home
 
@@ -56,11 +56,16 @@ def outcome_of(version: ModelVersion) -> str | None:
     return Outcome.model_validate(stored).describe() if stored else None
 
 
-def library_versions(family: str) -> dict[str, str]:
-    """Python, medserve and the installed versions of the libraries a model of ``family``
-    is trained, scored and reported with (its lineage)."""
+def library_versions(model: TrainedModel) -> dict[str, str]:
+    """Python, medserve and the installed versions of the libraries ``model`` is trained,
+    scored and reported with (its lineage; a blend: its members' families' too)."""
     versions = {"python": platform.python_version(), "medserve": __version__}
-    for library in (*CORE_LIBRARIES, *get_family(family).libraries):
+    family = get_family(model.family)
+    libraries = list(family.libraries)
+    found = family.components(model) if isinstance(family, Composite) else None
+    for component in found[1] if found else ():
+        libraries.extend(get_family(component.model.family).libraries)
+    for library in (*CORE_LIBRARIES, *dict.fromkeys(libraries)):
         try:
             versions[library] = metadata.version(library)
         except metadata.PackageNotFoundError:

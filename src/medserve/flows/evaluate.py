@@ -31,7 +31,7 @@ from medserve.modeling.train import labelled_rows
 from medserve.scoring.validation import RecordValidator, frame_problems, problems_notice
 from medserve.storage import ModelVersion, Registry
 
-# The metrics shown beside the development (held-out test) ones.
+# The metrics shown beside the development ones (as the training report measured them).
 COMPARED_METRICS = ("auroc", "brier", "calibration_slope", "calibration_intercept")
 # An event rate this many times the development one (or its inverse) is a prevalence shift:
 # calibration-in-the-large, PPV and NPV will not carry over.
@@ -40,16 +40,18 @@ PREVALENCE_SHIFT = 1.5
 
 @dataclass(frozen=True)
 class DevelopmentComparison:
-    """The training report's held-out test metrics beside the external ones."""
+    """The training report's metrics beside the external ones."""
 
-    # Development: rows of the held-out test split and the training data's event rate
-    # (None when the version has no readable training report).
+    # Development: the rows the training report's metrics were measured on (the held-out
+    # split, or every row out of fold), what they were, and the training data's event
+    # rate (None when the version has no readable training report).
     development_rows: int | None
     development_event_rate: float | None
     external_rows: int
     external_event_rate: float
     # metric name → (development, external) estimates with their 95% CIs
     metrics: dict[str, tuple[Estimate | None, Estimate]]
+    development_split: str | None = None
 
     def notices(self) -> list[str]:
         """Warnings on calibration-in-the-large and on a shift of the event rate."""
@@ -84,7 +86,7 @@ class DevelopmentComparison:
 
         return {
             "development": {
-                "split": "held-out test",
+                "split": self.development_split,
                 **side(self.development_rows, self.development_event_rate, 0),
             },
             "external": side(self.external_rows, self.external_event_rate, 1),
@@ -94,10 +96,14 @@ class DevelopmentComparison:
 def compare_with_development(
     trained: TrainingReport | None, metrics: dict[str, Metric], labels: np.ndarray
 ) -> DevelopmentComparison:
-    """The external ``metrics`` beside the training report's held-out test metrics."""
+    """The external ``metrics`` beside the training report's metrics."""
     developed = trained.metrics if trained is not None else None
+    measured = None
+    if trained is not None:
+        measured = trained.evaluated_rows.n if trained.evaluated_rows else trained.split.n_test
     return DevelopmentComparison(
-        development_rows=trained.split.n_test if trained is not None else None,
+        development_split=developed.split if developed is not None else None,
+        development_rows=measured,
         development_event_rate=trained.data.event_rate if trained is not None else None,
         external_rows=len(labels),
         external_event_rate=float(np.mean(labels)),

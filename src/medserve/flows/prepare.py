@@ -28,6 +28,8 @@ from medserve.errors import ConfigError, option
 from medserve.evaluation.report import ReportOptions
 from medserve.flows.tables import Source, Table, read_source
 from medserve.modeling import ThresholdRule, TrainOptions
+from medserve.modeling.train import DEFAULT_TIME_LIMIT
+from medserve.modeling.validation import DEFAULT_VALIDATION
 from medserve.storage.keystore import KeyStore
 
 
@@ -47,6 +49,8 @@ class TrainRequest:
     cv: int = 5
     threshold_for: str | None = None
     metric: str = "auroc"  # how `auto` ranks the candidates: auroc, brier or logloss
+    validation: str = DEFAULT_VALIDATION  # holdout, cv or bootstrap
+    time_limit: float | None = DEFAULT_TIME_LIMIT  # seconds for the candidate search
     missing: dict[str, list[str]] | None = None
     ignore: list[str] | None = None
     groups: list[str] | None = None
@@ -99,6 +103,8 @@ def prepare(settings: Settings, request: TrainRequest) -> Prepared:
         cv=request.cv,
         threshold_rule=ThresholdRule.parse(request.threshold_for),
         metric=request.metric,
+        validation=request.validation,
+        time_limit=request.time_limit,
     )
     return Prepared(
         request=request,

@@ -1,6 +1,7 @@
 """Training, in steps: prepare (read, de-identify, infer the schema, check the options),
-check that the registry can be written, fit (cross-validate, select, refit), assess on the
-held-out split, build the report, register (model, report and row together).
+check that the registry can be written, fit (search, blend and select, refit, validate
+internally), assess (metrics and report sections on what the validation measured), build
+the report, register (model, report and row together).
 
 The registry is open only at the two ends, never through the minutes of fitting; warnings
 raised while fitting and assessing become notices (``flows.notices``).
@@ -11,13 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from medserve.config import Settings
 from medserve.data import Schema
 from medserve.evaluation import Metric, evaluate_predictions
-from medserve.evaluation.report import data_section, performance_sections, training_report
+from medserve.evaluation.report import (
+    data_section,
+    performance_sections,
+    sample_size_section,
+    training_report,
+)
 from medserve.evaluation.report_types import (
     Explanations,
+    InternalValidation,
     LeaderboardRow,
+    OptimismRow,
     Performance,
     TrainingReport,
 )
@@ -33,6 +43,7 @@ from medserve.flows.prepare import (
 from medserve.flows.register import check_registry, register
 from medserve.modeling import TrainedModel, get_family, train_model
 from medserve.modeling.train import MIN_EVENTS, CandidateResult, Progress, TrainResult
+from medserve.modeling.validation import Validation
 from medserve.storage import ModelVersion
 
 # Below this many rows (or MIN_EVENTS events or non-events) a sample's metrics rest on too
@@ -66,12 +77,14 @@ class TrainOutcome:
     report_file: str | None
     report_html: str | None = None
     report: TrainingReport | None = None
+    validation: InternalValidation | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             **result_json(self.version, self.metrics),
             "n_train": self.n_train,
             "n_test": self.n_test,
+            "validation": self.validation.model_dump(mode="json") if self.validation else None,
             "notices": self.notices,
             "report": self.report_file,
             "report_html": self.report_html,
@@ -80,23 +93,24 @@ class TrainOutcome:
 
 @dataclass(frozen=True)
 class Assessment:
-    """The trained model measured on the held-out test split."""
+    """The trained model measured as its internal validation says."""
 
     metrics: dict[str, Metric]
     performance: Performance
     explanations: Explanations
     notices: list[str]
+    validation: InternalValidation
 
 
 def train_and_register(
     settings: Settings, request: TrainRequest, progress: Progress | None = None
 ) -> TrainOutcome:
-    """Read, infer the schema, train and select, evaluate on the held-out split, register."""
+    """Read, infer the schema, train and select, validate internally, register."""
     prepared = prepare(settings, request)
     check_registry(settings, prepared.name)
     result = fit(prepared, progress)
     assessment = assess(prepared, result)
-    libraries = library_versions(result.model.family)
+    libraries = library_versions(result.model)
     params = training_params(request, result.model)
     report = build_report(prepared, result, assessment, params=params, libraries=libraries)
     registered = register(
@@ -119,12 +133,13 @@ def train_and_register(
         report_file=str(registered.json_path.resolve()),
         report_html=str(registered.html_path.resolve()),
         report=report,
+        validation=assessment.validation,
     )
 
 
 def fit(prepared: Prepared, progress: Progress | None = None) -> TrainResult:
-    """Cross-validate the candidate families, select one, recalibrate, choose the threshold
-    and refit on the training split; the result's notices include the warnings raised."""
+    """Search the candidates, blend and select, recalibrate, choose the threshold, refit and
+    validate; the result's notices include the warnings raised."""
     warned: list[str] = []
     with warnings_as_notices("training", warned):
         result = train_model(prepared.frame, prepared.schema, prepared.options, progress)
@@ -132,25 +147,95 @@ def fit(prepared: Prepared, progress: Progress | None = None) -> TrainResult:
 
 
 def assess(prepared: Prepared, result: TrainResult) -> Assessment:
-    """Metrics, report sections and explanations on the held-out test split."""
-    model, split, seed = result.model, result.split, prepared.request.seed
+    """Metrics, report sections and explanations on the rows the validation measured: the
+    held-out split, every row's out-of-fold prediction, or (bootstrap) every row, its
+    headline metrics corrected for optimism."""
+    model, validation, seed = result.model, result.validation, prepared.request.seed
+    assert validation is not None
+    what = _measured_on(validation)
     warned: list[str] = []
-    with warnings_as_notices("measuring the held-out test split", warned):
-        test_risk = model.predict_risk(split.test)
-        metrics = evaluate_predictions(split.y_test, test_risk, model.threshold, seed=seed)
+    with warnings_as_notices(f"measuring {what}", warned):
+        metrics = evaluate_predictions(validation.y, validation.risk, model.threshold, seed=seed)
+        metrics = _corrected(metrics, validation)
         performance = performance_sections(
-            rows=split.test,
-            y=split.y_test,
-            risk=test_risk,
+            rows=validation.rows,
+            y=validation.y,
+            risk=validation.risk,
             threshold=model.threshold,
             threshold_rule=model.threshold_rule,
             metrics=metrics,
             groups=prepared.report_options.groups,
             seed=seed,
         )
-        explanations = explanations_of(model, split.test)
-    small = small_sample_notice("the held-out test split", split.y_test)
-    return Assessment(metrics, performance, explanations, warned + ([small] if small else []))
+        explanations = explanations_of(model, validation.rows)
+    small = small_sample_notice(what, validation.y)
+    if validation.method != "holdout":
+        small = small or small_sample_notice("the training data", validation.y)
+    notices = warned + ([small] if small else [])
+    return Assessment(metrics, performance, explanations, notices, internal_validation(validation))
+
+
+def _measured_on(validation: Validation) -> str:
+    n = len(validation.y)
+    if validation.method == "holdout":
+        return f"the held-out test split ({n} rows)"
+    if validation.method == "cv":
+        return f"out-of-fold predictions of {validation.folds}-fold cross-validation ({n} rows)"
+    return (
+        f"all {n} rows (apparent), AUROC, Brier and calibration slope corrected for "
+        f"optimism by {validation.resamples} bootstrap resamples"
+    )
+
+
+def internal_validation(validation: Validation) -> InternalValidation:
+    """The report's account of how performance was estimated."""
+    method, n = validation.method, len(validation.y)
+    descriptions = {
+        "holdout": "A stratified test split was held out; the model was chosen and fitted "
+        "without it and measured on it.",
+        "cv": f"The candidates were cross-validated on the same {validation.folds} folds; the "
+        "chosen model is measured on its out-of-fold predictions (each row predicted by a "
+        "model that did not see it; the recalibration and threshold were chosen on the same "
+        "predictions), then refitted on all rows.",
+        "bootstrap": f"The optimism-corrected bootstrap: the chosen specification was "
+        f"refitted on each of {validation.resamples} bootstrap resamples and measured on it "
+        "and on the original rows; the mean difference (the optimism) is subtracted from the "
+        "final model's apparent performance. The candidate search and recalibration are not "
+        "repeated per resample, so the optimism is a lower bound.",
+    }
+    return InternalValidation(
+        method=method,  # type: ignore[arg-type]
+        description=descriptions[method],
+        measured_on=_measured_on(validation),
+        final_model="the training split" + f" ({validation.n_final} rows)"
+        if method == "holdout"
+        else f"all {validation.n_final} rows",
+        n_rows=n,
+        folds=validation.folds,
+        resamples=validation.resamples,
+        optimism=[
+            OptimismRow(
+                metric=o.metric, apparent=o.apparent, optimism=o.optimism, corrected=o.corrected
+            )
+            for o in validation.optimism
+        ],
+    )
+
+
+def _corrected(metrics: dict[str, Metric], validation: Validation) -> dict[str, Metric]:
+    """Bootstrap: the headline metrics moved by their optimism (intervals with them)."""
+    corrected = dict(metrics)
+    for row in validation.optimism:
+        metric = metrics.get(row.metric)
+        if metric is None or not np.isfinite(metric.estimate):
+            continue
+        low, high = metric.ci95
+        corrected[row.metric] = replace(
+            metric,
+            estimate=metric.estimate - row.optimism,
+            ci95=(low - row.optimism, high - row.optimism),
+        )
+    return corrected
 
 
 def small_sample_notice(what: str, labels: Any) -> str | None:
@@ -191,6 +276,12 @@ def build_report(
         n_train=len(result.split.y_train),
         n_test=len(result.split.y_test),
         notices=prepared.schema.notices + result.notices + assessment.notices,
+        validation=assessment.validation,
+        sample_size=(
+            sample_size_section(result.sample_size, result.sample_size_consequence)
+            if result.sample_size is not None
+            else None
+        ),
         performance=assessment.performance,
         explanations=assessment.explanations,
         options=prepared.report_options,
@@ -205,7 +296,10 @@ def training_params(request: TrainRequest, model: TrainedModel) -> dict[str, Any
         "family": model.family,
         "requested_family": request.family,
         "seed": request.seed,
-        "test_size": request.test_size,
+        "validation": request.validation,
+        "test_size": request.test_size if request.validation == "holdout" else None,
+        "time_limit": request.time_limit,
+        "candidate": model.info.get("candidate"),
         "cv_folds": model.info["cv_folds"],
         "threshold_rule": model.threshold_rule,
         "calibration": model.info["calibration"],
@@ -226,4 +320,8 @@ def _estimator_params(model: TrainedModel) -> dict[str, Any]:
 
 
 def _is_plain(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool | tuple | list | dict)
+    if isinstance(value, tuple | list):
+        return all(_is_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return value is None or isinstance(value, str | int | float | bool)

@@ -1,17 +1,17 @@
-"""Training: split, cross-validate candidate families, select, recalibrate, pick the
-threshold on out-of-fold predictions, refit on the whole training split."""
+"""Training: cross-validate the candidates (``search``), blend and select, recalibrate,
+pick the threshold on out-of-fold predictions, refit, and validate internally
+(``validation``: a held-out split, the out-of-fold predictions, or the bootstrap)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
+from threadpoolctl import threadpool_limits
 
 from medserve.data.schema import Schema
 from medserve.errors import ConfigError, DataError, option
@@ -20,22 +20,60 @@ from medserve.modeling.families import (
     auto_candidates,
     family_names,
     find_family,
-    make_pipeline,
 )
 from medserve.modeling.model import BACKGROUND_ROWS, TrainedModel
 from medserve.modeling.recalibration import apply_recalibration, fit_recalibration
+from medserve.modeling.sample_size import (
+    SampleSizeCheck,
+    candidate_parameters,
+    max_r2_cs,
+    sample_size_check,
+)
+from medserve.modeling.search import (
+    AUROC_TIE,
+    SELECTION_METRICS,
+    Budget,
+    Candidate,
+    CandidateResult,
+    blend_candidates,
+    check_time_limit,
+    cross_validate,
+    expand,
+    out_of_time,
+    select,
+    unfitted_model,
+)
 from medserve.modeling.threshold import ThresholdRule, choose_threshold
+from medserve.modeling.validation import (
+    BOOTSTRAP_RESAMPLES,
+    DEFAULT_VALIDATION,
+    Validation,
+    bootstrap_optimism,
+    check_bootstrappable,
+    check_method,
+)
+
+__all__ = [
+    "AUROC_TIE",
+    "MIN_EVENTS",
+    "SELECTION_METRICS",
+    "CandidateResult",
+    "Progress",
+    "Split",
+    "TrainOptions",
+    "TrainResult",
+    "labelled_rows",
+    "select",
+    "split_rows",
+    "train_model",
+]
 
 # (what is happening, steps done, steps in all) — the CLI draws it as a progress bar.
 Progress = Callable[[str, int, int], None]
-# Mean CV AUROCs closer than this are a tie, broken by log-loss.
-AUROC_TIE = 0.002
 MIN_EVENTS = 10
-
-
-# How cross-validated candidates are ranked: AUROC (higher; near-ties broken by log-loss),
-# or a proper score, lower being better.
-SELECTION_METRICS = ("auroc", "brier", "logloss")
+# The search's time limit unless one is given (seconds): the candidates that have not
+# started when it is reached are skipped.
+DEFAULT_TIME_LIMIT = 120.0
 
 
 @dataclass
@@ -46,6 +84,9 @@ class TrainOptions:
     cv: int = 5
     threshold_rule: ThresholdRule = field(default_factory=ThresholdRule)
     metric: str = "auroc"
+    validation: str = DEFAULT_VALIDATION
+    time_limit: float | None = DEFAULT_TIME_LIMIT
+    resamples: int = BOOTSTRAP_RESAMPLES
 
     def __post_init__(self) -> None:
         if self.metric not in SELECTION_METRICS:
@@ -53,6 +94,8 @@ class TrainOptions:
                 f"unknown selection metric '{self.metric}' ({option('metric')}); choose one "
                 f"of {', '.join(SELECTION_METRICS)}"
             )
+        check_method(self.validation)
+        check_time_limit(self.time_limit)
 
     def candidates(self) -> tuple[str, ...]:
         if self.family == AUTO:
@@ -65,23 +108,6 @@ class TrainOptions:
                 f"{AUTO}, one of {', '.join(family_names())}, or several joined by commas"
             )
         return chosen
-
-
-@dataclass
-class CandidateResult:
-    family: str
-    auroc_mean: float = float("nan")
-    auroc_sd: float = float("nan")
-    log_loss: float = float("nan")
-    brier: float = float("nan")
-    fit_seconds: float = 0.0
-    selected: bool = False
-    error: str | None = None
-    oof_risk: np.ndarray | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        row = {k: v for k, v in self.__dict__.items() if k != "oof_risk"}
-        return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
 
 
 @dataclass
@@ -98,6 +124,10 @@ class TrainResult:
     leaderboard: list[CandidateResult]
     split: Split
     notices: list[str]
+    validation: Validation | None = None
+    sample_size: SampleSizeCheck | None = None
+    # What training did about the sample size (None: nothing).
+    sample_size_consequence: str | None = None
 
 
 def labelled_rows(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, np.ndarray, int]:
@@ -112,6 +142,8 @@ def labelled_rows(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, np
 def split_rows(
     frame: pd.DataFrame, schema: Schema, options: TrainOptions
 ) -> tuple[Split, list[str]]:
+    """The labelled rows, split for ``holdout`` (all of them as the training split for the
+    other methods, with an empty test split)."""
     notices: list[str] = []
     rows, labels, dropped = labelled_rows(frame, schema)
     if dropped:
@@ -120,7 +152,7 @@ def split_rows(
     if minority < MIN_EVENTS:
         raise DataError(
             f"only {minority} rows in the smaller outcome class; medserve needs at least "
-            f"{MIN_EVENTS} to hold out a test split and cross-validate"
+            f"{MIN_EVENTS} to cross-validate and measure a model"
         )
     if not 0.05 <= options.test_size <= 0.5:
         raise ConfigError(
@@ -131,6 +163,8 @@ def split_rows(
     assert schema.outcome is not None
     known = frame[schema.outcome.column].notna().to_numpy()
     schema.prepare(rows, row_numbers=np.flatnonzero(known) + 1)
+    if options.validation != "holdout":
+        return Split(rows, rows.iloc[:0], np.asarray(labels), labels[:0]), notices
     train, test, y_train, y_test = train_test_split(
         rows, labels, test_size=options.test_size, stratify=labels, random_state=options.seed
     )
@@ -145,52 +179,112 @@ def folds_for(y: np.ndarray, requested: int, notices: list[str]) -> int:
     minority = int(min(y.sum(), len(y) - y.sum()))
     if minority < requested:
         notices.append(
-            f"--cv {requested} reduced to {minority} folds: the training split has only "
-            f"{minority} rows in its smaller outcome class"
+            f"{option('cv')} {requested} reduced to {minority} folds: the training rows have "
+            f"only {minority} in their smaller outcome class"
         )
         return max(2, minority)
     return requested
 
 
-def cross_validate_family(
-    family: str, schema: Schema, X: pd.DataFrame, y: np.ndarray, splitter, seed: int, tick
-) -> CandidateResult:
-    result = CandidateResult(family=family)
-    oof = np.zeros(len(y))
-    fold_auroc = []
-    start = time.perf_counter()
-    try:
-        for train_index, valid_index in splitter.split(X, y):
-            pipeline = clone(make_pipeline(family, schema, seed=seed))
-            # Warnings (a solver that did not converge) reach the caller: they are information.
-            pipeline.fit(X.iloc[train_index], y[train_index])
-            oof[valid_index] = pipeline.predict_proba(X.iloc[valid_index])[:, 1]
-            fold_auroc.append(roc_auc_score(y[valid_index], oof[valid_index]))
-            tick(f"cross-validating {family}")
-    except (ValueError, RuntimeError, MemoryError) as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
-        return result
-    result.fit_seconds = (time.perf_counter() - start) / max(len(fold_auroc), 1)
-    result.auroc_mean = float(np.mean(fold_auroc))
-    result.auroc_sd = float(np.std(fold_auroc))
-    result.log_loss = float(log_loss(y, np.clip(oof, 1e-7, 1 - 1e-7)))
-    result.brier = float(brier_score_loss(y, oof))
-    result.oof_risk = oof
-    return result
+def _r2_of(result: CandidateResult | None, y: np.ndarray) -> float | None:
+    """Cox-Snell R² of a candidate's out-of-fold risk (None where it has none)."""
+    if result is None or not result.usable:
+        return None
+    n, prevalence = len(y), float(np.mean(y))
+    null = n * (prevalence * np.log(prevalence) + (1 - prevalence) * np.log(1 - prevalence))
+    model = -n * result.log_loss
+    r2 = float(1 - np.exp(-2 * (model - null) / n))
+    # Out of fold it cannot reach the maximum (a perfect model); kept just below it.
+    return min(r2, 0.99 * max_r2_cs(prevalence)) if r2 > 0 else None
 
 
-def select(results: list[CandidateResult], metric: str = "auroc") -> CandidateResult:
-    usable = [r for r in results if r.error is None]
-    if not usable:
-        reasons = "; ".join(f"{r.family}: {r.error}" for r in results)
-        raise DataError(f"no model family could be trained ({reasons})")
-    if metric == "brier":
-        return min(usable, key=lambda r: r.brier)
-    if metric == "logloss":
-        return min(usable, key=lambda r: r.log_loss)
-    best_auroc = max(r.auroc_mean for r in usable)
-    tied = [r for r in usable if best_auroc - r.auroc_mean <= AUROC_TIE]
-    return min(tied, key=lambda r: r.log_loss)
+class _Search:
+    """The candidates cross-validated in turn, with the progress bar's count."""
+
+    def __init__(self, schema, X, y, folds, options, progress, extra_steps: int) -> None:
+        self.schema, self.X, self.y, self.folds, self.options = schema, X, y, folds, options
+        self.progress = progress
+        self.budget = Budget(options.time_limit)
+        self.extra_steps = extra_steps
+        self.done = 0
+        self.total = 0
+        self.results: list[CandidateResult] = []  # every candidate's, in the order tried
+
+    def tick(self, what: str) -> None:
+        self.done += 1
+        if self.progress:
+            self.progress(what, self.done, max(self.total, self.done))
+
+    def _skip_reason(self, candidate: Candidate, results: list[CandidateResult]) -> str | None:
+        """Why ``candidate`` is not tried, or None. Capacities are tried smallest first:
+        once one does worse on the folds than the one before it (or does not finish),
+        the larger ones are not tried."""
+        if results and self.budget.spent:
+            return f"skipped: the time limit ({self.budget.seconds:g} s) was reached"
+        smaller = _previous_variant(results, candidate)
+        if smaller is None:
+            return None
+        if not smaller.usable:
+            return f"skipped: {smaller.family} did not finish"
+        if _did_worse(smaller, results):
+            return f"skipped: {smaller.family} did worse than the smaller capacity before it"
+        return None
+
+    def run(self, candidates: list[Candidate]) -> list[CandidateResult]:
+        """Cross-validate ``candidates`` in turn (or skip them); their results."""
+        self.total = self.done + len(candidates) * len(self.folds) + self.extra_steps
+        start = len(self.results)
+        for candidate in candidates:
+            skipped = self._skip_reason(candidate, self.results)
+            if skipped is not None:
+                self.results.append(
+                    CandidateResult(family=candidate.label, candidate=candidate, error=skipped)
+                )
+                continue
+            self.results.append(
+                cross_validate(
+                    candidate,
+                    self.schema,
+                    self.X,
+                    self.y,
+                    self.folds,
+                    self.options.seed,
+                    self.tick,
+                    self.budget,
+                )
+            )
+        return self.results[start:]
+
+
+def _simplest_variants(candidates: list[Candidate]) -> tuple[list[Candidate], list[str]]:
+    """Each family's first (lowest-capacity) variant, and the labels of the others."""
+    kept: list[Candidate] = []
+    dropped: list[str] = []
+    for candidate in candidates:
+        if any(k.family == candidate.family for k in kept):
+            dropped.append(candidate.label)
+        else:
+            kept.append(candidate)
+    return kept, dropped
+
+
+def _previous_variant(
+    results: list[CandidateResult], candidate: Candidate
+) -> CandidateResult | None:
+    """The last candidate tried before ``candidate`` that is a variant of its family."""
+    if candidate.settings is None:
+        return None
+    for result in reversed(results):
+        if result.candidate is not None and result.candidate.family == candidate.family:
+            return result
+    return None
+
+
+def _did_worse(result: CandidateResult, results: list[CandidateResult]) -> bool:
+    """Whether ``result`` scored a higher out-of-fold log-loss than the variant of its
+    family tried before it."""
+    before = _previous_variant(results[: results.index(result)], result.candidate)
+    return before is not None and before.usable and result.log_loss > before.log_loss
 
 
 def train_model(
@@ -199,45 +293,124 @@ def train_model(
     options: TrainOptions,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train and select a model on the training split; the test split is left untouched."""
-    candidates = options.candidates()
+    """Search, select and refit a model; validate it as ``options.validation`` says.
+
+    BLAS runs on one thread meanwhile: clinical tables make small matrices, for which
+    threads cost more than they give, and on a busy host they contend (a logistic fit on
+    the heart table: 8.5 s with two BLAS threads beside other work, 0.4 s with one)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train(frame, schema, options, progress)
+
+
+def _train(
+    frame: pd.DataFrame, schema: Schema, options: TrainOptions, progress: Progress | None
+) -> TrainResult:
+    families = options.candidates()
     split, notices = split_rows(frame, schema, options)
     X = schema.prepare(split.train)
     y = split.y_train
-    folds = folds_for(y, options.cv, notices)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=options.seed)
-    total = len(candidates) * folds + 1
-    done = 0
+    if options.validation == "bootstrap":
+        check_bootstrappable(y)
+    n_folds = folds_for(y, options.cv, notices)
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=options.seed)
+    folds = list(splitter.split(X, y))
+    resamples = options.resamples if options.validation == "bootstrap" else 0
+    search = _Search(schema, X, y, folds, options, progress, extra_steps=1 + resamples)
+    candidates = expand(families, len(y))
 
-    def tick(what: str) -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(what, done, total)
-
-    leaderboard = [
-        cross_validate_family(family, schema, X, y, splitter, options.seed, tick)
-        for family in candidates
-    ]
-    if len(candidates) == 1 and leaderboard[0].error:
-        raise DataError(f"{candidates[0]} could not be trained: {leaderboard[0].error}")
-    chosen = select(leaderboard, options.metric)
+    # The simplest candidate first: its fit tells the sample-size check what R² to expect.
+    leaderboard = search.run(candidates[:1])
+    check = sample_size_check(
+        candidate_parameters(schema),
+        len(y),
+        int(y.sum()),
+        r2_cs=_r2_of(leaderboard[0], y),
+        r2_source=f"estimated: the out-of-fold Cox-Snell R² of {leaderboard[0].family}",
+    )
+    consequence = None
+    shortfall = check.shortfall_notice()
+    if shortfall:
+        notices.append(shortfall)
+        if options.family == AUTO:
+            candidates, dropped = _simplest_variants(candidates)
+            consequence = (
+                "auto kept to the simpler candidates"
+                + (f" ({', '.join(dropped)} not tried)" if dropped else "")
+                + " and chose the simplest one within one standard error of the best"
+            )
+            notices.append(consequence)
+    leaderboard += search.run(candidates[1:])
+    if not any(r.usable for r in leaderboard):
+        if any("time limit" in (r.error or "") for r in leaderboard):
+            raise out_of_time(leaderboard, search.budget)
+        if len(families) == 1:
+            raise DataError(f"{families[0]} could not be trained: {leaderboard[0].error}")
+    # A blend of several families (variants of one family compete, they are not blended).
+    several = len({c.family for c in candidates}) > 1
+    blend = blend_candidates(leaderboard, y, folds) if several else None
+    if blend is not None:
+        leaderboard.append(blend)
+    # Short of the minimum sample size, auto prefers the simpler model unless a more
+    # complex one is better by more than the folds' noise (the one-standard-error rule).
+    chosen = select(leaderboard, options.metric, folds=n_folds if consequence else None)
     chosen.selected = True
-    calibrator, calibration = fit_recalibration(y, chosen.oof_risk, folds=folds, seed=options.seed)
+    assert chosen.oof_risk is not None
+    calibrator, calibration = fit_recalibration(
+        y, chosen.oof_risk, folds=n_folds, seed=options.seed
+    )
     oof_risk = apply_recalibration(calibrator, chosen.oof_risk)
     threshold = choose_threshold(y, oof_risk, options.threshold_rule)
 
-    pipeline = clone(make_pipeline(chosen.family, schema, seed=options.seed))
+    family, pipeline = unfitted_model(chosen, leaderboard, schema, options.seed)
     pipeline.fit(X, y)
-    tick(f"refitting {chosen.family} on the training split")
+    where = "the training split" if options.validation == "holdout" else f"all {len(y)} rows"
+    search.tick(f"refitting {chosen.family} on {where}")
     model = TrainedModel(
-        family=chosen.family,
+        family=family,
         schema=schema,
         pipeline=pipeline,
         threshold=threshold,
         threshold_rule=options.threshold_rule.describe(),
         calibrator=calibrator,
-        info={"calibration": calibration, "cv_folds": folds},
+        info={"calibration": calibration, "cv_folds": n_folds, "candidate": chosen.family},
         background=X.sample(n=min(BACKGROUND_ROWS, len(X)), random_state=options.seed),
     )
-    return TrainResult(model=model, leaderboard=leaderboard, split=split, notices=notices)
+    validation = _validate(model, pipeline, split, X, y, oof_risk, options, search)
+    return TrainResult(
+        model=model,
+        leaderboard=leaderboard,
+        split=split,
+        notices=notices,
+        validation=validation,
+        sample_size=check,
+        sample_size_consequence=consequence,
+    )
+
+
+def _validate(model, pipeline, split, X, y, oof_risk, options, search) -> Validation:
+    n_folds = model.info["cv_folds"]
+    if options.validation == "holdout":
+        risk = model.predict_risk(split.test)
+        return Validation("holdout", split.test, split.y_test, risk, len(y), n_folds)
+    if options.validation == "cv":
+        return Validation("cv", split.train, y, oof_risk, len(y), n_folds)
+    apparent = model.predict_risk(split.train)
+    optimism = bootstrap_optimism(
+        clone(pipeline),  # the same settings, unfitted (a blend keeps its weights)
+        X,
+        y,
+        apparent,
+        resamples=options.resamples,
+        seed=options.seed,
+        tick=search.tick,
+    )
+    return Validation(
+        "bootstrap",
+        split.train,
+        y,
+        apparent,
+        len(y),
+        n_folds,
+        resamples=options.resamples,
+        optimism=optimism,
+    )

@@ -5,6 +5,7 @@ single source of truth, and the page is written beside it (same name, ``.html``)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -54,22 +55,71 @@ def _percent(value: Any, digits: int = 1) -> str:
     return "–" if value is None else f"{100 * value:.{digits}f}%"
 
 
+# How an interval was computed: the mark beside it, and the page's footnote. Bootstrap is
+# the default, so it goes unmarked (as do reports that did not record the method).
+CI_METHODS = {
+    "bootstrap": ("", "percentile bootstrap over resamples of the rows"),
+    "wilson": ("Wilson", "Wilson score interval of a proportion"),
+}
+
+
+def _method_mark(metric: Estimate) -> str:
+    if metric.ci_method is None:
+        return ""
+    mark = CI_METHODS.get(metric.ci_method, (metric.ci_method, ""))[0]
+    return f", {mark}" if mark else ""
+
+
 def _metric(metric: Estimate | None, digits: int = 3) -> str:
-    """'0.912 (0.871–0.948)', or 'not estimable'."""
+    """'0.912 (0.871–0.948)', '0.912 (0.871–0.948, Wilson)' for a method other than the
+    bootstrap, or 'not estimable (why)'."""
     if metric is None or metric.estimate is None:
-        return "not estimable"
+        reason = f" ({metric.reason})" if metric is not None and metric.reason else ""
+        return f"not estimable{reason}"
     low, high = metric.ci95
-    interval = f" ({_number(low, digits)}–{_number(high, digits)})" if low is not None else ""
+    if low is not None and high is not None:
+        interval = f" ({_number(low, digits)}–{_number(high, digits)}{_method_mark(metric)})"
+    else:
+        interval = f" (no interval: {metric.reason})" if metric.reason else ""
     return f"{_number(metric.estimate, digits)}{interval}"
 
 
 def _metric_cell(metric: Estimate | None, digits: int = 2) -> Markup:
-    """Estimate over its interval, for narrow table cells."""
+    """Estimate over its interval, for narrow table cells; the reason where undefined."""
     if metric is None or metric.estimate is None:
+        reason = metric.reason if metric is not None else None
+        if reason:
+            return Markup('<span class="muted">–</span><span class="ci">{}</span>').format(reason)
         return Markup('<span class="muted">–</span>')
     low, high = metric.ci95
-    interval = f"{_number(low, digits)}–{_number(high, digits)}" if low is not None else ""
+    interval = ""
+    if low is not None and high is not None:
+        interval = f"{_number(low, digits)}–{_number(high, digits)}{_method_mark(metric)}"
+    elif metric.reason:
+        interval = f"no interval: {metric.reason}"
     return Markup('{}<span class="ci">{}</span>').format(_number(metric.estimate, digits), interval)
+
+
+def _interval_note(report: Report) -> str:
+    """The footnote saying how the report's 95% intervals were computed."""
+    methods = set(_ci_methods(report.model_dump())) or {"bootstrap"}
+    parts = []
+    for method in sorted(methods, key=lambda m: (m != "bootstrap", m)):
+        mark, description = CI_METHODS.get(method, (method, method))
+        parts.append(f"marked {mark}: {description}" if mark else description)
+    return "95% intervals: " + "; ".join(parts) + "."
+
+
+def _ci_methods(value: Any) -> Iterator[str]:
+    """Every interval method named in a report's JSON."""
+    if isinstance(value, dict):
+        if isinstance(value.get("ci_method"), str):
+            yield value["ci_method"]
+        for item in value.values():
+            yield from _ci_methods(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _ci_methods(item)
 
 
 def _recalibration(info: Recalibration) -> str:
@@ -89,6 +139,25 @@ def _utc(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
+# Metric names (as the report's metrics section keys them) in words.
+METRIC_LABELS = {
+    "auroc": "AUROC",
+    "auprc": "AUPRC",
+    "brier": "Brier score",
+    "calibration_slope": "Calibration slope",
+    "calibration_intercept": "Calibration intercept",
+    "oe_ratio": "Observed / expected",
+    "ppv": "PPV",
+    "npv": "NPV",
+    "f1": "F1",
+}
+
+
+def _metric_label(name: str) -> str:
+    """'auroc' -> 'AUROC', 'calibration_slope' -> 'Calibration slope'."""
+    return METRIC_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
 _environment.filters.update(
     num=_number,
     pct=_percent,
@@ -96,7 +165,15 @@ _environment.filters.update(
     metric_cell=_metric_cell,
     recalibration=_recalibration,
     utc=_utc,
+    metric_label=_metric_label,
 )
+
+
+VALIDATION_METHODS = {
+    "holdout": "held-out test split",
+    "cv": "cross-validation",
+    "bootstrap": "bootstrap optimism correction",
+}
 
 
 def render_html(report: Report, model_ref: str | None = None) -> str:
@@ -129,6 +206,8 @@ def render_html(report: Report, model_ref: str | None = None) -> str:
         csp=CONTENT_SECURITY_POLICY,
         medserve_version=__version__,
         net_benefit_rows=_net_benefit_rows(report.decision_curve),
+        interval_note=_interval_note(report),
+        validation_methods=VALIDATION_METHODS,
     )
 
 

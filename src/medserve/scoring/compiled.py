@@ -19,7 +19,7 @@ from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from medserve.core.risk import risk_logit
-from medserve.modeling.families import RawRisk, estimator_of, find_family
+from medserve.modeling.families import Composite, RawRisk, estimator_of, find_family
 from medserve.modeling.model import TrainedModel
 from medserve.modeling.recalibration import apply_recalibration
 from medserve.scoring.encoding import (
@@ -58,9 +58,14 @@ class FastScorer:
     encoding: Encoding | None
     raw_risk: RawRisk | None
     recalibrate: Recalibration
+    # A blend: its members' own scorers, combined in log-odds (no one matrix to encode).
+    composite: CompositeRisk | None = None
 
     @classmethod
     def from_model(cls, model: TrainedModel) -> FastScorer:
+        composite = CompositeRisk.of(model)
+        if composite is not None:
+            return cls(model, None, None, _recalibration_of(model.calibrator), composite)
         encoding = encoding_of(model)
         raw_risk = _raw_risk_of(model, encoding) if encoding is not None else None
         recalibrate = _recalibration_of(model.calibrator)
@@ -87,6 +92,8 @@ class FastScorer:
         records = checked_records(records)
         if not records:
             return np.empty(0)
+        if self.composite is not None:
+            return np.asarray(self.recalibrate(self.composite(records)), dtype=float)
         if self.encoding is None or self.raw_risk is None:
             return self.model.predict_risk(records_frame(self.model.schema, records))
         return self.risk_of_matrix(self.encoding.matrix(records))
@@ -96,6 +103,31 @@ class FastScorer:
         if self.raw_risk is None:
             raise ValueError(f"the {self.model.family} model has no fast path; use risk()")
         return np.asarray(self.recalibrate(self.raw_risk(matrix)), dtype=float)
+
+
+@dataclass(frozen=True)
+class CompositeRisk:
+    """A composite model's uncalibrated risk: ``expit(intercept + Σ weight · logit(risk))``
+    over its members, each scored by its own FastScorer (the fast path where it has one)."""
+
+    intercept: float
+    members: tuple[tuple[float, FastScorer], ...]
+
+    @classmethod
+    def of(cls, model: TrainedModel) -> CompositeRisk | None:
+        family = find_family(model.family)
+        found = family.components(model) if isinstance(family, Composite) else None
+        if found is None:
+            return None
+        intercept, components = found
+        members = tuple((c.weight, FastScorer.from_model(c.model)) for c in components)
+        return cls(intercept, members)
+
+    def __call__(self, records: Sequence[Record]) -> np.ndarray:
+        z = np.full(len(records), self.intercept)
+        for weight, scorer in self.members:
+            z += weight * risk_logit(scorer.risk(records))
+        return expit(z)
 
 
 def _raw_risk_of(model: TrainedModel, encoding: Encoding) -> RawRisk | None:

@@ -10,15 +10,18 @@ A new family is one module with a class that implements ``Family`` (see base.py)
 to ``BUILTIN`` below, or registered from outside with ``register_family``.
 """
 
-from medserve.modeling.families import ebm, lightgbm, logistic, mlp
+from medserve.modeling.families import blend, ebm, lightgbm, logistic, mlp
 from medserve.modeling.families.base import (
     AUTO,
     Attribution,
     Attributor,
+    Component,
+    Composite,
     EncodedInput,
     Family,
     NativeMissing,
     RawRisk,
+    Tunable,
     auto_candidates,
     encoded_background,
     encoded_parts,
@@ -33,21 +36,42 @@ from medserve.modeling.families.base import (
     registered_family,
     unregister_family,
 )
+from medserve.modeling.families.blend import NAME as BLEND
+from medserve.modeling.families.blend import (
+    Member,
+    cross_fitted_risk,
+    fit_weights,
+    weighted_blend,
+)
 
 # In this order: the leaderboard of `--model auto` lists its candidates so.
-BUILTIN: tuple[Family, ...] = (logistic.FAMILY, lightgbm.FAMILY, mlp.FAMILY, ebm.FAMILY)
+BUILTIN: tuple[Family, ...] = (
+    logistic.FAMILY,
+    lightgbm.FAMILY,
+    mlp.FAMILY,
+    ebm.FAMILY,
+    blend.FAMILY,
+)
 for _family in BUILTIN:
     register_family(_family)
 
 __all__ = [
     "AUTO",
+    "BLEND",
+    "Member",
+    "cross_fitted_risk",
+    "fit_weights",
+    "weighted_blend",
     "BUILTIN",
     "Attribution",
     "Attributor",
+    "Component",
+    "Composite",
     "EncodedInput",
     "Family",
     "NativeMissing",
     "RawRisk",
+    "Tunable",
     "auto_candidates",
     "encoded_background",
     "encoded_parts",

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -127,6 +127,39 @@ class Family(Protocol):
     def fitted_params(self, pipeline: Pipeline) -> dict[str, Any]:
         """What fitting chose (regularisation strength, tree count, epochs) as plain JSON
         values, shown beside the estimator's settings in the report and the registry."""
+        ...
+
+
+@runtime_checkable
+class Tunable(Protocol):
+    """A family with settings worth choosing on the data (tree capacity): training
+    cross-validates each variant as its own candidate and builds the chosen one."""
+
+    def variants(self, n_rows: int) -> Mapping[str, Mapping[str, Any]]:
+        """Label (as the leaderboard shows it) → settings, for a table of ``n_rows`` rows."""
+        ...
+
+    def build(
+        self, schema: Schema, *, seed: int = 0, settings: Mapping[str, Any] | None = None
+    ) -> Pipeline: ...
+
+
+@dataclass(frozen=True)
+class Component:
+    """One member of a composite model, as a model of its own family (no recalibration):
+    the composite's log-odds add ``weight`` times this member's log-odds."""
+
+    weight: float
+    model: TrainedModel
+
+
+@runtime_checkable
+class Composite(Protocol):
+    """A family whose models combine models of other families in log-odds
+    (``intercept + Σ weight · logit(risk)``): the fast path scores each member its own way."""
+
+    def components(self, model: TrainedModel) -> tuple[float, tuple[Component, ...]] | None:
+        """The intercept and the members, or None where ``model`` is not one of its own."""
         ...
 
 

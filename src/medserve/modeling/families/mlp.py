@@ -219,7 +219,9 @@ def _network_of(pipeline: Pipeline) -> torch.nn.Module | None:
 
 class MLPFamily:
     name = "mlp"
-    in_auto = True
+    # Opt-in: on the panel (bench/quality.py --panel) it costs ~10x logistic a fold, and
+    # torch's import alone ~2 s, for no gain in the blend.
+    in_auto = False
     native_missing: NativeMissing | None = None
     libraries: Mapping[str, str] = MappingProxyType({"torch": "torch", "shap": "shap"})
 

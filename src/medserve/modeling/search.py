@@ -1,0 +1,240 @@
+"""The candidate search: each family (each variant of a tunable one) cross-validated on the
+same folds, cheapest first, within a time limit, then a blend of those that finished.
+
+Every candidate's out-of-fold risk is kept: selection compares them, the blend is
+weighted on them, and ``--validation cv`` measures the chosen model on them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+from sklearn.pipeline import Pipeline
+
+from medserve.core.risk import risk_logit
+from medserve.data.schema import Schema
+from medserve.errors import ConfigError, DataError, option
+from medserve.modeling.families import (
+    BLEND,
+    Member,
+    Tunable,
+    cross_fitted_risk,
+    fit_weights,
+    get_family,
+    weighted_blend,
+)
+
+# Mean CV AUROCs closer than this are a tie, broken by log-loss.
+AUROC_TIE = 0.002
+# How cross-validated candidates are ranked: AUROC (higher; near-ties broken by log-loss),
+# or a proper score, lower being better.
+SELECTION_METRICS = ("auroc", "brier", "logloss")
+# One step of the search: what is happening (the progress bar's text).
+Tick = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One family with one setting of its tunable parameters."""
+
+    label: str  # as the leaderboard shows it: "logistic", "lightgbm (8 leaves)"
+    family: str
+    settings: Mapping[str, Any] | None = None
+
+    def build(self, schema: Schema, seed: int) -> Pipeline:
+        family = get_family(self.family)
+        if self.settings is None:
+            return family.build(schema, seed=seed)
+        assert isinstance(family, Tunable)
+        return family.build(schema, seed=seed, settings=self.settings)
+
+
+def expand(families: Sequence[str], n_rows: int) -> list[Candidate]:
+    """The candidates of ``families``: one per variant of a tunable family, else one."""
+    candidates = []
+    for name in families:
+        family = get_family(name)
+        if isinstance(family, Tunable):
+            variants = family.variants(n_rows)
+            candidates.extend(
+                Candidate(f"{name} ({label})", name, settings)
+                for label, settings in variants.items()
+            )
+        else:
+            candidates.append(Candidate(name, name))
+    return candidates
+
+
+@dataclass
+class CandidateResult:
+    family: str  # the candidate's label
+    auroc_mean: float = float("nan")
+    auroc_sd: float = float("nan")
+    log_loss: float = float("nan")
+    brier: float = float("nan")
+    fit_seconds: float = 0.0
+    selected: bool = False
+    error: str | None = None
+    oof_risk: np.ndarray | None = field(default=None, repr=False)
+    candidate: Candidate | None = field(default=None, repr=False)
+    # A blend: its members and their weights (label → weight), its intercept.
+    weights: dict[str, float] | None = field(default=None, repr=False)
+    intercept: float = field(default=0.0, repr=False)
+
+    def to_dict(self) -> dict:
+        keep = ("family", "auroc_mean", "auroc_sd", "log_loss", "brier", "fit_seconds")
+        row: dict[str, Any] = {k: getattr(self, k) for k in keep}
+        row |= {"selected": self.selected, "error": self.error}
+        return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+
+    @property
+    def usable(self) -> bool:
+        return self.error is None and bool(np.isfinite(self.auroc_mean))
+
+    def score(self, y: np.ndarray, risk: np.ndarray, fold_auroc: Sequence[float]) -> None:
+        self.auroc_mean = float(np.mean(fold_auroc))
+        self.auroc_sd = float(np.std(fold_auroc))
+        self.log_loss = float(log_loss(y, np.clip(risk, 1e-7, 1 - 1e-7)))
+        self.brier = float(brier_score_loss(y, risk))
+        self.oof_risk = risk
+
+
+class Budget:
+    """The search's deadline (``None``: no limit)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.started = time.perf_counter()
+
+    @property
+    def spent(self) -> bool:
+        return self.seconds is not None and time.perf_counter() - self.started >= self.seconds
+
+
+def cross_validate(
+    candidate: Candidate,
+    schema: Schema,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    seed: int,
+    tick: Tick,
+    budget: Budget,
+) -> CandidateResult:
+    """The candidate fitted on each fold's training rows and scored on its other rows."""
+    result = CandidateResult(family=candidate.label, candidate=candidate)
+    oof = np.zeros(len(y))
+    fold_auroc: list[float] = []
+    start = time.perf_counter()
+    try:
+        for train_index, valid_index in folds:
+            if budget.spent:
+                result.error = (
+                    f"stopped by the time limit ({budget.seconds:g} s) after "
+                    f"{len(fold_auroc)} of {len(folds)} folds"
+                )
+                break
+            pipeline = clone(candidate.build(schema, seed))
+            # Warnings (a solver that did not converge) reach the caller: they are information.
+            pipeline.fit(X.iloc[train_index], y[train_index])
+            oof[valid_index] = pipeline.predict_proba(X.iloc[valid_index])[:, 1]
+            fold_auroc.append(roc_auc_score(y[valid_index], oof[valid_index]))
+            tick(f"cross-validating {candidate.label}")
+    except (ValueError, RuntimeError, MemoryError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    result.fit_seconds = (time.perf_counter() - start) / max(len(fold_auroc), 1)
+    if result.error is None:
+        result.score(y, oof, fold_auroc)
+    return result
+
+
+def blend_candidates(
+    results: Sequence[CandidateResult],
+    y: np.ndarray,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> CandidateResult | None:
+    """A blend of the finished candidates, measured on cross-fitted out-of-fold risk (its
+    weights for each fold fitted on the other folds); None with fewer than two."""
+    usable = [r for r in results if r.usable and r.oof_risk is not None]
+    if len(usable) < 2:
+        return None
+    start = time.perf_counter()
+    logits = np.column_stack([risk_logit(r.oof_risk) for r in usable])
+    risk = cross_fitted_risk(logits, y, [valid for _, valid in folds])
+    intercept, weights = fit_weights(logits, y)
+    result = CandidateResult(family=BLEND)
+    result.score(y, risk, [roc_auc_score(y[valid], risk[valid]) for _, valid in folds])
+    result.fit_seconds = sum(r.fit_seconds for r in usable) + time.perf_counter() - start
+    result.weights = {r.family: float(w) for r, w in zip(usable, weights, strict=True)}
+    result.intercept = intercept
+    return result
+
+
+def select(
+    results: Sequence[CandidateResult],
+    metric: str = "auroc",
+    *,
+    folds: int | None = None,
+) -> CandidateResult:
+    """The best usable candidate by ``metric``. With ``folds`` (the number of CV folds), the
+    one-standard-error rule: the first candidate, in the order tried (simplest first, the
+    blend last), whose mean AUROC is within one standard error of the best one's."""
+    usable = [r for r in results if r.usable]
+    if not usable:
+        reasons = "; ".join(f"{r.family}: {r.error}" for r in results)
+        raise DataError(f"no model family could be trained ({reasons})")
+    if metric == "brier":
+        return min(usable, key=lambda r: r.brier)
+    if metric == "logloss":
+        return min(usable, key=lambda r: r.log_loss)
+    best_auroc = max(r.auroc_mean for r in usable)
+    tied = [r for r in usable if best_auroc - r.auroc_mean <= AUROC_TIE]
+    best = min(tied, key=lambda r: r.log_loss)
+    if folds is None:
+        return best
+    floor = best.auroc_mean - best.auroc_sd / np.sqrt(folds)
+    return next(r for r in usable if r.auroc_mean >= floor)
+
+
+def unfitted_model(
+    chosen: CandidateResult, results: Sequence[CandidateResult], schema: Schema, seed: int
+) -> tuple[str, Pipeline]:
+    """The chosen candidate's family and unfitted pipeline (a blend: members unfitted, its
+    weights fixed as the search fitted them), for refitting on all rows or a resample."""
+    if chosen.weights is None:
+        assert chosen.candidate is not None
+        return chosen.candidate.family, chosen.candidate.build(schema, seed)
+    by_label = {r.family: r for r in results}
+    members, weights = [], []
+    for label, weight in chosen.weights.items():
+        if weight <= 0:
+            continue
+        candidate = by_label[label].candidate
+        assert candidate is not None
+        members.append(Member(label, candidate.family, candidate.build(schema, seed)))
+        weights.append(weight)
+    return BLEND, weighted_blend(members, weights, chosen.intercept, seed=seed)
+
+
+def check_time_limit(seconds: float | None) -> None:
+    if seconds is not None and not seconds > 0:
+        raise ConfigError(
+            f"time limit {seconds:g} s ({option('time_limit')}) must be more than 0 seconds"
+        )
+
+
+def out_of_time(results: Sequence[CandidateResult], budget: Budget) -> ConfigError:
+    """The error when the limit ran out before any candidate finished cross-validating."""
+    first = results[0] if results else None
+    spent = f"; {first.family} needed {first.fit_seconds:.2f} s a fold" if first else ""
+    return ConfigError(
+        f"time limit {budget.seconds:g} s ({option('time_limit')}) is too short to fit any "
+        f"model{spent}; allow more time (the search stops trying new candidates when the "
+        "limit is reached, but needs one to finish)"
+    )

@@ -1,0 +1,114 @@
+"""Internal validation (holdout, cv, bootstrap), the time limit, and the sample-size rule,
+on the bundled Cleveland/Hungary/Switzerland/VA heart table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from medserve.data import infer_schema
+from medserve.errors import ConfigError, DataError
+from medserve.modeling import TrainOptions, train_model
+from medserve.modeling.train import labelled_rows
+
+
+def numeric_medians(model, schema, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    imputer = model.pipeline.named_steps["preprocess"].named_transformers_["numeric"]["impute"]
+    numeric = [c.name for c in schema.features if c.numeric_encoded]
+    return imputer.statistics_, schema.prepare(frame)[numeric].median().to_numpy()
+
+
+def test_cv_measures_every_row_out_of_fold_and_refits_on_all_of_them(heart, heart_schema):
+    result = train_model(heart, heart_schema, TrainOptions(family="logistic", cv=3))
+    rows, labels, _ = labelled_rows(heart, heart_schema)
+    validation = result.validation
+    assert validation.method == "cv" and validation.n_final == len(rows) == len(validation.y)
+    np.testing.assert_array_equal(validation.y, labels)
+    # The final model saw every row (its imputer's medians are those of the whole table) ...
+    fitted, everything = numeric_medians(result.model, heart_schema, rows)
+    np.testing.assert_allclose(fitted, everything)
+    # ... and the figures are not its risks on rows it saw, but out-of-fold ones.
+    apparent = result.model.predict_risk(rows)
+    assert not np.allclose(validation.risk, apparent)
+    assert roc_auc_score(labels, validation.risk) < roc_auc_score(labels, apparent)
+    assert len(result.split.test) == 0
+
+
+def test_holdout_keeps_the_test_split_out_of_the_final_model(heart, heart_schema):
+    options = TrainOptions(family="logistic", cv=3, validation="holdout", test_size=0.25)
+    result = train_model(heart, heart_schema, options)
+    validation = result.validation
+    assert validation.method == "holdout" and len(validation.y) == len(result.split.test)
+    assert validation.n_final == len(result.split.train)
+    np.testing.assert_allclose(validation.risk, result.model.predict_risk(result.split.test))
+    fitted, train_medians = numeric_medians(result.model, heart_schema, result.split.train)
+    np.testing.assert_allclose(fitted, train_medians)
+
+
+def test_bootstrap_subtracts_the_optimism_from_the_apparent_performance(heart, heart_schema):
+    options = TrainOptions(family="lightgbm", cv=3, validation="bootstrap", resamples=8)
+    result = train_model(heart, heart_schema, options)
+    validation = result.validation
+    assert validation.method == "bootstrap" and validation.resamples == 8
+    rows, labels, _ = labelled_rows(heart, heart_schema)
+    by_metric = {row.metric: row for row in validation.optimism}
+    assert set(by_metric) == {"auroc", "brier", "calibration_slope"}
+    auroc = by_metric["auroc"]
+    assert auroc.apparent == pytest.approx(roc_auc_score(labels, result.model.predict_risk(rows)))
+    # Trees fitted on a resample do better on it than on the original rows.
+    assert auroc.optimism > 0 and auroc.corrected == pytest.approx(auroc.apparent - auroc.optimism)
+    assert by_metric["brier"].optimism < 0  # a lower Brier on the rows it was fitted on
+
+
+def test_bootstrap_on_a_table_too_small_to_resample_says_why(heart, heart_schema):
+    rows, labels, _ = labelled_rows(heart, heart_schema)
+    few = pd.concat([rows[labels == 1].head(15), rows[labels == 0].head(60)])
+    with pytest.raises(DataError, match="too small to bootstrap.*15 rows.*at least 20"):
+        train_model(few, heart_schema, TrainOptions(validation="bootstrap"))
+
+
+def test_an_unknown_validation_method_names_the_choices():
+    with pytest.raises(ConfigError, match="unknown validation method 'loo'.*holdout, cv, boot"):
+        TrainOptions(validation="loo")
+
+
+@pytest.mark.parametrize("seconds", [0, -5])
+def test_a_time_limit_must_be_positive(seconds):
+    with pytest.raises(ConfigError, match="must be more than 0 seconds"):
+        TrainOptions(time_limit=seconds)
+
+
+def test_a_time_limit_too_short_to_fit_anything_is_a_clear_error(heart, heart_schema):
+    with pytest.raises(ConfigError, match="too short to fit any model; logistic needed"):
+        train_model(heart, heart_schema, TrainOptions(cv=3, time_limit=1e-6))
+
+
+def test_the_time_limit_skips_candidates_not_started(heart, heart_schema, monkeypatch):
+    """Once logistic has cross-validated, the limit is reached: the others are skipped and
+    the model is the one that finished."""
+    from medserve.modeling import search
+
+    spent = iter([False, False, False] + [True] * 100)  # logistic's 3 folds, then no time
+    monkeypatch.setattr(search.Budget, "spent", property(lambda self: next(spent)))
+    result = train_model(heart, heart_schema, TrainOptions(cv=3, time_limit=30))
+    rows = {row.family: row for row in result.leaderboard}
+    assert rows["logistic"].error is None and rows["logistic"].selected
+    skipped = [row for name, row in rows.items() if name != "logistic"]
+    assert skipped and all("skipped: the time limit" in (r.error or "") for r in skipped)
+    assert result.model.family == "logistic"
+
+
+def test_a_table_short_of_the_minimum_sample_size_keeps_auto_to_simpler_models():
+    """Riley et al.'s minimum: 150 rows with 30 noisy numeric predictors fall short, so
+    auto keeps to each family's simplest variant and says so."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(150, 30)), columns=[f"x{i}" for i in range(30)])
+    frame["event"] = (frame.x0 + rng.normal(size=150) > 0.8).astype(int)
+    schema = infer_schema(frame, target="event")
+    result = train_model(frame, schema, TrainOptions(cv=3))
+    assert result.sample_size is not None and not result.sample_size.meets
+    assert result.sample_size_consequence.startswith("auto kept to the simpler candidates (")
+    assert "within one standard error of the best" in result.sample_size_consequence
+    assert [row.family for row in result.leaderboard][:2] == ["logistic", "lightgbm (4 leaves)"]
+    assert not any("31 leaves" in row.family for row in result.leaderboard)
+    assert any(notice.startswith("Sample size: ") for notice in result.notices)
