@@ -56,8 +56,12 @@ class PanelTable:
         return (values.astype(str) == positive).to_numpy(dtype=int)
 
 
-def _bundled(file: str) -> Callable[[], pd.DataFrame]:
-    return lambda: pd.read_csv(DATASET_DIR / file)
+def _bundled(file: str, identifiers: tuple[str, ...] = ()) -> Callable[[], pd.DataFrame]:
+    """A bundled CSV without its identifier columns. They are no predictors, and the heart
+    table's ``id`` would leak: the Hungarian rows are numbered in outcome order (within
+    that site ``id`` alone has AUROC 1.0), so a learner given it scores what it should not.
+    medserve leaves an ``id`` out itself; every system here gets the table without it."""
+    return lambda: pd.read_csv(DATASET_DIR / file).drop(columns=list(identifiers))
 
 
 def _rdata(package: str, item: str) -> pd.DataFrame:
@@ -185,7 +189,7 @@ PANEL: dict[str, PanelTable] = {
             "angiographic disease: num > 0",
             target="num",
             positive_if=">0",
-            load=_bundled("heart_disease_uci.csv"),
+            load=_bundled("heart_disease_uci.csv", identifiers=("id",)),
         ),
         PanelTable(
             "pima",

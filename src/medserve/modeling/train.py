@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from threadpoolctl import threadpool_limits
 
@@ -20,6 +19,7 @@ from medserve.modeling.families import (
     auto_candidates,
     family_names,
     find_family,
+    refit_twin,
 )
 from medserve.modeling.model import BACKGROUND_ROWS, TrainedModel
 from medserve.modeling.recalibration import apply_recalibration, fit_recalibration
@@ -251,21 +251,10 @@ class _Search:
                     self.options.seed,
                     self.tick,
                     self.budget,
+                    first=not self.results,
                 )
             )
         return self.results[start:]
-
-
-def _simplest_variants(candidates: list[Candidate]) -> tuple[list[Candidate], list[str]]:
-    """Each family's first (lowest-capacity) variant, and the labels of the others."""
-    kept: list[Candidate] = []
-    dropped: list[str] = []
-    for candidate in candidates:
-        if any(k.family == candidate.family for k in kept):
-            dropped.append(candidate.label)
-        else:
-            kept.append(candidate)
-    return kept, dropped
 
 
 def _previous_variant(
@@ -332,11 +321,11 @@ def _train(
     if shortfall:
         notices.append(shortfall)
         if options.family == AUTO:
-            candidates, dropped = _simplest_variants(candidates)
+            # Every candidate is still tried: a flexible model that is better by more than
+            # the folds' noise still wins (a large table with a weak linear signal).
             consequence = (
-                "auto kept to the simpler candidates"
-                + (f" ({', '.join(dropped)} not tried)" if dropped else "")
-                + " and chose the simplest one within one standard error of the best"
+                "auto chose the simplest candidate whose cross-validated AUROC is within one "
+                "standard error of the best (the one-standard-error rule)"
             )
             notices.append(consequence)
     leaderboard += search.run(candidates[1:])
@@ -351,7 +340,7 @@ def _train(
     if blend is not None:
         leaderboard.append(blend)
     # Short of the minimum sample size, auto prefers the simpler model unless a more
-    # complex one is better by more than the folds' noise (the one-standard-error rule).
+    # complex one is better by more than the folds' noise.
     chosen = select(leaderboard, options.metric, folds=n_folds if consequence else None)
     chosen.selected = True
     assert chosen.oof_risk is not None
@@ -375,7 +364,7 @@ def _train(
         info={"calibration": calibration, "cv_folds": n_folds, "candidate": chosen.family},
         background=X.sample(n=min(BACKGROUND_ROWS, len(X)), random_state=options.seed),
     )
-    validation = _validate(model, pipeline, split, X, y, oof_risk, options, search)
+    validation = _validate(model, split, X, y, oof_risk, options, search)
     return TrainResult(
         model=model,
         leaderboard=leaderboard,
@@ -387,7 +376,7 @@ def _train(
     )
 
 
-def _validate(model, pipeline, split, X, y, oof_risk, options, search) -> Validation:
+def _validate(model, split, X, y, oof_risk, options, search) -> Validation:
     n_folds = model.info["cv_folds"]
     if options.validation == "holdout":
         risk = model.predict_risk(split.test)
@@ -396,7 +385,7 @@ def _validate(model, pipeline, split, X, y, oof_risk, options, search) -> Valida
         return Validation("cv", split.train, y, oof_risk, len(y), n_folds)
     apparent = model.predict_risk(split.train)
     optimism = bootstrap_optimism(
-        clone(pipeline),  # the same settings, unfitted (a blend keeps its weights)
+        refit_twin(model),  # the settings the fit chose, fixed (a blend keeps its weights)
         X,
         y,
         apparent,

@@ -144,6 +144,28 @@ class Tunable(Protocol):
     ) -> Pipeline: ...
 
 
+@runtime_checkable
+class Freezable(Protocol):
+    """A family whose fit tunes itself on an internal split (early stopping, inner CV).
+    A bootstrap resample repeats rows, so such a split would hold copies of the rows it is
+    fitted on; refits on resamples use the settings the original fit chose instead."""
+
+    def frozen(self, pipeline: Pipeline) -> Pipeline:
+        """An unfitted twin of the fitted ``pipeline`` with its tuned settings fixed."""
+        ...
+
+
+def refit_twin(model: TrainedModel) -> Pipeline:
+    """An unfitted copy of the model's pipeline to refit on other rows (a bootstrap
+    resample): its tuned settings fixed where its family tunes itself, else a clone."""
+    from sklearn.base import clone
+
+    family = find_family(model.family)
+    if isinstance(family, Freezable):
+        return family.frozen(model.pipeline)
+    return clone(model.pipeline)
+
+
 @dataclass(frozen=True)
 class Component:
     """One member of a composite model, as a model of its own family (no recalibration):

@@ -32,6 +32,7 @@ from medserve.modeling.families.base import (
     Attributor,
     Component,
     EncodedInput,
+    Freezable,
     NativeMissing,
     RawRisk,
     auto_candidates,
@@ -255,6 +256,22 @@ class BlendFamily:
         return Attributor(
             BlendAttribution(intercept, tuple(members)), method, parts, reads_matrix=False
         )
+
+    def frozen(self, pipeline: Pipeline) -> Pipeline:
+        """Refitting refits each member with its own settings fixed, the weights kept."""
+        blend = estimator_of(pipeline)
+        if not isinstance(blend, LogOddsBlend) or not hasattr(blend, "members_"):
+            return clone(pipeline)
+        members = []
+        for member in blend.members_:
+            family = find_family(member.family)
+            twin = (
+                family.frozen(member.pipeline)
+                if isinstance(family, Freezable)
+                else clone(member.pipeline)
+            )
+            members.append(Member(member.label, member.family, twin))
+        return weighted_blend(members, blend.weights_, blend.intercept_, seed=blend.random_state)
 
     def fitted_params(self, pipeline: Pipeline) -> dict[str, Any]:
         blend = estimator_of(pipeline)

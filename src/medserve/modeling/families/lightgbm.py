@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
@@ -38,19 +38,17 @@ if TYPE_CHECKING:
 SINGLE_THREAD_ROWS = 64
 
 
-# Tree capacities ``auto`` cross-validates (its search space): from stumps-to-depth-2 trees,
-# which small clinical tables favour, to LightGBM's own default of 31 leaves. The data
-# chooses among them, not the row count.
+# Tree capacities ``auto`` cross-validates (its search space), smallest first: from
+# depth-2 trees, which small clinical tables favour, past LightGBM's own default of 31
+# leaves. The data chooses among them, not the row count: a larger one is tried only
+# while the one before it did better than its predecessor (``modeling.train``).
 CAPACITIES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "4 leaves": {"num_leaves": 4, "max_depth": 2, "min_child_samples": 20, "reg_lambda": 10.0},
         "8 leaves": {"num_leaves": 8, "max_depth": 3, "min_child_samples": 20, "reg_lambda": 5.0},
-        "31 leaves": {
-            "num_leaves": 31,
-            "max_depth": -1,
-            "min_child_samples": 20,
-            "reg_lambda": 1.0,
-        },
+        "31 leaves": {"num_leaves": 31, "max_depth": -1, "min_child_samples": 20, "reg_lambda": 1},
+        "63 leaves": {"num_leaves": 63, "max_depth": -1, "min_child_samples": 10, "reg_lambda": 1},
+        "127 leaves": {"num_leaves": 127, "max_depth": -1, "min_child_samples": 5, "reg_lambda": 1},
     }
 )
 # A capacity is worth trying only where its leaves can each hold this many training rows.
@@ -120,6 +118,10 @@ class EarlyStoppedLGBMClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = X.shape[1]
         params = self._booster_params(len(y))
+        if self.validation_fraction == 0:  # the tree count fixed: max_trees, no probe
+            self.n_trees_ = self.max_trees
+            self.booster_ = lgb.LGBMClassifier(n_estimators=self.n_trees_, **params).fit(X, y)
+            return self
         X_fit, X_val, y_fit, y_val = train_test_split(
             X, y, test_size=self.validation_fraction, stratify=y, random_state=self.random_state
         )
@@ -205,6 +207,14 @@ class LightGBMFamily:
         if booster is None:
             return None
         return matrix_attributor(model.pipeline, TreeAttribution(booster), TreeAttribution.method)
+
+    def frozen(self, pipeline: Pipeline) -> Pipeline:
+        """Refitting grows as many trees as this fit chose, without early stopping."""
+        trees = getattr(estimator_of(pipeline), "n_trees_", None)
+        twin = clone(pipeline)
+        if trees is not None:
+            twin.set_params(model__max_trees=int(trees), model__validation_fraction=0.0)
+        return twin
 
     def fitted_params(self, pipeline: Pipeline) -> dict[str, Any]:
         estimator = estimator_of(pipeline)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import expit
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.pipeline import Pipeline
 
@@ -98,6 +99,17 @@ class LogisticFamily:
             reference=encoded_background(model).mean(axis=0),
         )
         return matrix_attributor(model.pipeline, attribute, LinearAttribution.method)
+
+    def frozen(self, pipeline: Pipeline) -> Pipeline:
+        """Refitting keeps the L2 strength this fit chose (no inner CV)."""
+        strength = getattr(estimator_of(pipeline), "C_", None)
+        twin = clone(pipeline)
+        if strength is not None:
+            estimator = LogisticRegression(
+                C=first_value(strength), solver="newton-cholesky", max_iter=500
+            )
+            twin.set_params(model=estimator)
+        return twin
 
     def fitted_params(self, pipeline: Pipeline) -> dict[str, Any]:
         strength = getattr(estimator_of(pipeline), "C_", None)

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
@@ -238,6 +238,14 @@ class MLPFamily:
             return None
         attribute = DeepAttribution(network, encoded_background(model))
         return matrix_attributor(model.pipeline, attribute, DeepAttribution.method)
+
+    def frozen(self, pipeline: Pipeline) -> Pipeline:
+        """Refitting trains as many epochs as this fit chose, without a validation split."""
+        epochs = getattr(estimator_of(pipeline), "n_epochs_", None)
+        twin = clone(pipeline)
+        if epochs is not None:
+            twin.set_params(model__max_epochs=int(epochs), model__validation_fraction=0.0)
+        return twin
 
     def fitted_params(self, pipeline: Pipeline) -> dict[str, Any]:
         epochs = getattr(estimator_of(pipeline), "n_epochs_", None)
