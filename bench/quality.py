@@ -362,6 +362,10 @@ def mean_sd(values: list[float], digits: int, signed: bool = False) -> str:
     return f"{np.mean(values):{sign}.{digits}f} ± {sd(values) or 0.0:.{digits}f}"
 
 
+def group_of(runs: list[Run], system: str) -> list[Run]:
+    return [r for r in runs if r.family == system]
+
+
 def group(runs: list[Run], dataset: str, system: str) -> list[Run]:
     return [r for r in runs if r.dataset == dataset and r.family == system]
 
@@ -683,6 +687,13 @@ def report(console: Console, runs: list[Run], datasets: list[str], systems: list
     pairs = comparisons(runs, datasets, systems)
     print_tables(console, rows)
     print_summary(console, means, ratios, pairs)
+    busy = Counter(r.family for r in runs if (r.load_average or 0) > (os.cpu_count() or 1))
+    if busy:
+        console.print(
+            "[bold]fits started with the load average above the CPU count[/] (their fit "
+            "seconds, and AutoGluon's AUROC under its time limit, suffer): "
+            + ", ".join(f"{system} {n}/{len(group_of(runs, system))}" for system, n in busy.items())
+        )
     return {
         "summary": [{k: v for k, v in row.items() if k != "text"} for row in rows],
         "panel_means": means,

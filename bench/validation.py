@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--family", default="auto")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    console = Console()
+    console = Console(width=120)
     table = Table(title=f"Internal validation of `{args.family}`: estimate vs the untouched 20%")
     for column in (
         "table",

@@ -73,6 +73,7 @@ def test_the_fast_path_scores_a_blend_as_the_pipeline_does(blended):
 def test_fitted_params_name_each_member_and_weight(blended):
     model, _ = blended
     params = get_family("blend").fitted_params(model.pipeline)
-    assert {m["candidate"].split(" ")[0] for m in params["members"]} <= {"logistic", "lightgbm"}
-    assert all(m["weight"] > 0 for m in params["members"])
+    members = params["weights"].split("; ")
+    assert members and all(" × logistic" in m or " × lightgbm (" in m for m in members)
+    assert all(float(m.split(" × ")[0]) > 0 for m in members)
     assert isinstance(params["intercept"], float)

@@ -225,7 +225,9 @@ class _Search:
         if smaller is None:
             return None
         if not smaller.usable:
-            return f"skipped: {smaller.family} did not finish"
+            if (smaller.error or "").startswith("skipped"):
+                return "skipped: a smaller capacity of the family was skipped"
+            return f"skipped: {smaller.family} failed"
         if _did_worse(smaller, results):
             return f"skipped: {smaller.family} did worse than the smaller capacity before it"
         return None

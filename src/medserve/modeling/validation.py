@@ -83,8 +83,10 @@ class Validation:
 
 
 def _slope(y: np.ndarray, risk: np.ndarray) -> float:
-    """Calibration slope: the coefficient of logit(risk) in an unpenalised logistic fit."""
-    fit = LogisticRegression(penalty=None).fit(risk_logit(risk).reshape(-1, 1), y)
+    """Calibration slope: the coefficient of logit(risk) in an unpenalised logistic fit, as
+    ``evaluation.calibration`` fits it (C=inf is scikit-learn's "no penalty")."""
+    model = LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-12, max_iter=100)
+    fit = model.fit(risk_logit(risk).reshape(-1, 1), y)
     return float(fit.coef_[0, 0])
 
 

@@ -274,6 +274,7 @@ class BlendFamily:
         return weighted_blend(members, blend.weights_, blend.intercept_, seed=blend.random_state)
 
     def fitted_params(self, pipeline: Pipeline) -> dict[str, Any]:
+        """The members as one line each: weight × candidate, with what its fit chose."""
         blend = estimator_of(pipeline)
         if not isinstance(blend, LogOddsBlend) or not hasattr(blend, "members_"):
             return {}
@@ -281,11 +282,13 @@ class BlendFamily:
         for member, weight in zip(blend.members_, blend.weights_, strict=True):
             family = find_family(member.family)
             fitted = family.fitted_params(member.pipeline) if family is not None else {}
-            members.append(
-                {"candidate": member.label, "family": member.family, "weight": float(weight)}
-                | fitted
-            )
-        return {"intercept": blend.intercept_, "members": members}
+            chose = ", ".join(f"{key} {_plain(value)}" for key, value in fitted.items())
+            members.append(f"{weight:.3f} × {member.label}" + (f" ({chose})" if chose else ""))
+        return {"intercept": blend.intercept_, "weights": "; ".join(members)}
+
+
+def _plain(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 FAMILY = BlendFamily()
