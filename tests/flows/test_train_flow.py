@@ -140,7 +140,7 @@ def test_the_report_is_built_whole_before_anything_is_stored(tmp_path, heart_csv
     prepared = prepare(settings, request)
     result = fit(prepared)
     assessment = assess(prepared, result)
-    params = training_params(request, result.model)
+    params = training_params(request, result)
     report = build_report(prepared, result, assessment, params=params, libraries={"x": "1"})
     assert not settings.home.exists()  # the steps before registration store nothing
     assert report.split.n_test == len(result.split.y_test)

@@ -77,3 +77,17 @@ def test_fitted_params_name_each_member_and_weight(blended):
     assert members and all(" × logistic" in m or " × lightgbm (" in m for m in members)
     assert all(float(m.split(" × ")[0]) > 0 for m in members)
     assert isinstance(params["intercept"], float)
+
+
+def test_explanations_add_up_where_a_member_is_saturated(blended):
+    """A member certain of the outcome (its risk within 1e-7 of 1) is read by the blend at
+    the clipped log-odds; its contributions are scaled to what the blend used."""
+    model, rows = blended
+    extreme = rows.head(5).copy()
+    extreme["oldpeak"], extreme["ca"], extreme["thalch"] = 60.0, 30.0, 20.0
+    _, members = get_family("blend").components(model)
+    logistic = next(m for m in members if m.model.family == "logistic")
+    assert np.all(logistic.model.predict_risk(extreme) > 1 - 1e-7)  # saturated
+    explained = Explainer(model).explain_frame(extreme)
+    expected = model.pipeline.decision_function(model.schema.prepare(extreme))
+    np.testing.assert_allclose(explained.log_odds, expected, rtol=1e-9, atol=1e-9)

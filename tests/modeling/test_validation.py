@@ -138,3 +138,60 @@ def test_bootstrap_refits_keep_the_settings_the_fit_chose(heart, heart_schema, f
     assert np.allclose(refitted.predict_proba(heart_schema.prepare(rows))[:, 1],
                        model.pipeline.predict_proba(heart_schema.prepare(rows))[:, 1],
                        atol=0.05)  # fmt: skip
+
+
+def test_bootstrap_refuses_the_ebm_before_fitting_anything(heart, heart_schema, monkeypatch):
+    from medserve.modeling import search
+
+    def fit_nothing(*args, **kwargs):
+        raise AssertionError("nothing is fitted before the refusal")
+
+    monkeypatch.setattr(search, "cross_validate", fit_nothing)
+    with pytest.raises(ConfigError, match="EBM cannot be refitted on bootstrap.*use.*cv"):
+        train_model(heart, heart_schema, TrainOptions(family="ebm", validation="bootstrap"))
+
+
+def test_a_table_without_signal_is_no_blend_of_nothing():
+    """Noise: every blend weight would be 0; auto keeps a real candidate instead."""
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(rng.normal(size=(120, 2)), columns=["a", "b"])
+    frame["y"] = (rng.random(120) < 0.3).astype(int)
+    result = train_model(frame, infer_schema(frame, target="y"), TrainOptions(cv=3))
+    assert result.model.family in {"logistic", "lightgbm"}
+    assert (
+        0 <= result.model.predict_risk(frame).min() <= result.model.predict_risk(frame).max() <= 1
+    )
+
+
+def test_cv_measures_recalibration_out_of_fold_too(heart, heart_schema, monkeypatch):
+    """Where Platt scaling is kept, the out-of-fold figures use scalers fitted on the other
+    folds: the scaler fitted on all out-of-fold risks would be measured on its own rows."""
+    from medserve.modeling import recalibration
+    from medserve.modeling.recalibration import apply_recalibration
+
+    monkeypatch.setattr(recalibration, "MIN_RELATIVE_GAIN", -10.0)  # Platt always kept
+    result = train_model(heart, heart_schema, TrainOptions(family="lightgbm", cv=3))
+    chosen = next(row for row in result.leaderboard if row.selected)
+    assert result.model.calibrator is not None
+    in_sample = apply_recalibration(result.model.calibrator, chosen.oof_risk)
+    assert not np.allclose(result.validation.risk, in_sample)
+    assert np.corrcoef(result.validation.risk, in_sample)[0, 1] > 0.99  # the same model
+
+
+def test_bootstrap_refits_are_recalibrated_as_the_final_model_is(heart, heart_schema, monkeypatch):
+    from medserve.modeling import recalibration, train
+    from medserve.modeling.recalibration import apply_recalibration
+
+    monkeypatch.setattr(recalibration, "MIN_RELATIVE_GAIN", -10.0)
+    seen = []
+    real = train.bootstrap_optimism
+
+    def spy(pipeline, recalibrate, *args, **kwargs):
+        seen.append(recalibrate)
+        return real(pipeline, recalibrate, *args, **kwargs)
+
+    monkeypatch.setattr(train, "bootstrap_optimism", spy)
+    options = TrainOptions(family="logistic", cv=3, validation="bootstrap", resamples=3)
+    result = train_model(heart, heart_schema, options)
+    risk = np.linspace(0.05, 0.95, 7)
+    np.testing.assert_allclose(seen[0](risk), apply_recalibration(result.model.calibrator, risk))

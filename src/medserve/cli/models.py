@@ -81,7 +81,7 @@ def models_show(
     """One model version: metadata, schema (what may be shown of it), metrics, lineage."""
     from medserve.data import Schema
     from medserve.data.disclosure import public_schema
-    from medserve.flows.common import outcome_of, version_json
+    from medserve.flows.common import outcome_of, validated_on, version_json
     from medserve.storage import Registry
 
     with Registry(settings()) as registry:
@@ -93,7 +93,7 @@ def models_show(
     out.print(f"outcome: [bold]{escape(outcome_of(version) or 'not recorded')}[/]")
     out.print(version_rows([version]))
     out.print(schema_table(Schema.model_validate(shown)))
-    out.print(metrics_table(version.metrics, "Held-out test metrics"))
+    out.print(metrics_table(version.metrics, f"Training metrics ({validated_on(version)})"))
     lineage = version.lineage
     out.print(f"data sha256: {version.data_sha256}")
     out.print(f"libraries:   {json.dumps(lineage.get('libraries', {}))}")
@@ -166,8 +166,9 @@ def models_compare(
     seed: int = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Two versions side by side: held-out metrics with CIs, data fingerprints, options;
-    with DATA, both scored on the same rows and the AUROC difference with a paired CI."""
+    """Two versions side by side: their training metrics with CIs (as each was validated),
+    data fingerprints, options; with DATA, both scored on the same rows and the AUROC
+    difference with a paired CI."""
     from medserve.flows.compare import compare_versions
 
     compared = compare_versions(settings(), first, second, data, seed=seed)
@@ -178,17 +179,24 @@ def models_compare(
     table.add_column("")
     for version in (compared.a, compared.b):
         table.add_column(version.ref)
-    from medserve.flows.common import outcome_of
+    from medserve.flows.common import outcome_of, validated_on
 
     table.add_row("outcome", *(outcome_of(v) or "–" for v in (compared.a, compared.b)))
+    table.add_row("validation", *(validated_on(v) for v in (compared.a, compared.b)))
     table.add_row("family", compared.a.family, compared.b.family)
     table.add_row("data sha256", compared.a.data_sha256[:12], compared.b.data_sha256[:12])
     for name in ("auroc", "brier", "calibration_slope"):
         table.add_row(
-            f"{name} (held out)",
+            name,
             *(metric_cell(v.metrics.get(name) or {}) for v in (compared.a, compared.b)),
         )
     out.print(table)
+    if validated_on(compared.a) != validated_on(compared.b):
+        err.print(
+            "[yellow]notice:[/] the two versions' training metrics were measured differently "
+            f"({validated_on(compared.a)} vs {validated_on(compared.b)}); compare them on the "
+            "same rows: medserve models compare A B DATA"
+        )
     same = "the same data" if compared.same_data else "different data"
     out.print(
         f"trained on {same}; options that differ: "

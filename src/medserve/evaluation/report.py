@@ -274,6 +274,7 @@ def training_report(
             threshold_rule=model.threshold_rule,
             calibration=model.info.get("calibration"),
             cv_folds=model.info.get("cv_folds"),
+            selection=params.get("selection"),
             leaderboard=list(leaderboard),
             hyperparameters=params.get("estimator", {}),
             seed=params.get("seed"),

@@ -198,6 +198,8 @@ class ChosenModel(Section):
     threshold_rule: str | None = None
     calibration: Recalibration | None = None
     cv_folds: int | None = None
+    # How the leaderboard's candidates were ranked (None in reports before it was kept).
+    selection: str | None = None
     leaderboard: list[LeaderboardRow] = []
     hyperparameters: dict[str, Any] = {}
     seed: int | None = None
@@ -433,8 +435,8 @@ class _Report(Section):
 
 
 class TrainingReport(_Report):
-    """A model measured on the data it was developed on: the held-out test split, or as
-    ``validation`` says (cross-validation, bootstrap)."""
+    """A model measured on the data it was developed on, as ``validation`` says (out of
+    fold, optimism-corrected, or a held-out split; reports before it: a held-out split)."""
 
     kind: Literal["training"] = "training"
     split: Split

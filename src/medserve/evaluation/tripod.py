@@ -155,8 +155,9 @@ def _model_building(report: TrainingReport) -> _Answer:
     candidates = [row.family for row in model.leaderboard if row.error is None]
     answer = model.family
     if len(candidates) > 1:
-        folds = f"{model.cv_folds}-fold " if model.cv_folds else ""
-        answer += f", chosen by {folds}cross-validated AUROC among {', '.join(candidates)}"
+        folds = f" over {model.cv_folds} folds" if model.cv_folds else ""
+        rule = model.selection or "cross-validated AUROC"
+        answer += f", chosen by {rule}{folds} among {', '.join(candidates)}"
     if model.hyperparameters:
         answer += "; hyper-parameters in model.hyperparameters"
     validation = report.validation

@@ -56,6 +56,16 @@ def outcome_of(version: ModelVersion) -> str | None:
     return Outcome.model_validate(stored).describe() if stored else None
 
 
+# What a version's stored metrics were measured on, by its internal validation method
+# (versions trained before --validation existed were all measured on a held-out split).
+VALIDATED_ON = {"holdout": "held out", "cv": "out of fold", "bootstrap": "optimism-corrected"}
+
+
+def validated_on(version: ModelVersion) -> str:
+    """How the version's metrics were measured, in two words: "out of fold", "held out"."""
+    return VALIDATED_ON.get((version.params or {}).get("validation", "holdout"), "held out")
+
+
 def library_versions(model: TrainedModel) -> dict[str, str]:
     """Python, medserve and the installed versions of the libraries ``model`` is trained,
     scored and reported with (its lineage; a blend: its members' families' too)."""

@@ -1,4 +1,4 @@
-"""`medserve models compare A B [DATA]`: two versions side by side (their held-out metrics
+"""`medserve models compare A B [DATA]`: two versions side by side (their training metrics
 with intervals, data fingerprints, outcome definitions and options), and, given labelled
 data, both scored on the same rows with the difference in AUROC and its paired interval."""
 

@@ -111,7 +111,7 @@ def train_and_register(
     result = fit(prepared, progress)
     assessment = assess(prepared, result)
     libraries = library_versions(result.model)
-    params = training_params(request, result.model)
+    params = training_params(request, result)
     report = build_report(prepared, result, assessment, params=params, libraries=libraries)
     registered = register(
         settings,
@@ -200,8 +200,11 @@ def internal_validation(validation: Validation) -> InternalValidation:
         "bootstrap": f"The optimism-corrected bootstrap: the chosen specification was "
         f"refitted on each of {validation.resamples} bootstrap resamples and measured on it "
         "and on the original rows; the mean difference (the optimism) is subtracted from the "
-        "final model's apparent performance. The candidate search and recalibration are not "
-        "repeated per resample, so the optimism is a lower bound.",
+        "final model's apparent performance. The candidate search is not repeated per "
+        "resample (each refit keeps the chosen settings and recalibration), so the optimism "
+        "is a lower bound. Corrected intervals are the apparent ones moved by the optimism "
+        "(its own uncertainty is not in them); the other figures (sensitivity, specificity, "
+        "PPV, NPV, calibration intercept, the curves) are apparent.",
     }
     return InternalValidation(
         method=method,  # type: ignore[arg-type]
@@ -230,10 +233,14 @@ def _corrected(metrics: dict[str, Metric], validation: Validation) -> dict[str, 
         if metric is None or not np.isfinite(metric.estimate):
             continue
         low, high = metric.ci95
+        bounded = (0.0, 1.0) if row.metric in ("auroc", "brier") else (-np.inf, np.inf)
         corrected[row.metric] = replace(
             metric,
-            estimate=metric.estimate - row.optimism,
-            ci95=(low - row.optimism, high - row.optimism),
+            estimate=float(np.clip(metric.estimate - row.optimism, *bounded)),
+            ci95=(
+                float(np.clip(low - row.optimism, *bounded)),
+                float(np.clip(high - row.optimism, *bounded)),
+            ),
         )
     return corrected
 
@@ -290,8 +297,9 @@ def build_report(
     )
 
 
-def training_params(request: TrainRequest, model: TrainedModel) -> dict[str, Any]:
+def training_params(request: TrainRequest, result: TrainResult) -> dict[str, Any]:
     """What the registry and the report keep of how the model was trained."""
+    model = result.model
     return {
         "family": model.family,
         "requested_family": request.family,
@@ -300,6 +308,7 @@ def training_params(request: TrainRequest, model: TrainedModel) -> dict[str, Any
         "test_size": request.test_size if request.validation == "holdout" else None,
         "time_limit": request.time_limit,
         "candidate": model.info.get("candidate"),
+        "selection": result.selection,
         "cv_folds": model.info["cv_folds"],
         "threshold_rule": model.threshold_rule,
         "calibration": model.info["calibration"],

@@ -20,8 +20,12 @@ def _logit_column(risk: np.ndarray) -> np.ndarray:
 
 def fit_recalibration(
     y_true: np.ndarray, oof_risk: np.ndarray, *, folds: int, seed: int
-) -> tuple[LogisticRegression | None, dict]:
-    """Platt scaling on the logit of out-of-fold risks, judged by its own inner CV."""
+) -> tuple[LogisticRegression | None, dict, np.ndarray]:
+    """Platt scaling on the logit of out-of-fold risks, judged by its own inner CV.
+
+    Also returns the out-of-fold risks as the model would give them: recalibrated by
+    scalers fitted on the other folds only (cross-fitted) where Platt is kept, as they
+    are otherwise; measured on these, calibration is not fitted to the rows it scores."""
     z = _logit_column(oof_risk)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     scaler = LogisticRegression()
@@ -34,7 +38,9 @@ def fit_recalibration(
         "oof_log_loss_raw": raw_loss,
         "oof_log_loss_calibrated": calibrated_loss,
     }
-    return (scaler.fit(z, y_true) if helps else None), info
+    if not helps:
+        return None, info, np.asarray(oof_risk, dtype=float)
+    return scaler.fit(z, y_true), info, inner
 
 
 def apply_recalibration(calibrator: LogisticRegression | None, risk: np.ndarray) -> np.ndarray:

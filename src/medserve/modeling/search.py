@@ -166,14 +166,17 @@ def blend_candidates(
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
 ) -> CandidateResult | None:
     """A blend of the finished candidates, measured on cross-fitted out-of-fold risk (its
-    weights for each fold fitted on the other folds); None with fewer than two."""
+    weights for each fold fitted on the other folds); None with fewer than two, or when
+    every weight is 0 (no candidate beats a constant: a table without signal)."""
     usable = [r for r in results if r.usable and r.oof_risk is not None]
     if len(usable) < 2:
         return None
     start = time.perf_counter()
     logits = np.column_stack([risk_logit(r.oof_risk) for r in usable])
-    risk = cross_fitted_risk(logits, y, [valid for _, valid in folds])
     intercept, weights = fit_weights(logits, y)
+    if not np.any(weights > 0):
+        return None  # no candidate adds anything: a constant is no model
+    risk = cross_fitted_risk(logits, y, [valid for _, valid in folds])
     result = CandidateResult(family=BLEND)
     result.score(y, risk, [roc_auc_score(y[valid], risk[valid]) for _, valid in folds])
     result.fit_seconds = sum(r.fit_seconds for r in usable) + time.perf_counter() - start

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -16,9 +17,11 @@ from medserve.data.schema import Schema
 from medserve.errors import ConfigError, DataError, option
 from medserve.modeling.families import (
     AUTO,
+    Freezable,
     auto_candidates,
     family_names,
     find_family,
+    get_family,
     refit_twin,
 )
 from medserve.modeling.model import BACKGROUND_ROWS, TrainedModel
@@ -71,6 +74,11 @@ __all__ = [
 # (what is happening, steps done, steps in all) — the CLI draws it as a progress bar.
 Progress = Callable[[str, int, int], None]
 MIN_EVENTS = 10
+SELECTION_RULES = {
+    "auroc": "mean cross-validated AUROC (near-ties within 0.002 broken by log-loss)",
+    "brier": "out-of-fold Brier score",
+    "logloss": "out-of-fold log-loss",
+}
 # The search's time limit unless one is given (seconds): the candidates that have not
 # started when it is reached are skipped.
 DEFAULT_TIME_LIMIT = 120.0
@@ -128,6 +136,8 @@ class TrainResult:
     sample_size: SampleSizeCheck | None = None
     # What training did about the sample size (None: nothing).
     sample_size_consequence: str | None = None
+    # How the candidates were ranked, in words (for the report).
+    selection: str = ""
 
 
 def labelled_rows(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, np.ndarray, int]:
@@ -154,7 +164,7 @@ def split_rows(
             f"only {minority} rows in the smaller outcome class; medserve needs at least "
             f"{MIN_EVENTS} to cross-validate and measure a model"
         )
-    if not 0.05 <= options.test_size <= 0.5:
+    if options.validation == "holdout" and not 0.05 <= options.test_size <= 0.5:
         raise ConfigError(
             f"test size {options.test_size} ({option('test_size')}) must lie between 0.05 and 0.5"
         )
@@ -259,6 +269,15 @@ class _Search:
         return self.results[start:]
 
 
+def _check_refittable(candidates: list[Candidate], schema: Schema, seed: int) -> None:
+    """Before any fitting: every candidate can be refitted on bootstrap resamples with its
+    settings fixed (a family that cannot says so with a ConfigError)."""
+    for candidate in candidates:
+        family = get_family(candidate.family)
+        if isinstance(family, Freezable):
+            family.frozen(candidate.build(schema, seed))
+
+
 def _previous_variant(
     results: list[CandidateResult], candidate: Candidate
 ) -> CandidateResult | None:
@@ -308,6 +327,8 @@ def _train(
     resamples = options.resamples if options.validation == "bootstrap" else 0
     search = _Search(schema, X, y, folds, options, progress, extra_steps=1 + resamples)
     candidates = expand(families, len(y))
+    if options.validation == "bootstrap":
+        _check_refittable(candidates, schema, options.seed)
 
     # The simplest candidate first: its fit tells the sample-size check what R² to expect.
     leaderboard = search.run(candidates[:1])
@@ -322,7 +343,7 @@ def _train(
     shortfall = check.shortfall_notice()
     if shortfall:
         notices.append(shortfall)
-        if options.family == AUTO:
+        if options.family == AUTO and options.metric == "auroc":
             # Every candidate is still tried: a flexible model that is better by more than
             # the folds' noise still wins (a large table with a weak linear signal).
             consequence = (
@@ -336,7 +357,8 @@ def _train(
             raise out_of_time(leaderboard, search.budget)
         if len(families) == 1:
             raise DataError(f"{families[0]} could not be trained: {leaderboard[0].error}")
-    # A blend of several families (variants of one family compete, they are not blended).
+    # A blend when several families are tried (every finished candidate, capacities of
+    # one family included, may take weight); variants of a single family only compete.
     several = len({c.family for c in candidates}) > 1
     blend = blend_candidates(leaderboard, y, folds) if several else None
     if blend is not None:
@@ -346,10 +368,9 @@ def _train(
     chosen = select(leaderboard, options.metric, folds=n_folds if consequence else None)
     chosen.selected = True
     assert chosen.oof_risk is not None
-    calibrator, calibration = fit_recalibration(
+    calibrator, calibration, oof_risk = fit_recalibration(
         y, chosen.oof_risk, folds=n_folds, seed=options.seed
     )
-    oof_risk = apply_recalibration(calibrator, chosen.oof_risk)
     threshold = choose_threshold(y, oof_risk, options.threshold_rule)
 
     family, pipeline = unfitted_model(chosen, leaderboard, schema, options.seed)
@@ -375,6 +396,12 @@ def _train(
         validation=validation,
         sample_size=check,
         sample_size_consequence=consequence,
+        selection=SELECTION_RULES[options.metric]
+        + (
+            ", then the simplest candidate within one standard error of the best"
+            if consequence
+            else ""
+        ),
     )
 
 
@@ -388,6 +415,7 @@ def _validate(model, split, X, y, oof_risk, options, search) -> Validation:
     apparent = model.predict_risk(split.train)
     optimism = bootstrap_optimism(
         refit_twin(model),  # the settings the fit chose, fixed (a blend keeps its weights)
+        partial(apply_recalibration, model.calibrator),  # and its recalibration
         X,
         y,
         apparent,

@@ -99,6 +99,7 @@ SCORES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 
 def bootstrap_optimism(
     pipeline: Pipeline,
+    recalibrate: Callable[[np.ndarray], np.ndarray],
     X: pd.DataFrame,
     y: np.ndarray,
     apparent_risk: np.ndarray,
@@ -109,8 +110,10 @@ def bootstrap_optimism(
 ) -> list[Optimism]:
     """Harrell's optimism of each of ``SCORES`` for the (unfitted) ``pipeline``.
 
-    ``apparent_risk`` is the final model's risk on ``X``. Resamples that draw a single
-    outcome class are drawn again."""
+    ``apparent_risk`` is the final model's risk on ``X``; each refit's risks go through
+    ``recalibrate`` (the final model's recalibration, fixed like its other settings), so
+    that apparent and refitted figures are of the same kind of model. Resamples that draw
+    a single outcome class are drawn again."""
     rng = np.random.default_rng(seed)
     differences: dict[str, list[float]] = {name: [] for name in SCORES}
     done = 0
@@ -119,8 +122,8 @@ def bootstrap_optimism(
         if len(np.unique(y[index])) < 2:
             continue
         fitted = clone(pipeline).fit(X.iloc[index], y[index])
-        on_resample = fitted.predict_proba(X.iloc[index])[:, 1]
-        on_original = fitted.predict_proba(X)[:, 1]
+        on_resample = recalibrate(fitted.predict_proba(X.iloc[index])[:, 1])
+        on_original = recalibrate(fitted.predict_proba(X)[:, 1])
         for name, score in SCORES.items():
             differences[name].append(score(y[index], on_resample) - score(y, on_original))
         done += 1

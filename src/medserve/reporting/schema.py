@@ -27,7 +27,8 @@ def report_json_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "medserve model report",
         "description": (
-            "A model report: kind 'training' (measured on the held-out test split) or "
+            "A model report: kind 'training' (measured as its internal validation says: out "
+            "of fold, corrected for optimism, or on a held-out split) or "
             "'external validation' (a stored model measured on other labelled data). "
             "Aggregates only, never a patient's row."
         ),

@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from medserve.core.risk import risk_logit
 from medserve.data.schema import Schema
-from medserve.errors import ConfigError
+from medserve.errors import ConfigError, DataError
 from medserve.modeling.families.base import (
     Attribution,
     Attributor,
@@ -126,6 +126,11 @@ class LogOddsBlend(ClassifierMixin, BaseEstimator):
         else:
             intercept, weights = self.intercept, np.asarray(self.weights, dtype=np.float64)
         kept = [(m, float(w)) for m, w in zip(self.members, weights, strict=True) if w > 0]
+        if not kept:
+            raise DataError(
+                "no member of the blend predicts the outcome better than its overall rate "
+                "(every weight is 0): the table shows no signal these families can use"
+            )
         refitted = [Member(m.label, m.family, clone(m.pipeline).fit(X, y)) for m, _ in kept]
         self._fitted(refitted, [w for _, w in kept], intercept)
         return self
@@ -206,9 +211,28 @@ class BlendAttribution:
                 else frame
             )
             attribution = attributor.attribute(inputs)
+            contributions = _as_blended(attribution)
             base = base + weight * attribution.base
-            blocks.append(weight * attribution.contributions)
+            blocks.append(weight * contributions)
         return Attribution(base, np.hstack(blocks))
+
+
+def _as_blended(attribution: Attribution) -> np.ndarray:
+    """A member's contributions as the blend counts them. The blend reads each member's
+    log-odds through ``risk_logit``, which holds a risk within 1e-7 of 0 or 1 at ±16.1;
+    where a member's own log-odds lie beyond, its contributions are scaled so that they
+    add up to the value the blend used (their proportions kept)."""
+    contributions = attribution.contributions
+    total = contributions.sum(axis=1)
+    own = attribution.base + total
+    used = risk_logit(expit(own))  # what the blend's predict_proba reads of this member
+    beyond = np.abs(own - used) > 1e-9
+    if not np.any(beyond):
+        return contributions
+    scale = np.ones(len(total))
+    moved = beyond & (np.abs(total) > 0)
+    scale[moved] = (used[moved] - attribution.base[moved]) / total[moved]
+    return contributions * scale[:, None]
 
 
 class BlendFamily:

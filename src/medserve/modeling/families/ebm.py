@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from medserve.data.schema import Schema
+from medserve.errors import ConfigError, option
 from medserve.modeling.families.base import (
     Attribution,
     Attributor,
@@ -75,6 +76,16 @@ class EBMFamily:
         )
         return Attributor(
             TermAttribution(estimator), TermAttribution.method, parts, reads_matrix=False
+        )
+
+    def frozen(self, pipeline: Pipeline) -> Pipeline:
+        """Not offered: the EBM early-stops each of its bags on an internal split, which a
+        bootstrap resample's repeated rows would leak into, and it has no setting to fit a
+        fixed number of rounds per term."""
+        raise ConfigError(
+            f"the EBM cannot be refitted on bootstrap resamples ({option('validation')} "
+            "bootstrap): its own early stopping would see copies of the rows it fits; use "
+            f"{option('validation')} cv"
         )
 
     def fitted_params(self, pipeline: Pipeline) -> dict[str, Any]:
