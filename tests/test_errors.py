@@ -128,7 +128,7 @@ HEART = ("--target", "num", "--positive-if", ">0", "--model", "logistic")
         (("--target", "num"), "define the event with --positive (the event's value) or "),
         ((*HEART, "--missing", "chol"), "missing-value declaration 'chol' (--missing) should"),
         ((*HEART, "--ignore", "ward"), "--ignore names column(s) not in the data: ward"),
-        ((*HEART, "--test-size", "0.9"), "test size 0.9 (--test-size) must lie between"),
+        ((*HEART, "--test-size", "0.9", "--validation", "holdout"), "test size 0.9 (--test-size)"),
         ((*HEART, "--cv", "1"), "--cv is 1, but cross-validation needs at least 2 folds"),
         ((*HEART, "--threshold-for", "ppv=1"), "threshold rule 'ppv=1' (--threshold-for)"),
         ((*HEART, "--group", "ward"), "group column 'ward' (--group): "),

@@ -195,3 +195,12 @@ def test_bootstrap_refits_are_recalibrated_as_the_final_model_is(heart, heart_sc
     result = train_model(heart, heart_schema, options)
     risk = np.linspace(0.05, 0.95, 7)
     np.testing.assert_allclose(seen[0](risk), apply_recalibration(result.model.calibrator, risk))
+
+
+def test_the_test_size_is_checked_only_where_a_split_is_held_out(heart, heart_schema):
+    from medserve.modeling.train import split_rows
+
+    split, _ = split_rows(heart, heart_schema, TrainOptions(validation="cv", test_size=0.9))
+    assert len(split.test) == 0 and len(split.train) == len(heart)
+    with pytest.raises(ConfigError, match="test size 0.9"):
+        split_rows(heart, heart_schema, TrainOptions(validation="holdout", test_size=0.9))
