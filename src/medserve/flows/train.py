@@ -195,8 +195,8 @@ def internal_validation(validation: Validation) -> InternalValidation:
         "without it and measured on it.",
         "cv": f"The candidates were cross-validated on the same {validation.folds} folds; the "
         "chosen model is measured on its out-of-fold predictions (each row predicted by a "
-        "model that did not see it; the recalibration and threshold were chosen on the same "
-        "predictions), then refitted on all rows.",
+        "model that did not see it, and any recalibration fitted on the other folds; the "
+        "threshold was chosen on these predictions), then refitted on all rows.",
         "bootstrap": f"The optimism-corrected bootstrap: the chosen specification was "
         f"refitted on each of {validation.resamples} bootstrap resamples and measured on it "
         "and on the original rows; the mean difference (the optimism) is subtracted from the "
