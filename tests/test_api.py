@@ -280,3 +280,34 @@ def test_the_readme_python_example_runs(tmp_path):
     assert ran.returncode == 0, ran.stderr
     assert "<medserve.Model heart-py:1 (logistic, production): risk of num > 0" in ran.stdout
     assert "Raised most by" in ran.stdout
+
+
+def test_scoring_and_explaining_frames_are_audited_as_the_cli_is(tmp_path, derivation, va):
+    """Patients' records scored in a notebook are in the same trail as `medserve predict`:
+    who, which model, how many; never a value."""
+    from test_cli_models import audit_records
+
+    home = tmp_path / "home"
+    model = medserve.train(derivation, name="heart", ignore=["dataset"], home=home, **TRAIN_OPTIONS)
+    model.predict(va.head(7))
+    model.explain(va.head(3))
+    records = audit_records(home)
+    assert [(r["route"], r["method"], r["model"], r["n_records"]) for r in records] == [
+        ("python predict", "PYTHON", "heart", 7),
+        ("python explain", "PYTHON", "heart", 3),
+    ]
+
+
+def test_no_answer_when_the_audit_trail_cannot_be_written(tmp_path, derivation, va, monkeypatch):
+    from medserve.security.audit import AuditLog
+
+    model = medserve.train(
+        derivation, name="heart", ignore=["dataset"], home=tmp_path / "home", **TRAIN_OPTIONS
+    )
+
+    def refuse(self, entry):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(AuditLog, "append", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        model.predict(va.head(2))

@@ -44,6 +44,7 @@ from medserve.flows.predict import refuse_unseen_levels, risk_scores
 from medserve.flows.tables import Table, read_source
 from medserve.flows.train import TrainOutcome, TrainRequest, train_and_register
 from medserve.modeling import TrainedModel
+from medserve.security.local_audit import record_local_action
 from medserve.storage import ModelVersion, Registry
 from medserve.storage.artifacts import resolve_in_home
 
@@ -256,10 +257,25 @@ class Model:
 
     def predict(self, data: Table, *, score_unseen_levels: bool = False) -> pd.DataFrame:
         """`risk` (probability of the event), `label` (1 at or above ``threshold``) and
-        `risk_band` for each row, indexed as ``data``."""
-        return risk_scores(
+        `risk_band` for each row, indexed as ``data``. Audited as `medserve predict` is."""
+        scored = risk_scores(
             self._settings, self._model, _frame(data), score_unseen_levels=score_unseen_levels
         )
+        self._audited("predict", len(scored))
+        return scored
+
+    def _audited(self, action: str, n_records: int) -> None:
+        """Patients' records were scored: the trail says who, with which model and how many
+        before the answer is returned (if it cannot be written, no answer)."""
+        with Registry(self._settings) as registry:
+            record_local_action(
+                self._settings,
+                registry.engine,
+                action,
+                self._version,
+                n_records=n_records,
+                channel="python",
+            )
 
     def predict_risk(self, data: Table, *, score_unseen_levels: bool = False) -> np.ndarray:
         """Each row's risk, as an array (the `risk` column of ``predict``)."""
@@ -280,6 +296,7 @@ class Model:
             explanations, risk.tolist(), bands, frame.to_dict("records"), self._model.schema
         )
         index = frame.index
+        self._audited("explain", len(frame))
         return Explanation(
             space=explanations.space,
             method=explanations.method,

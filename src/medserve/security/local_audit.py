@@ -5,8 +5,9 @@ reports success; if it cannot be written the command fails and says so (exit cod
 one line), so no action passes for recorded that is not.
 
 A record says who (the login name, as ``role`` "local:NAME" cut to its column), what
-(``route`` "cli models delete", ``method`` "CLI"), the model and version and how many
-records were scored. As for requests, never a value or an identifier of a patient.
+(``route`` "cli models delete", ``method`` "CLI"; "python predict", "PYTHON" for the
+Python API), the model and version and how many records were scored. As for requests,
+never a value or an identifier of a patient.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ def record_local_action(
     version: ModelVersion,
     *,
     n_records: int | None = None,
+    channel: str = "cli",
 ) -> int:
     """Append the record of ``action`` (e.g. "models delete") on ``version`` and return its
-    seq; raises if it cannot be written, before the caller reports the action done."""
+    seq; raises if it cannot be written, before the caller reports the action done.
+    ``channel`` is how it was asked: "cli" (the command line) or "python" (the API)."""
     entry = AuditEntry(
-        route=f"cli {action}",
-        method="CLI",
+        route=f"{channel} {action}",
+        method=channel.upper(),
         status=200,
         request_id=uuid.uuid4().hex,
         role=f"local:{login_name()}",
