@@ -136,3 +136,17 @@ def test_candidate_parameters_count_as_the_logistic_pipeline_encodes():
     never_seen = int(np.sum(~encoded.any(axis=0)))
     level_columns = sum(1 for c in schema.features if not c.numeric_encoded)
     assert encoded.shape[1] - level_columns - never_seen == candidate_parameters(schema)
+
+
+def test_the_r2_of_an_out_of_fold_log_loss():
+    import math
+
+    import numpy as np
+
+    from medserve.modeling.sample_size import max_r2_cs, r2_cs_out_of_fold
+
+    y = np.array([1] * 30 + [0] * 70)
+    entropy = -(0.3 * math.log(0.3) + 0.7 * math.log(0.7))
+    assert r2_cs_out_of_fold(entropy, y) is None  # no better than the overall rate
+    assert r2_cs_out_of_fold(entropy - 0.1, y) == pytest.approx(1 - math.exp(-0.2))
+    assert r2_cs_out_of_fold(1e-9, y) == pytest.approx(0.99 * max_r2_cs(0.3))

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from medserve.data.schema import Schema
 from medserve.errors import ConfigError, DataError
 
@@ -84,6 +86,16 @@ def max_r2_cs(prevalence: float) -> float:
     """The largest Cox-Snell R² a model of this prevalence can reach: 1 − L_null^(2/n)."""
     log_likelihood = prevalence * math.log(prevalence) + (1 - prevalence) * math.log(1 - prevalence)
     return 1 - math.exp(2 * log_likelihood)
+
+
+def r2_cs_out_of_fold(log_loss: float, y: np.ndarray) -> float | None:
+    """The Cox-Snell R² a model with this out-of-fold ``log_loss`` on outcomes ``y`` (0/1)
+    achieved, or None where it does no better than the overall rate. Out of fold it cannot
+    reach the maximum (a perfect model): it is kept just below it."""
+    n, prevalence = len(y), float(np.mean(y))
+    null = n * (prevalence * math.log(prevalence) + (1 - prevalence) * math.log(1 - prevalence))
+    r2 = 1 - math.exp(-2 * (-n * log_loss - null) / n)
+    return min(r2, 0.99 * max_r2_cs(prevalence)) if r2 > 0 else None
 
 
 def _rows_for_shrinkage(n_parameters: int, r2_cs: float, shrinkage: float) -> int:

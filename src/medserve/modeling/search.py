@@ -247,3 +247,96 @@ def out_of_time(results: Sequence[CandidateResult], budget: Budget) -> ConfigErr
         f"model{spent}; allow at least a few folds' time (the search tries no new candidate "
         "once the limit is reached, but the first one must finish)"
     )
+
+
+class Search:
+    """The candidates cross-validated in turn on the same folds, within ``budget``, with
+    the progress bar's count (``progress(what, done, total)``; ``extra_steps`` are the
+    steps the caller ticks after the search)."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        folds: Sequence[tuple[np.ndarray, np.ndarray]],
+        seed: int,
+        budget: Budget,
+        progress: Callable[[str, int, int], None] | None,
+        *,
+        extra_steps: int,
+    ) -> None:
+        self.schema, self.X, self.y, self.folds, self.seed = schema, X, y, folds, seed
+        self.budget = budget
+        self.progress = progress
+        self.extra_steps = extra_steps
+        self.done = 0
+        self.total = 0
+        self.results: list[CandidateResult] = []  # every candidate's, in the order tried
+
+    def tick(self, what: str) -> None:
+        self.done += 1
+        if self.progress:
+            self.progress(what, self.done, max(self.total, self.done))
+
+    def _skip_reason(self, candidate: Candidate, results: list[CandidateResult]) -> str | None:
+        """Why ``candidate`` is not tried, or None. Capacities are tried smallest first:
+        once one does worse on the folds than the one before it (or does not finish),
+        the larger ones are not tried."""
+        if results and self.budget.spent:
+            return f"skipped: the time limit ({self.budget.seconds:g} s) was reached"
+        smaller = _previous_variant(results, candidate)
+        if smaller is None:
+            return None
+        if not smaller.usable:
+            if (smaller.error or "").startswith("skipped"):
+                return "skipped: a smaller capacity of the family was skipped"
+            return f"skipped: {smaller.family} failed"
+        if _did_worse(smaller, results):
+            return f"skipped: {smaller.family} did worse than the smaller capacity before it"
+        return None
+
+    def run(self, candidates: list[Candidate]) -> list[CandidateResult]:
+        """Cross-validate ``candidates`` in turn (or skip them); their results."""
+        self.total = self.done + len(candidates) * len(self.folds) + self.extra_steps
+        start = len(self.results)
+        for candidate in candidates:
+            skipped = self._skip_reason(candidate, self.results)
+            if skipped is not None:
+                self.results.append(
+                    CandidateResult(family=candidate.label, candidate=candidate, error=skipped)
+                )
+                continue
+            self.results.append(
+                cross_validate(
+                    candidate,
+                    self.schema,
+                    self.X,
+                    self.y,
+                    self.folds,
+                    self.seed,
+                    self.tick,
+                    self.budget,
+                    first=not self.results,
+                )
+            )
+        return self.results[start:]
+
+
+def _previous_variant(
+    results: list[CandidateResult], candidate: Candidate
+) -> CandidateResult | None:
+    """The last candidate tried before ``candidate`` that is a variant of its family."""
+    if candidate.settings is None:
+        return None
+    for result in reversed(results):
+        if result.candidate is not None and result.candidate.family == candidate.family:
+            return result
+    return None
+
+
+def _did_worse(result: CandidateResult, results: list[CandidateResult]) -> bool:
+    """Whether ``result`` scored a higher out-of-fold log-loss than the variant of its
+    family tried before it."""
+    before = _previous_variant(results[: results.index(result)], result.candidate)
+    return before is not None and before.usable and result.log_loss > before.log_loss

@@ -29,7 +29,7 @@ from medserve.modeling.recalibration import apply_recalibration, fit_recalibrati
 from medserve.modeling.sample_size import (
     SampleSizeCheck,
     candidate_parameters,
-    max_r2_cs,
+    r2_cs_out_of_fold,
     sample_size_check,
 )
 from medserve.modeling.search import (
@@ -38,9 +38,9 @@ from medserve.modeling.search import (
     Budget,
     Candidate,
     CandidateResult,
+    Search,
     blend_candidates,
     check_time_limit,
-    cross_validate,
     expand,
     out_of_time,
     select,
@@ -196,79 +196,6 @@ def folds_for(y: np.ndarray, requested: int, notices: list[str]) -> int:
     return requested
 
 
-def _r2_of(result: CandidateResult | None, y: np.ndarray) -> float | None:
-    """Cox-Snell R² of a candidate's out-of-fold risk (None where it has none)."""
-    if result is None or not result.usable:
-        return None
-    n, prevalence = len(y), float(np.mean(y))
-    null = n * (prevalence * np.log(prevalence) + (1 - prevalence) * np.log(1 - prevalence))
-    model = -n * result.log_loss
-    r2 = float(1 - np.exp(-2 * (model - null) / n))
-    # Out of fold it cannot reach the maximum (a perfect model); kept just below it.
-    return min(r2, 0.99 * max_r2_cs(prevalence)) if r2 > 0 else None
-
-
-class _Search:
-    """The candidates cross-validated in turn, with the progress bar's count."""
-
-    def __init__(self, schema, X, y, folds, options, progress, extra_steps: int) -> None:
-        self.schema, self.X, self.y, self.folds, self.options = schema, X, y, folds, options
-        self.progress = progress
-        self.budget = Budget(options.time_limit)
-        self.extra_steps = extra_steps
-        self.done = 0
-        self.total = 0
-        self.results: list[CandidateResult] = []  # every candidate's, in the order tried
-
-    def tick(self, what: str) -> None:
-        self.done += 1
-        if self.progress:
-            self.progress(what, self.done, max(self.total, self.done))
-
-    def _skip_reason(self, candidate: Candidate, results: list[CandidateResult]) -> str | None:
-        """Why ``candidate`` is not tried, or None. Capacities are tried smallest first:
-        once one does worse on the folds than the one before it (or does not finish),
-        the larger ones are not tried."""
-        if results and self.budget.spent:
-            return f"skipped: the time limit ({self.budget.seconds:g} s) was reached"
-        smaller = _previous_variant(results, candidate)
-        if smaller is None:
-            return None
-        if not smaller.usable:
-            if (smaller.error or "").startswith("skipped"):
-                return "skipped: a smaller capacity of the family was skipped"
-            return f"skipped: {smaller.family} failed"
-        if _did_worse(smaller, results):
-            return f"skipped: {smaller.family} did worse than the smaller capacity before it"
-        return None
-
-    def run(self, candidates: list[Candidate]) -> list[CandidateResult]:
-        """Cross-validate ``candidates`` in turn (or skip them); their results."""
-        self.total = self.done + len(candidates) * len(self.folds) + self.extra_steps
-        start = len(self.results)
-        for candidate in candidates:
-            skipped = self._skip_reason(candidate, self.results)
-            if skipped is not None:
-                self.results.append(
-                    CandidateResult(family=candidate.label, candidate=candidate, error=skipped)
-                )
-                continue
-            self.results.append(
-                cross_validate(
-                    candidate,
-                    self.schema,
-                    self.X,
-                    self.y,
-                    self.folds,
-                    self.options.seed,
-                    self.tick,
-                    self.budget,
-                    first=not self.results,
-                )
-            )
-        return self.results[start:]
-
-
 def _check_refittable(candidates: list[Candidate], schema: Schema, seed: int) -> None:
     """Before any fitting: every candidate can be refitted on bootstrap resamples with its
     settings fixed (a family that cannot says so with a ConfigError)."""
@@ -276,25 +203,6 @@ def _check_refittable(candidates: list[Candidate], schema: Schema, seed: int) ->
         family = get_family(candidate.family)
         if isinstance(family, Freezable):
             family.frozen(candidate.build(schema, seed))
-
-
-def _previous_variant(
-    results: list[CandidateResult], candidate: Candidate
-) -> CandidateResult | None:
-    """The last candidate tried before ``candidate`` that is a variant of its family."""
-    if candidate.settings is None:
-        return None
-    for result in reversed(results):
-        if result.candidate is not None and result.candidate.family == candidate.family:
-            return result
-    return None
-
-
-def _did_worse(result: CandidateResult, results: list[CandidateResult]) -> bool:
-    """Whether ``result`` scored a higher out-of-fold log-loss than the variant of its
-    family tried before it."""
-    before = _previous_variant(results[: results.index(result)], result.candidate)
-    return before is not None and before.usable and result.log_loss > before.log_loss
 
 
 def train_model(
@@ -325,7 +233,16 @@ def _train(
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=options.seed)
     folds = list(splitter.split(X, y))
     resamples = options.resamples if options.validation == "bootstrap" else 0
-    search = _Search(schema, X, y, folds, options, progress, extra_steps=1 + resamples)
+    search = Search(
+        schema,
+        X,
+        y,
+        folds,
+        options.seed,
+        Budget(options.time_limit),
+        progress,
+        extra_steps=1 + resamples,
+    )
     candidates = expand(families, len(y))
     if options.validation == "bootstrap":
         _check_refittable(candidates, schema, options.seed)
@@ -336,7 +253,7 @@ def _train(
         candidate_parameters(schema),
         len(y),
         int(y.sum()),
-        r2_cs=_r2_of(leaderboard[0], y),
+        r2_cs=r2_cs_out_of_fold(leaderboard[0].log_loss, y) if leaderboard[0].usable else None,
         r2_source=f"estimated: the out-of-fold Cox-Snell R² of {leaderboard[0].family}",
     )
     consequence = None
