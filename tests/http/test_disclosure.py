@@ -63,12 +63,12 @@ def planted(heart_csv) -> set[str]:
 
 def published(planted: set[str], body: str) -> list[str]:
     """The planted values found in ``body``; a number as a number (603 or 603.0), not as
-    the digits of another one (0.16035, a metric; 6031)."""
+    the digits of another one (0.16035, a metric; 6031) nor of a hex digest (a603f…)."""
 
     def found(value: str) -> bool:
         if not value.replace(".", "").isdigit():
             return value in body
-        return re.search(rf"(?<![\d.]){re.escape(value)}(?:\.0+)?(?![\d.])", body) is not None
+        return re.search(rf"(?<![\w.]){re.escape(value)}(?:\.0+)?(?![\w.])", body) is not None
 
     return [value for value in planted if found(value)]
 
