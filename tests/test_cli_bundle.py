@@ -3,10 +3,12 @@ encrypted bundle, predicting exactly as before, with both actions in the audit t
 
 from __future__ import annotations
 
+import os
 import stat
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from medserve.cli import app
 from medserve.config import Settings
@@ -29,6 +31,7 @@ def homes(tmp_path, monkeypatch):
 def passphrase_file(tmp_path):
     path = tmp_path / "passphrase.txt"
     path.write_text(PASSPHRASE + "\n")
+    path.chmod(0o600)
     return path
 
 
@@ -102,6 +105,7 @@ def test_a_wrong_passphrase_is_one_line_exit_4_and_nothing_registered(
     in_home(monkeypatch, destination)
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("not the passphrase\n")
+    wrong.chmod(0o600)
     result = run("models", "import", exported, "--passphrase-file", wrong)
     assert_clean_failure(result, "the passphrase is wrong or the file was altered", code=4)
     assert run_json("models", "list")["models"] == []
@@ -117,3 +121,47 @@ def test_an_altered_bundle_is_refused(homes, exported, monkeypatch, passphrase_f
     result = run("models", "import", exported, "--passphrase-file", passphrase_file)
     assert_clean_failure(result, "failed its integrity check", code=4)
     assert run_json("models", "list")["models"] == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_a_passphrase_file_other_users_can_read_is_warned_about(
+    homes, exported, monkeypatch, passphrase_file
+):
+    _, destination = homes
+    in_home(monkeypatch, destination)
+    passphrase_file.chmod(0o644)
+    result = run("models", "import", exported, "--passphrase-file", passphrase_file)
+    assert result.exit_code == 0, result.output  # a warning, not an error
+    (warning,) = result.stderr.strip().splitlines()
+    assert warning == (
+        f"warning: the passphrase file {passphrase_file} is open to other users (mode 0644): "
+        f"chmod 600 {passphrase_file}"
+    )
+    passphrase_file.chmod(0o600)
+    again = run("models", "import", exported, "--passphrase-file", passphrase_file)
+    assert again.exit_code == 0 and again.stderr == "", again.output
+
+
+def break_audit_head(home) -> None:
+    """Replace the audit head's MAC: the trail refuses to grow until it is put back."""
+    with Registry(Settings(home=home)) as registry, registry.engine.begin() as connection:
+        connection.execute(text("UPDATE audit_head SET mac = :mac"), {"mac": "00" * 32})
+
+
+def test_an_import_whose_audit_record_cannot_be_written_registers_nothing(
+    homes, exported, monkeypatch, passphrase_file
+):
+    _, destination = homes
+    in_home(monkeypatch, destination)
+    importing = ("models", "import", exported, "--passphrase-file", passphrase_file)
+    first = run(*importing, "--name", "heart-b")
+    assert first.exit_code == 0, first.output
+    break_audit_head(destination)
+    for name in ("heart-b", "heart"):  # the next version of a name, the first of another
+        result = run(*importing, "--name", name)
+        ref = "heart-b:2" if name == "heart-b" else "heart:1"
+        assert_clean_failure(result, "the audit record of the import could not be written")
+        assert f"so {ref} was removed again and nothing is registered" in result.output
+    assert [v["ref"] for v in run_json("models", "list")["models"]] == ["heart-b:1"]
+    assert sorted(p.name for p in (destination / "reports").iterdir()) == ["heart-b"]
+    assert len(list((destination / "artifacts").iterdir())) == 1

@@ -99,6 +99,51 @@ def test_num_alone_is_no_patient_number_and_measurements_stay_features():
         assert schema.column(name).role == "feature", name
 
 
+def as_exported(tmp_path, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` written to CSV and read back as `train` reads it (every cell as text)."""
+    frame.to_csv(tmp_path / "export.csv", index=False)
+    return read_table(tmp_path / "export.csv")
+
+
+@pytest.mark.parametrize("via_csv", [False, True])
+@pytest.mark.parametrize(
+    ("name", "numbers"),
+    [
+        ("patient_no", np.random.default_rng(4).permutation(np.arange(1, N + 1))),
+        ("hospital", np.random.default_rng(4).choice(np.arange(10_000, 999_999), N, False)),
+    ],
+)
+def test_record_numbers_stored_as_floats_are_identifiers(tmp_path, name, numbers, via_csv):
+    """104233.0, 98812.0 …: integer record numbers with a blank become floats."""
+    floats = numbers.astype(float)
+    floats[5] = np.nan
+    frame = patients(**{name: floats})
+    assert frame[name].dtype == float
+    if via_csv:
+        frame = as_exported(tmp_path, frame)
+        assert frame[name].iloc[0].endswith(".0")
+    schema = infer_schema(frame, target="y")
+    assert schema.column(name).role == "id"
+    assert "record or patient number" in notice_about(schema, name)
+
+
+@pytest.mark.parametrize("via_csv", [False, True])
+def test_float_measurements_stay_features(tmp_path, via_csv):
+    rng = np.random.default_rng(6)
+    frame = patients(
+        cholesterol=rng.integers(150, 320, N).astype(float),  # 233.0: whole, repeating
+        creatinine_umol=rng.normal(90, 25, N).round(2),  # distinct, with decimals
+        platelets_ul=rng.integers(150, 400, N).astype(float) * 1000,  # 5+ digits, repeating
+        weight_g=rng.permutation(np.arange(3000, 3000 + N)).astype(float),  # distinct, 4 digits
+    )
+    if via_csv:
+        frame = as_exported(tmp_path, frame)
+    schema = infer_schema(frame, target="y")
+    for name in ("cholesterol", "creatinine_umol", "platelets_ul", "weight_g"):
+        assert schema.column(name).role == "feature", name
+        assert schema.column(name).type == "numeric", name
+
+
 @pytest.mark.parametrize("name", ["comment", "notes", "clinician_note", "remarks"])
 def test_templated_notes_are_text_however_few_their_phrases(name):
     phrases = ["Patient seen, no complaints", "Follow-up in 2 weeks", "Seen", "Stable"]

@@ -163,9 +163,11 @@ def surviving(clean: pd.DataFrame, table: HardTable) -> list[Planted]:
     its own column of its own row, a note's identifier in its own row's note (whole words)."""
     left = []
     for item in table.planted:
-        if item.column not in clean.columns:
+        # A date column reduced to the year may be written as NAME_year (``born_year``).
+        written = [c for c in (item.column, f"{item.column}_year") if c in clean.columns]
+        if not written:
             continue
-        cell = clean[item.column].iloc[item.row]
+        cell = clean[written[0]].iloc[item.row]
         if cell is None or (isinstance(cell, float) and pd.isna(cell)):
             continue
         flags = re.IGNORECASE if item.column != "note" else 0

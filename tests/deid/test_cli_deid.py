@@ -329,3 +329,46 @@ def test_the_report_file_is_typed_and_flags_what_a_person_must_review(tmp_path, 
     assert "REVIEW" in result.stdout
     assert phone not in written + result.output
     assert surviving(read_back(tmp_path / "clean.csv"), hard) == []
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_years_left_under_a_name_that_says_no_date_are_no_feature_of_the_output(
+    tmp_path, home, suffix
+):
+    """A date column found by its content (`seen`) holds only years once de-identified;
+    its name then says so (`seen_year`), and `medserve schema` on the written file leaves
+    it out of the features as it does the years of `admission_date`."""
+    rows = 60
+    source = pd.DataFrame(
+        {
+            "seen": pd.date_range("2015-02-03", periods=rows, freq="47D").strftime("%Y-%m-%d"),
+            "admission_date": pd.date_range("2016-05-01", periods=rows, freq="29D").strftime(
+                "%Y-%m-%d"
+            ),
+            "glucose": [f"{90 + (i * 7) % 50}.5" for i in range(rows)],
+            "readmitted": [i % 3 == 0 for i in range(rows)],
+        }
+    )
+    source.to_csv(tmp_path / "visits.csv", index=False)
+    output = tmp_path / f"clean{suffix}"
+    done = run(tmp_path / "visits.csv", "-o", output, "--report")
+    assert done.exit_code == 0, done.output
+    assert "renamed so that the name says year: seen → seen_year" in done.stdout
+    report = json.loads((tmp_path / "clean.deid.json").read_text())
+    seen = next(c for c in report["columns"] if c["column"] == "seen")
+    assert (seen["kind"], seen["detected_by"]) == ("date", "content")
+    assert seen["written_as"] == "seen_year"
+    clean = read_back(output)
+    assert list(clean.columns) == ["seen_year", "admission_date", "glucose", "readmitted"]
+    assert clean["seen_year"].astype(int).between(2015, 2023).all()
+    shown = runner.invoke(app, ["schema", str(output), "--target", "readmitted", "--json"])
+    assert shown.exit_code == 0, shown.output
+    schema = json.loads(shown.stdout)
+    roles = {c["name"]: c["role"] for c in schema["columns"]}
+    assert roles == {
+        "seen_year": "time",
+        "admission_date": "time",
+        "glucose": "feature",
+        "readmitted": "target",
+    }
+    assert any(n.startswith("'seen_year' holds years") for n in schema["notices"])

@@ -96,7 +96,7 @@ def test_the_report_is_typed_and_its_json_schema_covers_every_key(fake):
         "key_id", "reference_date", "dates", "columns", "k_anonymity", "text_engine",
     }  # fmt: skip
     assert set(written) - version_1 == {"review"}
-    assert written["version"] == 2
+    assert written["version"] == 3
     assert written["k_anonymity"]["quasi_identifiers"] == []
     assert set(written["columns"][0]) == {
         "column", "kind", "detected_by", "action", "changed", "details",

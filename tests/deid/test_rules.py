@@ -242,3 +242,52 @@ def test_a_quasi_identifier_that_is_dropped_is_an_error_naming_it(fake) -> None:
     named = deidentify(frame, parse_policy({"quasi_identifiers": ["Age", "sex"]}), key=KEY)
     quasi = named.report.to_json()["k_anonymity"]["quasi_identifiers"]
     assert [q["column"] for q in quasi] == ["Age", "sex"]
+
+
+@pytest.mark.parametrize(
+    ("column", "written"),
+    [
+        ("seen", "seen_year"),  # a date by its content only
+        ("born", "born_year"),
+        ("dt", "dt_year"),
+        ("event_timestamp", "event_timestamp_year"),
+        ("admission_date", "admission_date"),  # the name says date: kept
+        ("dob", "dob"),
+        ("yob", "yob"),
+        ("birth_year", "birth_year"),
+        ("VisitDate", "VisitDate"),
+    ],
+)
+def test_years_are_written_under_a_name_that_schema_inference_reads_as_a_date(column, written):
+    """Whatever the column was called, the years de-identification leaves are calendar
+    time to `medserve schema`, not a feature: the name says date or year."""
+    from medserve.data import infer_schema
+
+    rows = 60
+    frame = pd.DataFrame(
+        {
+            column: pd.date_range("1950-01-01", periods=rows, freq="211D").strftime("%Y-%m-%d"),
+            "glucose": [f"{90 + i % 50}.5" for i in range(rows)],
+            "y": [i % 2 for i in range(rows)],
+        }
+    )
+    policy = parse_policy({"reference_date": "2025-01-01"})
+    result = deidentify(frame, policy, key=KEY)
+    assert list(result.frame.columns) == [written, "glucose", "y"]
+    (outcome,) = (o for o in result.columns if o.column == column)
+    assert outcome.written_as == (written if written != column else None)
+    schema = infer_schema(result.frame, target="y")
+    assert schema.column(written).role == "time"
+    assert [c.name for c in schema.features] == ["glucose"]
+
+
+def test_a_year_name_already_taken_gets_a_number():
+    frame = pd.DataFrame({"seen": ["2021-01-01", "2022-02-02"], "seen_year": [1, 2]})
+    result = deidentify(frame, parse_policy({"columns": {"seen_year": "keep"}}), key=KEY)
+    assert list(result.frame.columns) == ["seen_year_2", "seen_year"]
+    assert result.frame["seen_year"].tolist() == [1, 2]
+
+
+def test_shifted_dates_keep_their_names():
+    frame = pd.DataFrame({"mrn": ["A1", "B2"], "seen": ["2021-01-01", "2022-02-02"]})
+    assert list(deidentify(frame, SHIFT, key=KEY).frame.columns) == ["mrn", "seen"]

@@ -206,3 +206,18 @@ def test_a_report_is_not_grouped_by_a_column_deid_flagged(tmp_path, heart_csv):
     request = TrainRequest(data=path, target="num", positive_if=">0", deid=True, groups=["escort"])
     with pytest.raises(ConfigError, match="'escort' .*de-identification flagged it"):
         prepare(Settings(home=tmp_path / "home"), request)
+
+
+def test_train_deid_keeps_the_name_of_a_date_it_reduced_to_the_year():
+    """`medserve deid` writes `seen` as `seen_year`; before training the column keeps its
+    name (a schema file names it so) and is calendar time, said in the overrides."""
+    from medserve.deid.training import deidentify_for_training
+
+    frame = pd.DataFrame(
+        {"seen": ["2021-01-05", "2022-03-04", "2020-07-08"], "glucose": ["5.1", "6.2", "7.3"]}
+    )
+    table = deidentify_for_training(frame, None, lambda: bytes(range(32)))
+    assert list(table.frame.columns) == ["seen", "glucose"]
+    assert table.frame["seen"].tolist() == [2021, 2022, 2020]
+    assert table.overrides["seen"] == {"role": "time"}
+    assert all("written_as" not in c for c in table.report["columns"])

@@ -13,7 +13,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from medserve.config import Settings
-from medserve.errors import ConfigError, IntegrityError, ModelNotFound
+from medserve.errors import ConfigError, IntegrityError, ModelNotFound, RegistryError
 from medserve.storage import Registry
 from medserve.storage.bundle import (
     MAGIC,
@@ -101,6 +101,40 @@ def test_a_wrong_passphrase_fails_and_registers_nothing(homes, bundle):
         import_bundle(destination, bundle, "not the passphrase")
     with pytest.raises(ModelNotFound):
         Registry(destination).get("heart")
+
+
+def stored_files(settings: Settings) -> set[Path]:
+    """Every artifact and report file and folder under the home."""
+    folders = (settings.artifacts_dir, settings.reports_dir)
+    return {path for folder in folders if folder.is_dir() for path in folder.rglob("*")}
+
+
+def test_an_import_whose_audit_record_cannot_be_written_leaves_nothing_behind(homes, bundle):
+    """Audited or not imported: the version, its artifact and its report are removed again,
+    for the next version of a name (a candidate) and for the first of a new name alike."""
+    _, destination = homes
+    import_bundle(destination, bundle, PASSPHRASE)
+    before = stored_files(destination)
+
+    def broken_trail(registry: Registry, version) -> None:
+        assert registry.get(version.ref) == version  # registered, not yet recorded
+        raise IntegrityError("the audit head fails its MAC")
+
+    for name, ref in (("heart", "heart:2"), ("heart-site-b", "heart-site-b:1")):
+        with pytest.raises(RegistryError) as refused:
+            import_bundle(destination, bundle, PASSPHRASE, name=name, audit=broken_trail)
+        assert str(refused.value) == (
+            f"bundle {bundle} was not imported: the audit record of the import could not be "
+            f"written (the audit head fails its MAC), so {ref} was removed again and nothing "
+            "is registered; fix the audit trail (`medserve audit verify`) and import again"
+        )
+    assert registered(destination) == ["heart:1"]
+    assert stored_files(destination) == before
+    recorded: list[str] = []
+    imported = import_bundle(
+        destination, bundle, PASSPHRASE, audit=lambda _, version: recorded.append(version.ref)
+    )
+    assert recorded == [imported.ref] == ["heart:2"]
 
 
 def flip(path: Path, offset: int) -> None:

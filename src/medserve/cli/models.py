@@ -226,16 +226,25 @@ def _passphrase(passphrase_file: Path | None, *, confirm: bool) -> str:
     """From the file (one trailing newline dropped), else the environment, else a prompt
     that does not echo: never an argument, which other users could read in `ps`."""
     import os
+    import stat
 
     from medserve.errors import ConfigError
 
     if passphrase_file is not None:
         try:
             text = passphrase_file.read_text(encoding="utf-8")
+            mode = stat.S_IMODE(passphrase_file.stat().st_mode)
         except OSError as error:
             raise ConfigError(
                 f"cannot read the passphrase file {passphrase_file}: {error.strerror}"
             ) from error
+        if mode & 0o077 and os.name == "posix":  # Windows reports no such bits
+            err.print(
+                f"[yellow]warning:[/] the passphrase file {escape(str(passphrase_file))} is "
+                f"open to other users (mode {mode:04o}): chmod 600 "
+                f"{escape(str(passphrase_file))}",
+                soft_wrap=True,
+            )
         return text.removesuffix("\n").removesuffix("\r")
     from_environment = os.environ.get(PASSPHRASE_ENV)
     if from_environment:
@@ -278,13 +287,17 @@ def models_import(
     """Verify and decrypt a bundle and register its model as the next version of its name
     (a candidate, unless the name is new). Nothing is registered when it fails. Audited."""
     from medserve.security.local_audit import record_local_action
-    from medserve.storage import Registry
+    from medserve.storage import ModelVersion, Registry
     from medserve.storage.bundle import import_bundle
 
     passphrase = _passphrase(passphrase_file, confirm=False)
-    version = import_bundle(settings(), bundle, passphrase, name=name)
-    with Registry(settings()) as registry:
-        record_local_action(settings(), registry.engine, "models import", version)
+    home = settings()
+
+    def audit(registry: Registry, version: ModelVersion) -> None:
+        record_local_action(home, registry.engine, "models import", version)
+
+    # Audited before it counts: a version whose record cannot be written is removed again.
+    version = import_bundle(home, bundle, passphrase, name=name, audit=audit)
     if as_json:
         print_json(_summary(version))
         return

@@ -28,8 +28,10 @@ _ID_NAME = re.compile(
 )
 _DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?")
 # Names of dates: a column of years so named is a date `medserve deid` reduced to its year.
+# `medserve deid` writes its years under a name holding date, year, yob, dob or birth
+# (``deid.dates.year_column``: "seen" becomes "seen_year"), so those words stay here.
 _DATE_NAME = re.compile(
-    r"(date|_dt$|^dt_|dob|birth|admission|admit|discharge|visit|year|_yr$)", re.IGNORECASE
+    r"(date|_dt$|^dt_|dob|yob|birth|admission|admit|discharge|visit|year|_yr$)", re.IGNORECASE
 )
 # Years such a column holds (4 digits, as `medserve deid` leaves them).
 YEARS = (1800, 2100)
@@ -339,7 +341,8 @@ def _holds_datetimes(values: pd.Series, present: pd.Series) -> bool:
 
 
 def _whole_numbers(present: pd.Series) -> pd.Series | None:
-    """The present values as numbers when every one is a whole number (not a bool)."""
+    """The present values as numbers when every one is a whole number (not a bool), also
+    when written as a float ("104233.0", as a float column with blanks is exported)."""
     if present.empty or pd.api.types.is_bool_dtype(present):
         return None
     if pd.api.types.is_float_dtype(present) or pd.api.types.is_integer_dtype(present):
@@ -347,10 +350,10 @@ def _whole_numbers(present: pd.Series) -> pd.Series | None:
     elif pd.api.types.is_numeric_dtype(present):
         return None
     else:
-        if any(isinstance(value, bool | np.bool_ | float) for value in present.tolist()):
+        if any(isinstance(value, bool | np.bool_) for value in present.tolist()):
             return None
         text = present.astype(str).str.strip()
-        if not text.str.fullmatch(r"[+-]?\d+").all():
+        if not text.str.fullmatch(r"[+-]?\d+(\.0*)?").all():
             return None
         numbers = pd.to_numeric(text).astype(float)
     if not np.isfinite(numbers).all() or (numbers % 1 != 0).any():
@@ -360,10 +363,10 @@ def _whole_numbers(present: pd.Series) -> pd.Series | None:
 
 def _numbers_records(name: str, present: pd.Series) -> bool:
     """Whole numbers distinct in (nearly) every row, named as a number or of many digits:
-    patient or record numbers in any order. Measurements repeat, or are not whole."""
+    patient or record numbers in any order, stored as integers or as floats (104233.0: a
+    column of integers with a blank reads as floats). Measurements repeat, or are not
+    whole; a whole-gram weight distinct in every row has neither the name nor the digits."""
     if len(present) < IDENTIFIER_ROWS or present.nunique() < IDENTIFIER_DISTINCT * len(present):
-        return False
-    if pd.api.types.is_float_dtype(present):  # measured values, even when whole
         return False
     numbers = _whole_numbers(present)
     if numbers is None:

@@ -105,10 +105,15 @@ def deidentify(
         progress("de-identifying columns", len(plan), len(plan))
     result = pd.DataFrame(columns, index=frame.index)
     review = _review(outcomes, result, policy, patients)
+    renamed = _year_names(result, outcomes, policy)
+    outcomes = [
+        _with(o, written_as=renamed[label]) if label in renamed else o
+        for label, o in zip(frame.columns, outcomes, strict=True)
+    ]
     report = _report(
         frame, result, outcomes, policy, key, patient_id, offsets, reference, review, scrubber
     )
-    return DeidResult(frame=result, report=report)
+    return DeidResult(frame=result.rename(columns=renamed), report=report)
 
 
 def plan_columns(frame: pd.DataFrame, policy: DeidPolicy) -> list[ColumnOutcome]:
@@ -270,6 +275,27 @@ def _transform(
         return out, _with(decided, changed=changed, details={"restricted_to_000": restricted})
     assert kind == "text" and scrubber is not None
     return _scrub(frame, column, decided, scrubber, kinds)
+
+
+def _year_names(
+    result: pd.DataFrame, outcomes: list[ColumnOutcome], policy: DeidPolicy
+) -> dict[Any, str]:
+    """Output names of the date columns reduced to the year whose names say neither date
+    nor year (``dates.year_column``), by column label: a table of plain numbers says
+    what they are in its header, which every format keeps."""
+    if policy.dates != "year":
+        return {}
+    reduced = {
+        o.column for o in outcomes if o.action == "generalise" and o.kind in ("date", "birth_date")
+    }
+    taken = {str(label) for label in result.columns}
+    renamed: dict[Any, str] = {}
+    for label in result.columns:
+        name = date_rules.year_column(str(label), taken) if str(label) in reduced else None
+        if name is not None:
+            renamed[label] = name
+            taken.add(name)
+    return renamed
 
 
 def _differing(before: pd.Series, after: pd.Series) -> int:

@@ -4,11 +4,18 @@ A shift keeps every interval between one patient's dates (length of stay, time t
 readmission) because all of that patient's dates move by the same number of days.
 Birth dates whose year alone could mean an age of 90 or more are suppressed in both
 modes. A date written without its year ("Mar 3") has no year to keep: it is emptied.
+
+A column of dates reduced to the year is written as ``NAME_year`` unless its name already
+says date or year (``admission_date``, ``dob``, ``birth_year``): a file of plain numbers
+keeps that knowledge only in its header, so whoever reads it (``medserve schema``, a
+spreadsheet) sees calendar time, not an amount.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -17,6 +24,23 @@ from medserve.deid.shapes import DATE_VALUE, MONTH_DAY_VALUE
 from medserve.errors import DataError
 
 OLDEST_AGE_SHOWN = 89
+# Names that already say a date or a year. Schema inference (``medserve.data.infer``) reads
+# years under a name with any of these words as calendar time; tests/deid pin the two.
+_SAYS_DATE = re.compile(r"date|year|yob|dob|birth", re.IGNORECASE)
+YEAR_SUFFIX = "_year"
+
+
+def year_column(column: str, taken: Iterable[str]) -> str | None:
+    """The name to write a column of years under, when its own does not say date or year:
+    ``seen`` → ``seen_year`` (``seen_year_2`` … when that is ``taken``); else None."""
+    if _SAYS_DATE.search(column):
+        return None
+    taken = set(taken)
+    name, number = f"{column}{YEAR_SUFFIX}", 1
+    while name in taken:
+        number += 1
+        name = f"{column}{YEAR_SUFFIX}_{number}"
+    return name
 
 
 def without_year(values: pd.Series) -> pd.Series:

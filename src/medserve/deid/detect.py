@@ -137,10 +137,11 @@ _NAME_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"(^|_)(city|county|town|hometown|precinct|municipality|neighbou?rhood|location|"
             r"residence|birthplace|place_of_birth|city_of_birth|city_state|home_town)($|_)",
         ),
+        # `born_year`: a `born` column after a first pass (``dates.year_column``).
         (
             "birth_date",
             r"(^|_)(dob|birthdate|birthday|date_of_birth|birth_date|born_on|birth_year|"
-            r"birthyear|year_of_birth|yob|birth_dt)($|_)|^(birth|born)$",
+            r"birthyear|year_of_birth|yob|birth_dt)($|_)|^(birth|born|born_year)$",
         ),
         # Ages are found by column name only: a number column says nothing about its unit.
         (

@@ -3,7 +3,8 @@ what `train --deid` records, and its JSON schema (``DeidReport.model_json_schema
 
 Every field holds names of columns, kinds, counts or settings, never a value from the
 table. Version 2 added ``review`` (kept columns that a person should look at) and made
-``safe_harbor`` false whenever one is flagged.
+``safe_harbor`` false whenever one is flagged; version 3 ``written_as``, the name a column
+of dates reduced to the year has in the output (``seen`` → ``seen_year``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from medserve.deid.detect import Kind
 from medserve.deid.policy import Action, DateMode
 
 REPORT_FORMAT = "medserve-deid-report"
-REPORT_VERSION = 2
+REPORT_VERSION = 3
 STANDARD = "HIPAA Safe Harbor, 45 CFR 164.514(b)(2)"
 
 DetectedBy = Literal["name", "content", "type", "policy"]
@@ -46,6 +47,12 @@ class ColumnOutcome(_Document):
         default_factory=dict,
         description="Counts by what was done: placeholders in notes, ages over 89, ZIP "
         "areas restricted to 000, birth dates emptied, dates without a year.",
+    )
+    written_as: str | None = Field(
+        default=None,
+        exclude_if=lambda name: name is None,
+        description="The column's name in the output when it differs: dates reduced to the "
+        "year under a name that says neither date nor year get a '_year' suffix.",
     )
 
 
@@ -108,7 +115,7 @@ class DeidReport(_Document):
     """A de-identification run: the verdict, what was done to each column, and the risk."""
 
     format: Literal["medserve-deid-report"] = REPORT_FORMAT
-    version: Literal[2] = REPORT_VERSION
+    version: Literal[2, 3] = REPORT_VERSION
     standard: str = STANDARD
     safe_harbor: bool = Field(
         description="True only when no identifier column was kept, dates were reduced to "

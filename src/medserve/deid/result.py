@@ -34,8 +34,10 @@ class DeidResult:
                 line += f", {outcome.changed} of {rows} values changed"
             if outcome.details:
                 line += " (" + ", ".join(f"{k}: {v}" for k, v in outcome.details.items()) + ")"
+            if outcome.written_as:
+                line += f", written as {outcome.written_as}"
             lines.append(line)
-        lines.append(_dates_line(self.report.dates))
+        lines.append(_dates_line(self.report.dates, self.columns))
         lines.append(_risk_line(self.report.k_anonymity))
         lines += [f"review {flag.column}: {flag.message}" for flag in self.report.review]
         return lines
@@ -49,7 +51,7 @@ class DeidResult:
         )
 
 
-def _dates_line(dates: DateHandling) -> str:
+def _dates_line(dates: DateHandling, columns: tuple[ColumnOutcome, ...]) -> str:
     if dates.shifted_per == "patient":
         return (
             f"dates: shifted per patient (by '{dates.patient_id}', "
@@ -60,7 +62,12 @@ def _dates_line(dates: DateHandling) -> str:
             "dates: shifted per row (no patient id column; set patient_id in the policy to "
             "keep intervals across a patient's rows)"
         )
-    return f"dates: {'reduced to the year' if dates.mode == 'year' else 'none to shift'}"
+    if dates.mode != "year":
+        return "dates: none to shift"
+    renamed = [f"{o.column} → {o.written_as}" for o in columns if o.written_as]
+    if not renamed:
+        return "dates: reduced to the year"
+    return f"dates: reduced to the year; renamed so that the name says year: {', '.join(renamed)}"
 
 
 def _risk_line(risk: KAnonymity) -> str:

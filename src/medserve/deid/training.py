@@ -64,7 +64,14 @@ def deidentify_for_training(
             location=Location(column=target),
         )
     result = deidentify(frame, policy, key=key())
-    table = result.frame.copy()
+    # Years keep their column's own name here (and in the report): the overrides below say
+    # what they are, and a schema file or --ignore names the columns as the source has them.
+    table = result.frame.rename(
+        columns={o.written_as: o.column for o in result.columns if o.written_as}
+    )
+    report = result.report.model_copy(
+        update={"columns": [o.model_copy(update={"written_as": None}) for o in result.columns]}
+    )
     notices = []
     overrides: dict[str, dict[str, str]] = {}
     for outcome in result.columns:
@@ -97,7 +104,7 @@ def deidentify_for_training(
     warning = result.safe_harbor_warning()
     if warning is not None:
         notices.insert(0, warning)
-    return TrainingTable(table, result.report, notices, overrides)
+    return TrainingTable(table, report, notices, overrides)
 
 
 def schema_record(report: DeidReport | dict[str, Any]) -> dict[str, Any]:

@@ -23,19 +23,23 @@ someone who had the passphrase and has not been altered since; a wrong passphras
 and an altered byte are told apart by nobody, both fail the tag. The model is
 unpickled only after the tag and the artifact's sha256 verified. On import the
 version is registered through ``Registry.register`` as in training: encrypted under
-the importing home's master key, its row MACed under that home's key.
+the importing home's master key, its row MACed under that home's key. An import is
+recorded (``audit``) before it counts: when the record cannot be written the version is
+removed again, its artifact and report with it, and nothing of the import stays.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import json
 import os
 import struct
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from medserve.config import Settings
 from medserve.core.files import write_file_atomic
-from medserve.errors import ConfigError, IntegrityError
+from medserve.errors import ConfigError, IntegrityError, MedserveError, RegistryError
 from medserve.storage.artifacts import read_artifact, resolve_in_home
 from medserve.storage.integrity import check_version, version_key
 from medserve.storage.registry import ModelVersion, Registry, check_name
@@ -134,14 +138,25 @@ def export_bundle(settings: Settings, ref: str, path: Path, passphrase: str) -> 
     return version
 
 
+# Records an import in the audit trail once the version is registered; raises if it cannot.
+Audit = Callable[[Registry, ModelVersion], object]
+
+
 def import_bundle(
-    settings: Settings, path: Path, passphrase: str, name: str | None = None
+    settings: Settings,
+    path: Path,
+    passphrase: str,
+    name: str | None = None,
+    *,
+    audit: Audit | None = None,
 ) -> ModelVersion:
     """Verify and decrypt the bundle at ``path`` and register its model as the next
     version of ``name`` (default: the exported version's name) in this home.
 
     A wrong passphrase, an altered bundle or one of another format raises
     IntegrityError and registers nothing; the model is unpickled only once verified.
+    ``audit(registry, version)`` records the import; if it raises, the version is
+    removed again (RegistryError saying so), so no unrecorded import stays registered.
     """
     header, payload = read_bundle(path, passphrase)
     model = payload["model"]
@@ -182,7 +197,7 @@ def import_bundle(
 
     loaded = joblib.load(io.BytesIO(artifact))  # only now: the bytes are authenticated
     with Registry(settings) as registry:
-        return registry.register(
+        version = registry.register(
             target,
             loaded,
             family=model["family"],
@@ -195,6 +210,48 @@ def import_bundle(
             report=report,
             report_files=pages_for if report is not None else None,
         )
+        if audit is not None:
+            _recorded_or_removed(settings, registry, version, audit, path)
+        return version
+
+
+def _recorded_or_removed(
+    settings: Settings, registry: Registry, version: ModelVersion, audit: Audit, path: Path
+) -> None:
+    """Run ``audit``; when it fails, delete the version just registered (row, artifact,
+    report) and raise, saying whether the import was undone."""
+    try:
+        audit(registry, version)
+    except BaseException as error:
+        reason = _reason(error)
+        try:
+            registry.delete(version.ref, force=True)  # the first of a name is in production
+        except Exception as undo:
+            raise RegistryError(
+                f"bundle {path} was imported as {version.ref}, but the audit record of the "
+                f"import could not be written ({reason}) and removing the version again "
+                f"failed ({_reason(undo)}): delete it with `medserve models delete "
+                f"{version.ref} --force`"
+            ) from error
+        if version.report_path is not None:  # the name's folder, when this was its only one
+            with contextlib.suppress(OSError):
+                resolve_in_home(settings, version.report_path).parent.parent.rmdir()
+        if isinstance(error, MedserveError | OSError):
+            raise RegistryError(
+                f"bundle {path} was not imported: the audit record of the import could not "
+                f"be written ({reason}), so {version.ref} was removed again and nothing is "
+                "registered; fix the audit trail (`medserve audit verify`) and import again"
+            ) from error
+        raise
+
+
+def _reason(error: BaseException) -> str:
+    """An error's own message on one line (an OSError's strerror when it has one)."""
+    if isinstance(error, MedserveError):
+        return error.message
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def read_bundle(path: Path, passphrase: str) -> tuple[dict[str, Any], dict[str, Any]]:
