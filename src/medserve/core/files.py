@@ -7,7 +7,9 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -17,14 +19,23 @@ def write_file_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> No
     """Temp file in the same directory, flush + fsync, then ``os.replace`` (or, with
     ``exclusive``, a hard link that raises FileExistsError when ``path`` exists), then
     fsync the directory so the rename survives a power cut. The file is mode 0600."""
+    with open_atomic(path, exclusive=exclusive) as file:
+        file.write(data)
+
+
+@contextlib.contextmanager
+def open_atomic(path: Path, *, exclusive: bool = False) -> Iterator[BinaryIO]:
+    """``write_file_atomic`` for a writer that streams: a private (0600) temp file beside
+    ``path`` to write into, put in place of ``path`` when the block ends (``exclusive``:
+    FileExistsError if ``path`` exists), removed if the block raises."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
+            os.fchmod(tmp.fileno(), FILE_MODE)
+            yield tmp
             tmp.flush()
             os.fsync(tmp.fileno())
-        os.chmod(tmp_name, FILE_MODE)
         if exclusive:
             os.link(tmp_name, path)  # atomic create-if-absent with the full contents
         else:

@@ -4,24 +4,45 @@ Paths handed out and taken back are relative to ``settings.home`` so a home
 directory can move. Artifacts are encrypted at rest (``medserve.core.crypto``:
 AES-256-GCM, a fresh data key per artifact wrapped by the master key of
 ``medserve.storage.keystore``); ``rotate_master_key`` re-wraps them all in place.
+
+Artifacts are written and checked a chunk at a time (1 MiB), so a weight file of
+any size goes in with ``write_artifact_file`` and comes out with
+``read_artifact_to`` in a few MiB of memory; ``write_artifact`` and
+``read_artifact`` are the same for payloads held as bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
+import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from medserve.config import Settings
-from medserve.core.crypto import HEADER_SIZE, MAGIC, decrypt, encrypt, parse, rewrap
-from medserve.core.files import write_file_atomic
-from medserve.errors import ConfigError, IntegrityError
+from medserve.core.crypto import (
+    CHUNK_SIZE,
+    HEADER_SIZE,
+    MAGIC,
+    Readable,
+    decrypt,
+    decrypt_stream,
+    encrypt_stream,
+    parse_header,
+    rewrap_header,
+)
+from medserve.core.files import open_atomic
+from medserve.errors import ConfigError, DataError, IntegrityError, Location
 from medserve.storage.keystore import KeyStore, environment_rotation_help, key_lock
 
 logger = logging.getLogger("medserve.keystore")
+
+COPY_BUFFER_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -39,57 +60,89 @@ class ArtifactRef:
     size: int
 
 
-def write_artifact(settings: Settings, payload: bytes) -> ArtifactRef:
+def write_artifact(
+    settings: Settings, payload: bytes, *, chunk_size: int = CHUNK_SIZE
+) -> ArtifactRef:
     """Encrypt ``payload`` and store it as a new artifact ``artifacts/<id>.bin``.
 
     The master key is the home's (``KeyStore(settings)``); if that creates the key
     file, ``medserve.keystore`` logs a warning to back it up.
     """
-    artifact_id = uuid.uuid4().hex
-    relative = Path(settings.artifacts_dir.relative_to(settings.home)) / f"{artifact_id}.bin"
-    # Shared lock: a rotation cannot swap the current key between encrypting and writing.
-    with key_lock(settings.home, exclusive=False):
-        blob = encrypt(payload, KeyStore(settings))
-        write_file_atomic(settings.home / relative, blob)
-    return ArtifactRef(
-        artifact_id=artifact_id,
-        path=relative.as_posix(),
-        sha256=body_sha256(blob),
-        size=len(blob),
-    )
+    return _write(settings, io.BytesIO(payload), chunk_size)
+
+
+def write_artifact_file(
+    settings: Settings, source: Path, *, chunk_size: int = CHUNK_SIZE
+) -> ArtifactRef:
+    """Encrypt the file ``source`` into a new artifact, as ``write_artifact`` does, reading
+    it a chunk at a time: memory stays a few MiB whatever the file's size."""
+    try:
+        file = source.open("rb")
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        raise DataError(
+            f"cannot read model file {source}: {error.strerror.lower()}; check the path",
+            location=Location(file=str(source)),
+        ) from None
+    with file:
+        return _write(settings, file, chunk_size)
 
 
 def read_artifact(settings: Settings, ref_path: str, expected_sha256: str) -> bytes:
     """Decrypt and return an artifact's payload; anything tampered with raises IntegrityError.
 
     ``expected_sha256`` is ``ArtifactRef.sha256``: the sha256 of the encrypted body
-    (the file without its header), checked first; then both AES-GCM tags are
-    verified before a byte of the payload is returned.
+    (the file without its header), checked first; then the AES-GCM tags are
+    verified before a byte of the payload is returned. The file and the payload
+    are both held in memory: large artifacts are read with ``read_artifact_to``.
     """
     path = resolve_in_home(settings, ref_path)
     try:
         blob = path.read_bytes()
     except FileNotFoundError:
-        raise IntegrityError(
-            f"artifact {ref_path} is missing from {settings.home}: it was deleted or moved; "
-            "restore it from backup or retrain"
-        ) from None
+        raise _missing(settings, ref_path) from None
     if not blob:
         raise IntegrityError(
             f"artifact {ref_path} is empty (truncated): restore it from backup or retrain"
         )
     subject = f"artifact {ref_path}"
     if body_sha256(blob, subject=subject) != expected_sha256:
-        raise IntegrityError(
-            f"artifact {ref_path} failed its integrity check (sha256 mismatch): "
-            "it was modified or replaced; retrain or restore it from backup"
-        )
+        raise _sha256_mismatch(ref_path)
     return decrypt(blob, KeyStore(settings, create=False), subject=subject)
 
 
-def body_sha256(blob: bytes, *, subject: str = "artifact") -> str:
-    """The sha256 recorded for an encrypted artifact: of its body, not its header."""
-    return hashlib.sha256(parse(blob, subject=subject).body).hexdigest()
+def read_artifact_to(settings: Settings, ref_path: str, expected_sha256: str, dest: Path) -> None:
+    """Decrypt an artifact into the file ``dest`` (mode 0600), a chunk at a time.
+
+    The body's sha256 (``ArtifactRef.sha256``) and every chunk's AES-GCM tag are
+    checked as it streams; ``dest`` appears, atomically, only once all of them
+    held and the body ended where it should: a refused artifact (IntegrityError)
+    leaves no file and an existing ``dest`` as it was.
+    """
+    path = resolve_in_home(settings, ref_path)
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
+        raise _missing(settings, ref_path) from None
+    subject = f"artifact {ref_path}"
+    with file, open_atomic(dest) as sink:
+        source = _BodyHasher(file)
+        for chunk in decrypt_stream(source, KeyStore(settings, create=False), subject=subject):
+            sink.write(chunk)
+        if source.digest.hexdigest() != expected_sha256:
+            raise _sha256_mismatch(ref_path)
+
+
+def body_sha256(stored: bytes | Path, *, subject: str = "artifact") -> str:
+    """The sha256 recorded for an encrypted artifact: of its body, not its header.
+
+    ``stored`` is the file's bytes or its path; a path is read a piece at a time.
+    """
+    if isinstance(stored, bytes):
+        parse_header(stored[:HEADER_SIZE], subject=subject, size=len(stored))
+        return hashlib.sha256(memoryview(stored)[HEADER_SIZE:]).hexdigest()
+    with stored.open("rb") as file:
+        parse_header(file.read(HEADER_SIZE), subject=subject, size=os.fstat(file.fileno()).st_size)
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -173,24 +226,27 @@ def _rewrap_artifacts(settings: Settings, keystore: KeyStore) -> tuple[int, list
             continue  # a directory, or a write in progress
         relative = path.relative_to(settings.home).as_posix()
         try:
-            with path.open("rb") as file:
-                header = file.read(HEADER_SIZE)
-                if not header.startswith(MAGIC[:-1]):
-                    continue  # not encrypted: no key to rotate
-                if header[len(MAGIC) : len(MAGIC) + len(current_id)] == current_id.encode():
-                    continue
-                blob = header + file.read()
+            file = path.open("rb")
         except FileNotFoundError:
             continue  # deleted meanwhile
-        try:
-            updated = rewrap(blob, keystore, subject=f"artifact {relative}")
-        except IntegrityError as error:
-            logger.warning("cannot re-wrap %s: %s", relative, error.message)
-            unreadable.append(f"{relative}: {error.message}")
-            continue
-        if updated is not blob:
-            write_file_atomic(path, updated)
-            rewrapped += 1
+        with file:
+            header = file.read(HEADER_SIZE)
+            if not header.startswith(MAGIC[:-1]):
+                continue  # not encrypted: no key to rotate
+            if header[len(MAGIC) : len(MAGIC) + len(current_id)] == current_id.encode():
+                continue
+            try:
+                updated = rewrap_header(header, keystore, subject=f"artifact {relative}")
+            except IntegrityError as error:
+                logger.warning("cannot re-wrap %s: %s", relative, error.message)
+                unreadable.append(f"{relative}: {error.message}")
+                continue
+            if updated is not None:
+                # The body is copied, not re-encrypted: it and its sha256 stay as they were.
+                with open_atomic(path) as sink:
+                    sink.write(updated)
+                    shutil.copyfileobj(file, sink, COPY_BUFFER_SIZE)
+                rewrapped += 1
     return rewrapped, unreadable
 
 
@@ -207,3 +263,53 @@ def resolve_in_home(settings: Settings, relative: str) -> Path:
     if not path.is_relative_to(home):
         raise IntegrityError(f"stored path {relative!r} points outside {settings.home}; refused")
     return path
+
+
+def _write(settings: Settings, source: Readable, chunk_size: int) -> ArtifactRef:
+    artifact_id = uuid.uuid4().hex
+    relative = Path(settings.artifacts_dir.relative_to(settings.home)) / f"{artifact_id}.bin"
+    digest = hashlib.sha256()
+    # Shared lock, held until the file is in place: a rotation cannot swap the current
+    # key between encrypting and writing, nor miss a file still being written.
+    with key_lock(settings.home, exclusive=False):
+        pieces = encrypt_stream(source, KeyStore(settings), chunk_size=chunk_size)
+        header = next(pieces)
+        with open_atomic(settings.home / relative) as sink:
+            sink.write(header)
+            for piece in pieces:
+                digest.update(piece)
+                sink.write(piece)
+            size = sink.tell()
+    return ArtifactRef(
+        artifact_id=artifact_id, path=relative.as_posix(), sha256=digest.hexdigest(), size=size
+    )
+
+
+class _BodyHasher:
+    """Reads through to a stored file, hashing every byte after its header."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._header_left = HEADER_SIZE
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._file.read(size)
+        skip = min(self._header_left, len(data))
+        self._header_left -= skip
+        self.digest.update(memoryview(data)[skip:])
+        return data
+
+
+def _missing(settings: Settings, ref_path: str) -> IntegrityError:
+    return IntegrityError(
+        f"artifact {ref_path} is missing from {settings.home}: it was deleted or moved; "
+        "restore it from backup or retrain"
+    )
+
+
+def _sha256_mismatch(ref_path: str) -> IntegrityError:
+    return IntegrityError(
+        f"artifact {ref_path} failed its integrity check (sha256 mismatch): "
+        "it was modified or replaced; retrain or restore it from backup"
+    )
