@@ -2,7 +2,12 @@
 
 Values are read by ``medserve.data.values``, as ``Schema.prepare`` and the compiled scorer
 read them, so a record that passes here scores the same on the fast path and on the
-reference pipeline; a level never seen in training is refused here (rule "category")."""
+reference pipeline; a level never seen in training is refused here (rule "category").
+
+A table (``frame_problems``) is checked column by column, with the same rule: each
+distinct value of a column is judged once (a numeric column in bulk, only its values
+outside the plausible range judged one by one), and the findings come back as the records
+of ``DataFrame.to_dict("records")`` would have had them, in record then feature order."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from medserve.data.disclosure import shown_levels, widened_bounds, withheld_columns
@@ -25,6 +31,8 @@ from medserve.data.values import (
 )
 
 ProblemRule = Literal["required", "type", "range", "category"]
+# A rule a value breaks and what is wrong with it, before "record N, field 'x': ".
+Finding = tuple[ProblemRule, str]
 
 
 @dataclass(frozen=True)
@@ -83,10 +91,30 @@ class RecordValidator:
                     message = "missing; send null if it was not measured"
                     problems.append(_problem(index, spec, "required", message))
                     continue
-                problem = rules.check(index, record[spec.name])
-                if problem is not None:
-                    problems.append(problem)
+                finding = rules.finding(record[spec.name])
+                if finding is not None:
+                    problems.append(_problem(index, spec, *finding))
         return problems
+
+    def frame_problems(self, frame: pd.DataFrame) -> list[RecordProblem]:
+        """``problems`` of the rows of a table holding every feature column (record = row
+        position), found column by column."""
+        rows: list[np.ndarray] = []
+        features: list[np.ndarray] = []
+        findings: list[Finding] = []
+        for position, (spec, rules) in enumerate(self._features):
+            broken, found = rules.column_findings(_feature_column(frame, spec.name))
+            rows.append(broken)
+            features.append(np.full(len(broken), position))
+            findings.extend(found)
+        if not findings:
+            return []
+        row_of, feature_of = np.concatenate(rows), np.concatenate(features)
+        order = np.lexsort((feature_of, row_of))  # record, then feature order
+        return [
+            _problem(int(row_of[k]), self._features[feature_of[k]][0], *findings[k])
+            for k in order.tolist()
+        ]
 
 
 @dataclass(frozen=True)
@@ -110,16 +138,43 @@ class _FeatureRules:
             spec.name not in withheld,
         )
 
-    def check(self, index: int, value: object) -> RecordProblem | None:
+    def finding(self, value: object) -> Finding | None:
+        """The rule ``value`` breaks and why; None when it fits."""
         if self.reader.numeric:
-            return self._check_number(index, value)
-        return self._check_level(index, value)
+            return self._number_finding(value)
+        return self._level_finding(value)
 
-    def _check_number(self, index: int, value: object) -> RecordProblem | None:
+    def column_findings(self, column: pd.Series) -> tuple[np.ndarray, list[Finding]]:
+        """The positions of a column's values that break a rule (ascending), and what each
+        breaks: ``finding`` of each value as ``DataFrame.to_dict("records")`` gives it."""
+        if self.reader.numeric and _holds_numbers(column.dtype):
+            suspect = np.flatnonzero(~self._surely_fit(column))
+            found = [self.finding(value) for value in _cells(column, suspect)]
+            broken = [k for k, finding in enumerate(found) if finding is not None]
+            return suspect[broken], [found[k] for k in broken]
+        codes, first = _distinct(column)
+        per_value = [self.finding(value) for value in _cells(column, first)]
+        broken_codes = [code for code, finding in enumerate(per_value) if finding is not None]
+        if not broken_codes:
+            return np.empty(0, dtype=np.intp), []
+        rows = np.flatnonzero(np.isin(codes, broken_codes))
+        return rows, [per_value[code] for code in codes[rows].tolist()]
+
+    def _surely_fit(self, column: pd.Series) -> np.ndarray:
+        """Where a column of numbers surely fits: not measured, or a finite number inside the
+        plausible range (a missing token then fits either way). ``finding`` judges the rest."""
+        numbers = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        if self.bounds is None:
+            return ~np.isinf(numbers)
+        low, high = self.bounds
+        with np.errstate(invalid="ignore"):
+            return np.isnan(numbers) | ((numbers >= low) & (numbers <= high))
+
+    def _number_finding(self, value: object) -> Finding | None:
         try:
             number = self.reader.number(value)
         except UnreadableValue as error:
-            return _problem(index, self.spec, "type", str(error))
+            return "type", str(error)
         if math.isnan(number) or self.bounds is None:
             return None
         low, high = self.bounds
@@ -130,7 +185,7 @@ class _FeatureRules:
                 f"{number_text(number)} is outside the plausible range of this column "
                 "(not shown: de-identification flagged its values)"
             )
-            return _problem(index, self.spec, "range", message)
+            return "range", message
         assert self.spec.minimum is not None and self.spec.maximum is not None
         seen_low, seen_high = widened_bounds(self.spec.minimum, self.spec.maximum)
         message = (
@@ -138,17 +193,87 @@ class _FeatureRules:
             f"{number_text(high)} seen in training ({number_text(seen_low)} to "
             f"{number_text(seen_high)}, rounded)"
         )
-        return _problem(index, self.spec, "range", message)
+        return "range", message
 
-    def _check_level(self, index: int, value: object) -> RecordProblem | None:
+    def _level_finding(self, value: object) -> Finding | None:
         try:
             level = self.reader.level(value)
         except UnreadableValue as error:
-            return _problem(index, self.spec, "type", str(error))
+            return "type", str(error)
         if level is None or not self.reader.unseen(level):
             return None
-        message = unseen_level_message(value, self.levels_shown, "null")
-        return _problem(index, self.spec, "category", message)
+        return "category", unseen_level_message(value, self.levels_shown, "null")
+
+
+def _holds_numbers(dtype: object) -> bool:
+    """A column type whose values are numbers or missing, never text or booleans (numpy
+    integers and floats, pandas' nullable ones): read in bulk as float64."""
+    return getattr(dtype, "kind", None) in ("i", "u", "f")
+
+
+def _feature_column(frame: pd.DataFrame, name: str) -> pd.Series:
+    column = frame[name]
+    # Of repeated columns, a record (``to_dict``) keeps the last.
+    return column.iloc[:, -1] if isinstance(column, pd.DataFrame) else column
+
+
+def _cells(column: pd.Series, positions: np.ndarray) -> list[object]:
+    """The values at ``positions`` as ``DataFrame.to_dict("records")`` gives them (Python
+    scalars for numpy ones, None for pandas' NA): what a record built from the row holds."""
+    if not len(positions):
+        return []
+    part = column.iloc[positions].to_frame(name=0)
+    return [record[0] for record in part.to_dict("records")]
+
+
+def _distinct(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's code and the position of the first row of each code, where rows of one
+    code hold values that every rule treats alike (equal bits, equal text, or equal values
+    of one Python type: True == 1 == 1.0 and 0.0 == -0.0, but they are written apart)."""
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biufmM" and dtype.itemsize in (1, 2, 4, 8):
+        bits = np.ascontiguousarray(column.to_numpy()).view(f"u{dtype.itemsize}")
+        _, first, codes = np.unique(bits, return_index=True, return_inverse=True)
+        return codes.reshape(-1), first
+    if isinstance(dtype, pd.StringDtype):  # text, or the type's one missing value
+        codes, uniques = pd.factorize(column)
+        codes = np.where(codes < 0, len(uniques), codes)  # missing: one more code
+        first = np.full(len(uniques) + 1, len(codes))
+        np.minimum.at(first, codes, np.arange(len(codes)))
+        return codes, first[first < len(codes)]  # no missing value: no row for its code
+    return _distinct_objects(list(column))
+
+
+def _distinct_objects(values: list[object]) -> tuple[np.ndarray, np.ndarray]:
+    """``_distinct`` for Python objects: values without a key are each their own code."""
+    codes: list[int] = []
+    first: list[int] = []
+    seen: dict[object, int] = {}
+    for position, value in enumerate(values):
+        key = _value_key(value)
+        code = seen.get(key) if key is not None else None
+        if code is None:
+            code = len(first)
+            first.append(position)
+            if key is not None:
+                seen[key] = code
+        codes.append(code)
+    return np.array(codes, dtype=np.intp), np.array(first, dtype=np.intp)
+
+
+def _value_key(value: object) -> object:
+    """A key equal only for values the rules cannot tell apart; None for values of other
+    types, which are judged one by one."""
+    kind = type(value)
+    if kind in (str, int, bool) or issubclass(kind, np.integer | np.bool_):
+        return kind, value
+    if value is None or value is pd.NA or value is pd.NaT:
+        return kind, None
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return kind, "NaN"  # every NaN is not measured
+        return kind, value, math.copysign(1.0, value)  # -0.0 is written "-0"
+    return None
 
 
 def _problem(index: int, spec: ColumnSpec, rule: ProblemRule, message: str) -> RecordProblem:
@@ -168,10 +293,9 @@ def frame_problems(validator: RecordValidator, frame: pd.DataFrame) -> list[Reco
     """``validator``'s problems in the rows of a table (record = row position), the rule the
     HTTP API applies to each JSON record; empty when a feature column is absent (scoring
     names the missing columns)."""
-    names = validator.feature_names
-    if any(name not in frame.columns for name in names):
+    if any(name not in frame.columns for name in validator.feature_names):
         return []
-    return validator.problems(frame[names].to_dict("records"))
+    return validator.frame_problems(frame)
 
 
 def rules_broken(problems: Sequence[RecordProblem], n_records: int) -> list[str]:
