@@ -311,3 +311,34 @@ def test_no_answer_when_the_audit_trail_cannot_be_written(tmp_path, derivation, 
     monkeypatch.setattr(AuditLog, "append", refuse)
     with pytest.raises(OSError, match="disk full"):
         model.predict(va.head(2))
+
+
+def test_evaluating_a_frame_is_audited_as_the_cli_is(trained, home, va):
+    from test_cli_models import audit_records
+
+    def evaluations() -> list[tuple]:
+        return [
+            (r["method"], r["model"], r["model_version"], r["n_records"])
+            for r in audit_records(home)
+            if r["route"] == "python evaluate"
+        ]
+
+    before = evaluations()
+    outcome = trained.evaluate(va, target="num")
+    assert evaluations() == [*before, ("PYTHON", "heart", 1, outcome.n_rows)]
+
+
+def test_no_evaluation_report_when_the_audit_trail_cannot_be_written(
+    trained, home, va, monkeypatch
+):
+    from medserve.security.audit import AuditLog
+
+    def refuse(self, entry):
+        raise OSError("disk full")
+
+    reports = home / "reports/heart/v1"
+    before = sorted(reports.glob("evaluation-*"))
+    monkeypatch.setattr(AuditLog, "append", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        trained.evaluate(va, target="num")
+    assert sorted(reports.glob("evaluation-*")) == before

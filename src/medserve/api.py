@@ -322,7 +322,8 @@ class Model:
         """External validation on labelled rows (another site, a later period), as
         `medserve evaluate`: metrics with 95% bootstrap CIs and a report stored beside the
         training report (``report_path``, ``report_html``). ``target`` names the outcome
-        column when it is not called as in training; the definition stays the model's."""
+        column when it is not called as in training; the definition stays the model's.
+        Audited as `medserve evaluate` is, before the report is written."""
         return evaluate_stored(
             self._settings,
             self.ref,
@@ -332,6 +333,7 @@ class Model:
             groups=groups,
             intended_use=intended_use,
             source_name=source_name,
+            channel="python",
         )
 
 

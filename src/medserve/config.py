@@ -5,14 +5,29 @@ from __future__ import annotations
 import bisect
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BatchPolicy(BaseModel):
+    """How a model's concurrent requests are coalesced into one scoring call: at most
+    ``max_size`` records together (a larger request is scored alone, never split), and a
+    request waits at most ``wait_ms`` for others to join it (see scoring/batching.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_size: int = Field(default=32, ge=1, le=100_000, description="Most records per batch.")
+    wait_ms: float = Field(
+        default=5.0, ge=0, le=60_000, description="Longest a request waits for others to join."
+    )
 
 
 class Settings(BaseSettings):
     """Where medserve keeps its state, and how it talks to its database."""
 
-    model_config = SettingsConfigDict(env_prefix="MEDSERVE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MEDSERVE_", extra="ignore", env_parse_none_str="null"
+    )
 
     home: Path = Field(default=Path(".medserve"), description="State directory.")
     database_url: str | None = Field(
@@ -49,6 +64,18 @@ class Settings(BaseSettings):
         "0 = look every key up on every request.",
     )
     serve_stage: str = Field(default="production", description="Stage served by default.")
+    batching: dict[str, BatchPolicy | None] = Field(
+        default_factory=dict,
+        description="Dynamic batching per model name, as JSON: "
+        '\'{"notes": {"max_size": 32, "wait_ms": 5}}\'; null turns it off for that model. '
+        "Overrides batching_default.",
+    )
+    batching_default: BatchPolicy | None = Field(
+        default_factory=BatchPolicy,
+        description="Batching for models not named in `batching` whose scorer has no fast "
+        "path (notes, EBM, imported models); null = none. Fast-path models are never "
+        "batched unless named.",
+    )
 
     def risk_bands(self, risks: list[float]) -> list[str]:
         """Each risk's band label ("low", "moderate", "high" by default)."""
@@ -62,6 +89,11 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        """The notes encoder's cache of embeddings (encrypted; safe to delete)."""
+        return self.home / "embeddings"
 
     @property
     def resolved_database_url(self) -> str:

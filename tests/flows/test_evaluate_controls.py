@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from medserve.config import Settings
-from medserve.errors import DataError
+from medserve.errors import DataError, SchemaError
 from medserve.flows import TrainRequest, train_and_register
 from medserve.flows.evaluate import evaluate_stored
 
@@ -149,3 +149,89 @@ def test_evaluate_warns_of_a_prevalence_shift_and_miscalibration(home, coded_hea
     assert "risks run too low" in intercept, intercept
     stored = json.loads(open(evaluated.report_path).read())
     assert rate in stored["notices"] and intercept in stored["notices"]
+
+
+def test_the_comparison_is_a_section_of_the_external_report_and_its_page(home, coded_heart):
+    """What `evaluate` puts beside development is in the stored report, which validates
+    against the published schema, and in its page, warnings included."""
+    import jsonschema_rs
+
+    from medserve.reporting.schema import published_schema
+
+    shifted = pd.concat(
+        [coded_heart[coded_heart.disease == 1], coded_heart[coded_heart.disease == 0][:40]]
+    )
+    evaluated = evaluate_stored(home, "heart", shifted, source_name="shifted.csv")
+    stored = json.loads(open(evaluated.report_path).read())
+    jsonschema_rs.validator_for(published_schema()).validate(stored)
+    section = stored["comparison"]
+    assert section == evaluated.to_json()["comparison"]
+    assert section["external"]["rows"] == len(shifted)
+    assert section["development"]["rows"] == 920
+    assert set(section["development"]["metrics"]) == set(section["external"]["metrics"]) == {
+        "auroc", "brier", "calibration_slope", "calibration_intercept",
+    }  # fmt: skip
+    (rate,) = [w for w in section["warnings"] if "event rate differs" in w]
+    assert rate in stored["notices"]
+
+    page = open(evaluated.report_html).read()
+    shown = page.split('<section id="comparison">', 1)[1].split("</section>", 1)[0]
+    assert "Development beside external performance" in shown
+    assert "92.7%" in shown and "55.3%" in shown  # the two event rates
+    assert "Calibration intercept" in shown and "event rate differs" in shown
+    assert 'href="#comparison"' in page
+
+
+def test_the_training_report_has_no_comparison(home):
+    from medserve.flows.common import training_report_of
+    from medserve.storage import Registry
+
+    with Registry(home) as registry:
+        version = registry.get("heart")
+    report = training_report_of(home, version)
+    stored = json.loads((home.home / version.report_path).read_text())
+    assert "comparison" not in stored and not hasattr(report, "comparison")
+    page = (home.home / version.report_path).with_suffix(".html").read_text()
+    assert 'id="comparison"' not in page
+
+
+def _implausible(coded_heart, at: int) -> pd.DataFrame:
+    """200 rows, the first without an outcome, and an age of 400 in the file's row ``at``."""
+    rows = coded_heart.head(200).copy().reset_index(drop=True)
+    rows["disease"] = rows["disease"].astype("Int64")
+    rows.loc[0, "disease"] = pd.NA
+    rows.loc[at - 1, "age"] = 400
+    return rows
+
+
+def test_strict_refuses_a_file_with_a_value_the_http_api_refuses_naming_its_row(home, coded_heart):
+    from test_cli_models import audit_records
+
+    reports = home.home / "reports/heart/v1"
+    before = sorted(reports.glob("evaluation-*")), len(audit_records(home.home))
+    with pytest.raises(SchemaError) as raised:
+        evaluate_stored(home, "heart", _implausible(coded_heart, 7), strict=True, source_name="x")
+    message = raised.value.render(lambda name: f"--{name}")
+    assert message.startswith("column 'age' row 7: 400 is outside the plausible range"), message
+    assert "without --strict" in message and "\n" not in message
+    assert (sorted(reports.glob("evaluation-*")), len(audit_records(home.home))) == before
+
+
+def test_without_strict_such_rows_are_measured_and_counted(home, coded_heart):
+    evaluated = evaluate_stored(home, "heart", _implausible(coded_heart, 7), source_name="x")
+    assert evaluated.n_rows == 199
+    (counted,) = [n for n in evaluated.notices if "HTTP API refuses" in n]
+    assert counted.startswith("1 of 199 rows hold values the HTTP API refuses"), counted
+
+
+def test_a_tiny_training_table_is_said_to_be_small_for_development(tmp_path, coded_heart):
+    forty = pd.concat(
+        [coded_heart[coded_heart.disease == 1][:20], coded_heart[coded_heart.disease == 0][:20]]
+    )
+    request = TrainRequest(
+        data=forty, target="disease", family="logistic", cv=3, name="tiny", source_name="t.csv"
+    )
+    trained = train_and_register(Settings(home=tmp_path / "home"), request)
+    (said,) = [n for n in trained.notices if n.startswith("the training data is small")]
+    assert "(40 rows, 20 events, 20 non-events" in said and "develop it on more data" in said
+    assert said in trained.report.notices

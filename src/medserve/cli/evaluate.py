@@ -52,6 +52,15 @@ def evaluate(
         typer.Option("--positive-if", help="Binarise a numeric outcome here, e.g. '>0'."),
     ] = None,
     seed: int = 0,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse the file (exit 2, no report) if any labelled row holds a value the "
+            "HTTP API refuses (422): out of the plausible range, unseen level, unreadable. By "
+            "default such rows are measured and counted in a notice.",
+        ),
+    ] = False,
     group: GroupOption = None,
     intended_use: IntendedUseOption = None,
     model_card: ModelCardOption = None,
@@ -71,6 +80,7 @@ def evaluate(
         positive=positive,
         positive_if=positive_if,
         seed=seed,
+        strict=strict,
         groups=group or [],
         intended_use=intended_use,
         model_card=model_card,
@@ -95,25 +105,24 @@ def evaluate(
 
 def comparison_table(comparison: DevelopmentComparison) -> Table:
     """Development (as the training report measured it) and external performance."""
-    developed = comparison.development_rows
-    split = comparison.development_split or "held-out test"
+    development, external = comparison.development, comparison.external
+    split = development.split or "held-out test"
     table = Table(title=f"Development ({split}) beside external", title_justify="left")
     table.add_column("")
     table.add_column(
-        f"development ({developed} rows)" if developed is not None else "development",
+        f"development ({development.rows} rows)" if development.rows is not None else "development",
         justify="right",
     )
-    table.add_column(f"external ({comparison.external_rows} rows)", justify="right")
-    before = comparison.development_event_rate
+    table.add_column(f"external ({external.rows} rows)", justify="right")
+    before = development.event_rate
     table.add_row(
-        "event rate",
-        f"{before:.1%}" if before is not None else "—",
-        f"{comparison.external_event_rate:.1%}",
+        "event rate", f"{before:.1%}" if before is not None else "—", f"{external.event_rate:.1%}"
     )
-    for name, (development, external) in comparison.metrics.items():
+    for name, measured in external.metrics.items():
+        developed = development.metrics.get(name)
         table.add_row(
             name,
-            metric_cell(development.model_dump()) if development is not None else "—",
-            metric_cell(external.model_dump()),
+            metric_cell(developed.model_dump()) if developed is not None else "—",
+            metric_cell(measured.model_dump()),
         )
     return table

@@ -33,6 +33,25 @@ ModelCardOption = Annotated[
     ),
 ]
 
+# Notes as features (train, schema): the text family reads them (``flows.notes``).
+TextOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--text",
+        help="Free-text column (clinical notes) the model reads, as sentence embeddings; "
+        "needs --deid unless --text-not-deidentified. With --model auto and --deid, the "
+        "notes de-identification scrubbed are read without it.",
+    ),
+]
+TextNotDeidentifiedOption = Annotated[
+    bool,
+    typer.Option(
+        "--text-not-deidentified",
+        help="Read --text notes that did not go through --deid; the report says the model "
+        "is not Safe Harbor de-identified.",
+    ),
+]
+
 # How a CSV file is read (train, schema, evaluate, predict, deid): guessed when not given.
 SepOption = Annotated[
     str | None,

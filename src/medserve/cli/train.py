@@ -28,6 +28,8 @@ from medserve.cli.options import (
     IntendedUseOption,
     ModelCardOption,
     SepOption,
+    TextNotDeidentifiedOption,
+    TextOption,
     read_options,
 )
 from medserve.config import Settings
@@ -113,6 +115,8 @@ def train(
         Path | None,
         typer.Option("--deid-policy", help="YAML de-identification policy (implies --deid)."),
     ] = None,
+    text: TextOption = None,
+    text_not_deidentified: TextNotDeidentifiedOption = False,
     sep: SepOption = None,
     decimal: DecimalOption = None,
     encoding: EncodingOption = None,
@@ -144,6 +148,8 @@ def train(
         deid=deid,
         deid_policy=deid_policy,
         read=read_options(sep, decimal, encoding),
+        text=text or None,
+        text_not_deidentified=text_not_deidentified,
     )
     with ProgressBar(enabled=not as_json) as progress:
         outcome = train_and_register(settings(), request, progress)
@@ -183,6 +189,8 @@ def show_schema(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write an editable YAML override file.")
     ] = None,
+    text: TextOption = None,
+    text_not_deidentified: TextNotDeidentifiedOption = False,
     sep: SepOption = None,
     decimal: DecimalOption = None,
     encoding: EncodingOption = None,
@@ -208,6 +216,8 @@ def show_schema(
             deid=deid,
             deid_policy=deid_policy,
             read=read_options(sep, decimal, encoding),
+            text=text or None,
+            text_not_deidentified=text_not_deidentified,
         )
     )
     if output is not None:

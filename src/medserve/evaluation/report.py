@@ -37,6 +37,7 @@ from medserve.evaluation.report_types import (
     ClassificationMetrics,
     DataSection,
     DecisionCurve,
+    DevelopmentComparison,
     Discrimination,
     Estimate,
     EvaluatedRows,
@@ -300,8 +301,10 @@ def evaluation_report(
     performance: Performance | None = None,
     explanations: Explanations | None = None,
     options: ReportOptions | None = None,
+    comparison: DevelopmentComparison | None = None,
 ) -> EvaluationReport:
-    """The report of an external validation of the stored ``version`` (a ModelVersion)."""
+    """The report of an external validation of the stored ``version`` (a ModelVersion),
+    with ``comparison``: its development performance beside the external one."""
     options = options or ReportOptions()
     return EvaluationReport(
         created_at=datetime.now(UTC),
@@ -321,6 +324,7 @@ def evaluation_report(
         explanations=explanations,
         intended_use=options.intended_use,
         notices=notices,
+        comparison=comparison,
     )
 
 

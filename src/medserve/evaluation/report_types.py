@@ -415,6 +415,41 @@ class Explanations(Section):
     distribution: list[ContributionBins]
 
 
+# --- external validation beside development -----------------------------------------------
+
+# The metrics an external validation shows beside the development ones.
+ComparedMetric = Literal["auroc", "brier", "calibration_slope", "calibration_intercept"]
+
+
+class DevelopmentPerformance(Section):
+    """The model as its training report measured it: on which rows (``split``), how many,
+    the training data's event rate, and the compared metrics; null throughout when the
+    version has no readable training report."""
+
+    split: str | None = None
+    rows: int | None = None
+    event_rate: float | None = None
+    metrics: dict[ComparedMetric, Estimate | None] = {}
+
+
+class ExternalPerformance(Section):
+    """The model on the external data: its labelled rows, their event rate and the metrics."""
+
+    rows: int
+    event_rate: float
+    metrics: dict[ComparedMetric, Estimate]
+
+
+class DevelopmentComparison(Section):
+    """Development beside external performance, each metric with its 95% CI, and the
+    warnings on what does not carry over (calibration-in-the-large off, the event rate
+    shifted)."""
+
+    development: DevelopmentPerformance
+    external: ExternalPerformance
+    warnings: list[str] = []
+
+
 # --- the reports ---------------------------------------------------------------------------
 
 
@@ -451,6 +486,8 @@ class EvaluationReport(_Report):
 
     kind: Literal["external validation"] = "external validation"
     model: ValidatedModel
+    # Null in reports written before it was kept.
+    comparison: DevelopmentComparison | None = None
 
 
 Report = TrainingReport | EvaluationReport

@@ -5,7 +5,7 @@ missing indicator), then carried through the model's recalibration, all in log-o
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,8 @@ from scipy.special import expit
 
 from medserve.errors import ExplanationUnavailable
 from medserve.explain.attribution import platt_of, raw_column_grouping
+from medserve.explain.sentences import METHOD as SENTENCES_METHOD
+from medserve.explain.sentences import SentenceEffect, sentence_effects
 from medserve.modeling.families import Attribution, find_family
 from medserve.modeling.model import TrainedModel
 
@@ -30,6 +32,9 @@ class Explanations:
     columns: tuple[str, ...]
     base_value: np.ndarray  # (records,)
     contributions: np.ndarray  # (records, columns)
+    # Per record, per note column: its sentences' effects (``explain.sentences``), where
+    # the model reads notes and the records were explained from raw rows.
+    sentences: tuple[dict[str, list[SentenceEffect]], ...] | None = None
 
     @property
     def log_odds(self) -> np.ndarray:
@@ -44,7 +49,7 @@ class Explanations:
 
     def record(self, index: int, summary: str) -> dict:
         """One record's explanation as the HTTP API and `predict --explain` write it."""
-        return {
+        record = {
             "space": self.space,
             "method": self.method,
             "base_value": float(self.base_value[index]),
@@ -53,6 +58,13 @@ class Explanations:
             ),
             "summary": summary,
         }
+        if self.sentences is not None:
+            record["sentences"] = {
+                column: [effect.to_dict() for effect in effects]
+                for column, effects in self.sentences[index].items()
+            }
+            record["sentences_method"] = SENTENCES_METHOD
+        return record
 
 
 class Explainer:
@@ -75,6 +87,8 @@ class Explainer:
         )
         self._grouping = raw_column_grouping(attributor.parts, self.columns)
         self._scale, self._shift = platt_of(model.calibrator)
+        self._notes = [spec.name for spec in model.schema.features if spec.type == "text"]
+        self._risk_of = model.predict_risk
         self.method = attributor.method + (
             ", carried through Platt recalibration" if self._scale != 1.0 else ""
         )
@@ -82,7 +96,11 @@ class Explainer:
     def explain_frame(self, frame: pd.DataFrame) -> Explanations:
         """Explain raw records (validated and typed by the schema first)."""
         prepared = self.schema.prepare(frame)
-        return self._explain(self._attribute(self._encode(prepared)))
+        explanations = self._explain(self._attribute(self._encode(prepared)))
+        if not self._notes:
+            return explanations
+        effects = sentence_effects(self._risk_of, frame, self._notes)
+        return replace(explanations, sentences=tuple(effects))
 
     def explain_matrix(self, matrix: np.ndarray) -> Explanations:
         """Explain records already encoded as the fitted preprocess step would (fast path)."""

@@ -10,6 +10,7 @@ import pandas as pd
 from medserve.data.schema import Schema
 from medserve.data.values import UnreadableValue, ValueReader
 from medserve.explain.explainer import Explanations
+from medserve.explain.sentences import SentenceEffect, described
 
 # Contributions smaller than this (log-odds) are not worth naming.
 NOTABLE_LOG_ODDS = 0.01
@@ -23,24 +24,38 @@ def summary_sentence(
     columns: Sequence[str],
     contributions: np.ndarray,
     values: Mapping[str, object],
+    sentences: Mapping[str, Sequence[SentenceEffect]] | None = None,
 ) -> str:
     """e.g. "Risk 0.72 (high). Raised most by: cp = asymptomatic, oldpeak = 2.3; lowered
-    most by: age = 41." — the record's own values are shown to whoever sent them."""
+    most by: age = 41." — the record's own values are shown to whoever sent them. A note
+    is named by the sentences that moved it most: "note: 'troponin elevated' raised risk"."""
     order = np.argsort(-contributions, kind="stable")
     raising = [j for j in order[:MOST_RAISING] if contributions[j] > NOTABLE_LOG_ODDS]
     lowering = [j for j in order[::-1][:MOST_LOWERING] if contributions[j] < -NOTABLE_LOG_ODDS]
     sentence = f"Risk {risk:.2f} ({band})."
     if raising:
-        sentence += " Raised most by: " + _named(raising, columns, values)
+        sentence += " Raised most by: " + _named(raising, columns, values, sentences, True)
     else:
         sentence += " No input raised it notably"
     if lowering:
-        sentence += "; lowered most by: " + _named(lowering, columns, values)
+        sentence += "; lowered most by: " + _named(lowering, columns, values, sentences, False)
     return sentence + "."
 
 
-def _named(indices: list[int], columns: Sequence[str], values: Mapping[str, object]) -> str:
-    return ", ".join(f"{columns[j]} = {_shown(values.get(columns[j]))}" for j in indices)
+def _named(
+    indices: list[int],
+    columns: Sequence[str],
+    values: Mapping[str, object],
+    sentences: Mapping[str, Sequence[SentenceEffect]] | None,
+    raised: bool,
+) -> str:
+    named = []
+    for j in indices:
+        column = columns[j]
+        effects = (sentences or {}).get(column)
+        note = described(column, effects, raised) if effects else None
+        named.append(note or f"{column} = {_shown(values.get(column))}")
+    return ", ".join(named)
 
 
 def explained(
@@ -62,6 +77,7 @@ def explained(
                 explanations.columns,
                 contributions,
                 as_read(rows[i], readers) if readers else rows[i],
+                explanations.sentences[i] if explanations.sentences is not None else None,
             ),
         )
         for i, contributions in enumerate(explanations.contributions)

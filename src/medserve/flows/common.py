@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+from contextlib import AbstractContextManager
 from importlib import metadata
 from typing import Any
 
@@ -18,10 +19,12 @@ from medserve.errors import DataError
 from medserve.evaluation import Metric
 from medserve.evaluation.report_types import Explanations, TrainingReport, parse_report
 from medserve.explain import report_section
+from medserve.features.text import storing_embeddings
 from medserve.modeling import TrainedModel
 from medserve.modeling.families import Composite, get_family
 from medserve.storage import ModelVersion, Registry
 from medserve.storage.artifacts import resolve_in_home
+from medserve.storage.embeddings import EmbeddingStore
 
 # What every model's lineage records; each family adds the distributions it needs.
 CORE_LIBRARIES = ("numpy", "pandas", "scikit-learn", "scipy", "statsmodels", "matplotlib")
@@ -106,3 +109,9 @@ def training_report_of(settings: Settings, version: ModelVersion) -> TrainingRep
 def explanations_of(model: TrainedModel, rows: pd.DataFrame) -> Explanations:
     """The report's explanations section: aggregates of the contributions over ``rows``."""
     return Explanations.model_validate(report_section(model, rows))
+
+
+def notes_cached(settings: Settings) -> AbstractContextManager[None]:
+    """Inside the block, notes encoded for a text model are remembered in the home's
+    encrypted embedding cache (``storage.embeddings``), across runs."""
+    return storing_embeddings(EmbeddingStore(settings))

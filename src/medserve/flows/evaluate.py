@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from medserve.config import Settings
@@ -15,106 +14,26 @@ from medserve.data.disclosure import withheld_columns
 from medserve.data.outcome import Outcome, resolve_outcome
 from medserve.errors import DataError, Location, option
 from medserve.evaluation import Metric, evaluate_predictions
+from medserve.evaluation.comparison import compare_with_development
 from medserve.evaluation.report import (
     ReportOptions,
     data_section,
     evaluation_report,
     performance_sections,
 )
-from medserve.evaluation.report_types import Estimate, TrainingReport
+from medserve.evaluation.report_types import DevelopmentComparison
 from medserve.flows.common import explanations_of, load_model, result_json, training_report_of
 from medserve.flows.notices import warnings_as_notices
+from medserve.flows.predict import refuse_problems
 from medserve.flows.report import write_report_files
 from medserve.flows.tables import Table, read_source
 from medserve.flows.train import small_sample_notice
 from medserve.modeling.train import labelled_rows
 from medserve.scoring.validation import RecordValidator, frame_problems, problems_notice
+from medserve.security.local_audit import record_local_action
 from medserve.storage import ModelVersion, Registry
 
-# The metrics shown beside the development ones (as the training report measured them).
-COMPARED_METRICS = ("auroc", "brier", "calibration_slope", "calibration_intercept")
-# An event rate this many times the development one (or its inverse) is a prevalence shift:
-# calibration-in-the-large, PPV and NPV will not carry over.
-PREVALENCE_SHIFT = 1.5
-
-
-@dataclass(frozen=True)
-class DevelopmentComparison:
-    """The training report's metrics beside the external ones."""
-
-    # Development: the rows the training report's metrics were measured on (the held-out
-    # split, or every row out of fold), what they were, and the training data's event
-    # rate (None when the version has no readable training report).
-    development_rows: int | None
-    development_event_rate: float | None
-    external_rows: int
-    external_event_rate: float
-    # metric name → (development, external) estimates with their 95% CIs
-    metrics: dict[str, tuple[Estimate | None, Estimate]]
-    development_split: str | None = None
-
-    def notices(self) -> list[str]:
-        """Warnings on calibration-in-the-large and on a shift of the event rate."""
-        said = []
-        intercept = self.metrics["calibration_intercept"][1]
-        low, high = intercept.ci95
-        if intercept.estimate is not None and low is not None and high is not None:
-            if low > 0 or high < 0:
-                direction = "too low" if intercept.estimate > 0 else "too high"
-                said.append(
-                    f"calibration-in-the-large is off: the calibration intercept is "
-                    f"{intercept.estimate:.2f} (95% CI {low:.2f} to {high:.2f}), so 0 is "
-                    f"outside its interval: the model's risks run {direction} on this data; "
-                    "recalibrate it here before relying on its risks"
-                )
-        before, now = self.development_event_rate, self.external_event_rate
-        if before and now and not 1 / PREVALENCE_SHIFT <= now / before <= PREVALENCE_SHIFT:
-            said.append(
-                f"the event rate differs from development: {now:.1%} here against "
-                f"{before:.1%} in the training data ({now / before:.2f} times); calibration, "
-                "PPV and NPV do not carry over a prevalence shift"
-            )
-        return said
-
-    def to_json(self) -> dict[str, Any]:
-        def side(rows: int | None, rate: float | None, index: int) -> dict[str, Any]:
-            estimates = {
-                name: pair[index].model_dump(mode="json") if pair[index] else None
-                for name, pair in self.metrics.items()
-            }
-            return {"rows": rows, "event_rate": rate, "metrics": estimates}
-
-        return {
-            "development": {
-                "split": self.development_split,
-                **side(self.development_rows, self.development_event_rate, 0),
-            },
-            "external": side(self.external_rows, self.external_event_rate, 1),
-        }
-
-
-def compare_with_development(
-    trained: TrainingReport | None, metrics: dict[str, Metric], labels: np.ndarray
-) -> DevelopmentComparison:
-    """The external ``metrics`` beside the training report's metrics."""
-    developed = trained.metrics if trained is not None else None
-    measured = None
-    if trained is not None:
-        measured = trained.evaluated_rows.n if trained.evaluated_rows else trained.split.n_test
-    return DevelopmentComparison(
-        development_split=developed.split if developed is not None else None,
-        development_rows=measured,
-        development_event_rate=trained.data.event_rate if trained is not None else None,
-        external_rows=len(labels),
-        external_event_rate=float(np.mean(labels)),
-        metrics={
-            name: (
-                getattr(developed, name) if developed is not None else None,
-                Estimate.of(metrics[name]),
-            )
-            for name in COMPARED_METRICS
-        },
-    )
+__all__ = ["DevelopmentComparison", "EvaluationOutcome", "evaluate_stored"]
 
 
 @dataclass
@@ -133,7 +52,7 @@ class EvaluationOutcome:
             **result_json(self.version, self.metrics),
             "n_rows": self.n_rows,
             "n_events": self.n_events,
-            "comparison": self.comparison.to_json() if self.comparison else None,
+            "comparison": self.comparison.model_dump(mode="json") if self.comparison else None,
             "notices": self.notices,
             "report": self.report_path,
             "report_html": self.report_html,
@@ -154,12 +73,19 @@ def evaluate_stored(
     read: ReadOptions | None = None,
     positive: str | None = None,
     positive_if: str | None = None,
+    strict: bool = False,
+    channel: str = "cli",
 ) -> EvaluationOutcome:
     """External validation: score new labelled data with a stored model and measure it.
 
     ``data`` is a file or a DataFrame (named ``source_name`` in the report, or "DataFrame").
     ``positive`` (the event's value) or ``positive_if`` (a rule such as '>0') define the
-    event where the data codes the outcome differently from the training data."""
+    event where the data codes the outcome differently from the training data.
+
+    Each labelled row is checked by the HTTP API's rule (``scoring.validation``): a notice
+    counts the rows it would refuse, or with ``strict`` such a file is refused (the first
+    such row named) before anything is scored. The audit trail records the evaluation
+    (``channel`` "cli" or "python") before the report is written: no record, no report."""
     source = read_source(data, source_name, read=read)
     frame = source.frame.reset_index(drop=True)  # rows are counted by position
     with Registry(settings) as registry:
@@ -190,8 +116,13 @@ def evaluate_stored(
             f"levels never seen in training were scored as no known level: {counts}; the "
             "model has learnt nothing about them, so its risks there deserve less trust"
         )
-    # The HTTP API's rule, as `medserve predict` applies it: counted, never silent.
-    checked = problems_notice(frame_problems(RecordValidator(schema), rows), len(rows))
+    # The HTTP API's rule, as `medserve predict` applies it: counted, never silent; with
+    # `strict`, refused. Checked on the whole frame so that a problem names the file's row.
+    labelled = set(rows.index)
+    problems = [p for p in frame_problems(RecordValidator(schema), frame) if p.record in labelled]
+    if strict:
+        refuse_problems(problems)
+    checked = problems_notice(problems, len(rows))
     notices += [checked] if checked else []
     if labels.min() == labels.max():
         raise DataError(
@@ -219,7 +150,7 @@ def evaluate_stored(
         explanations = explanations_of(model, rows)
     small = small_sample_notice(f"{source.name} (the external data)", labels)
     comparison = compare_with_development(trained, metrics, labels)
-    notices.extend(([small] if small else []) + comparison.notices())
+    notices.extend(([small] if small else []) + comparison.warnings)
     report = evaluation_report(
         version=version,
         data=data_section(
@@ -230,7 +161,14 @@ def evaluate_stored(
         performance=performance,
         explanations=explanations,
         options=report_options,
+        comparison=comparison,
     )
+    # Patients' labelled records were scored: the trail says who, with which model and how
+    # many, before the report is written (no record, no report: fail closed).
+    with Registry(settings) as registry:
+        record_local_action(
+            settings, registry.engine, "evaluate", version, n_records=len(rows), channel=channel
+        )
     report_path = _evaluation_report_path(settings, version)
     report_html = write_report_files(report_path, report, version.ref)
     return EvaluationOutcome(

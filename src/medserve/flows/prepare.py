@@ -26,6 +26,7 @@ from medserve.deid import KEY_PURPOSE as DEID_KEY_PURPOSE
 from medserve.deid.training import deidentify_for_training, schema_record
 from medserve.errors import ConfigError, option
 from medserve.evaluation.report import ReportOptions
+from medserve.flows.notes import choose_notes
 from medserve.flows.tables import Source, Table, read_source
 from medserve.modeling import ThresholdRule, TrainOptions
 from medserve.modeling.train import DEFAULT_TIME_LIMIT
@@ -60,6 +61,8 @@ class TrainRequest:
     deid_policy: Path | None = None
     source_name: str | None = None
     read: ReadOptions | None = None  # a CSV's delimiter, decimal mark and encoding
+    text: list[str] | None = None  # notes columns the model reads (``flows.notes``)
+    text_not_deidentified: bool = False  # read notes that did not go through --deid
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,13 @@ def infer_training_schema(request: TrainRequest, deid_key: Callable[[], bytes]) 
                 "notices": deid_notices + schema.notices,
             }
         )
+    schema = choose_notes(
+        schema,
+        text=request.text,
+        family=request.family,
+        deidentified=deid_report,
+        not_deidentified=request.text_not_deidentified,
+    )
     return InferredTable(source, frame, schema, deid_report)
 
 

@@ -31,7 +31,12 @@ from medserve.evaluation.report_types import (
     Performance,
     TrainingReport,
 )
-from medserve.flows.common import explanations_of, library_versions, result_json
+from medserve.flows.common import (
+    explanations_of,
+    library_versions,
+    notes_cached,
+    result_json,
+)
 from medserve.flows.notices import warnings_as_notices
 from medserve.flows.prepare import (
     Prepared,
@@ -108,8 +113,9 @@ def train_and_register(
     """Read, infer the schema, train and select, validate internally, register."""
     prepared = prepare(settings, request)
     check_registry(settings, prepared.name)
-    result = fit(prepared, progress)
-    assessment = assess(prepared, result)
+    with notes_cached(settings):  # notes are encoded once, kept encrypted (features.text)
+        result = fit(prepared, progress)
+        assessment = assess(prepared, result)
     libraries = library_versions(result.model)
     params = training_params(request, result)
     report = build_report(prepared, result, assessment, params=params, libraries=libraries)
@@ -168,10 +174,14 @@ def assess(prepared: Prepared, result: TrainResult) -> Assessment:
             seed=seed,
         )
         explanations = explanations_of(model, validation.rows)
-    small = small_sample_notice(what, validation.y)
-    if validation.method != "holdout":
-        small = small or small_sample_notice("the training data", validation.y)
-    notices = warned + ([small] if small else [])
+    # Two notices where they are small: the rows measured (wide CIs), and the rows the
+    # registered model was fitted on (an unstable fit): all of them, or the training split.
+    fitted_on = "the training split" if validation.method == "holdout" else "the training data"
+    small = [
+        small_sample_notice(what, validation.y),
+        small_sample_notice(fitted_on, result.split.y_train, DEVELOPMENT_CONSEQUENCE),
+    ]
+    notices = warned + [notice for notice in small if notice]
     return Assessment(metrics, performance, explanations, notices, internal_validation(validation))
 
 
@@ -245,16 +255,28 @@ def _corrected(metrics: dict[str, Metric], validation: Validation) -> dict[str, 
     return corrected
 
 
-def small_sample_notice(what: str, labels: Any) -> str | None:
-    """A notice when ``labels`` (0/1) are too few to measure a model on, else None."""
+MEASURE_CONSEQUENCE = (
+    "its metrics' 95% CIs are wide and its estimates unstable; measure the model on more "
+    "data before relying on it"
+)
+DEVELOPMENT_CONSEQUENCE = (
+    "a model fitted on so few patients is unstable (another sample of the same size could "
+    "give other coefficients and risks) and overfits easily; develop it on more data before "
+    "relying on it"
+)
+
+
+def small_sample_notice(
+    what: str, labels: Any, consequence: str = MEASURE_CONSEQUENCE
+) -> str | None:
+    """A notice when ``labels`` (0/1) are too few to measure a model on (or, with the
+    development ``consequence``, to fit one on), else None."""
     n, events = len(labels), int(sum(labels))
     if n >= SMALL_SAMPLE_ROWS and min(events, n - events) >= MIN_EVENTS:
         return None
     return (
         f"{what} is small ({n} rows, {events} events, {n - events} non-events; medserve "
-        f"suggests at least {SMALL_SAMPLE_ROWS} rows and {MIN_EVENTS} of each): its metrics' "
-        "95% CIs are wide and its estimates unstable; measure the model on more data before "
-        "relying on it"
+        f"suggests at least {SMALL_SAMPLE_ROWS} rows and {MIN_EVENTS} of each): {consequence}"
     )
 
 

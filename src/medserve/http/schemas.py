@@ -50,6 +50,14 @@ class PredictRequest(BaseModel):
     )
 
 
+class SentenceEffect(BaseModel):
+    sentence: str
+    log_odds: float = Field(
+        description="What the sentence adds to the log-odds: the note's less the note's "
+        "without it (positive: it raised the risk)."
+    )
+
+
 class Explanation(BaseModel):
     space: Literal["log-odds", "probability"] = Field(
         description="The scale contributions add up on: base_value + Σ contributions = the "
@@ -61,6 +69,12 @@ class Explanation(BaseModel):
         description="Per raw input column (one-hot parts summed back), in `space` units."
     )
     summary: str = Field(description="One sentence a clinician can read.")
+    sentences: dict[str, list[SentenceEffect]] | None = Field(
+        default=None,
+        description="A model that reads notes: per note field, its sentences, those that "
+        "moved the risk most first (leave-one-sentence-out).",
+    )
+    sentences_method: str | None = Field(default=None, description="How `sentences` was found.")
 
 
 class Prediction(BaseModel):

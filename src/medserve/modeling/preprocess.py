@@ -3,6 +3,9 @@ encoding that tolerates unseen levels, and scaling where the family needs it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -12,15 +15,26 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from medserve.data.schema import Schema
 
 MISSING_LEVEL = "(missing)"
+# The ColumnTransformer's name for a notes column's step: NOTES_STEP + the column.
+NOTES_STEP = "notes:"
 
 
-def build_preprocessor(schema: Schema, *, impute: bool = True, scale: bool = True):
+def build_preprocessor(
+    schema: Schema,
+    *,
+    impute: bool = True,
+    scale: bool = True,
+    notes: Callable[[], Any] | None = None,
+):
     """A ColumnTransformer from the prepared feature frame to the model's numeric matrix.
 
     ``impute=False`` keeps NaN for families that route missing values themselves
-    (LightGBM); ``scale=False`` skips standardisation (trees; the reference network in bench/)."""
+    (LightGBM); ``scale=False`` skips standardisation (trees; the reference network in bench/).
+    Text features are read by the families that read notes: ``notes`` makes each one's
+    step (``features.embedding.NoteEmbedding``); without it they are left out."""
     numeric = [c.name for c in schema.features if c.numeric_encoded]
-    levels = [c for c in schema.features if not c.numeric_encoded]
+    levels = [c for c in schema.features if not c.numeric_encoded and c.type != "text"]
+    texts = [c.name for c in schema.features if c.type == "text"]
     steps = []
     if impute:
         steps.append(("impute", SimpleImputer(strategy="median", add_indicator=True)))
@@ -45,6 +59,8 @@ def build_preprocessor(schema: Schema, *, impute: bool = True, scale: bool = Tru
         transformers.append(("numeric", numeric_step, numeric))
     if levels:
         transformers.append(("levels", categorical_step, [c.name for c in levels]))
+    if notes is not None:
+        transformers.extend((f"{NOTES_STEP}{name}", notes(), [name]) for name in texts)
     return ColumnTransformer(transformers, sparse_threshold=0.0, verbose_feature_names_out=False)
 
 
@@ -61,4 +77,6 @@ def encoded_sources(preprocessor: ColumnTransformer) -> list[str]:
             encoder = step.named_steps["onehot"]
             for column, categories in zip(columns, encoder.categories_, strict=True):
                 sources.extend([column] * len(categories))
+        elif name.startswith(NOTES_STEP):
+            sources.extend([columns[0]] * step.width_)
     return sources

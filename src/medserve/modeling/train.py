@@ -22,6 +22,7 @@ from medserve.modeling.families import (
     family_names,
     find_family,
     get_family,
+    reads_text,
     refit_twin,
 )
 from medserve.modeling.model import BACKGROUND_ROWS, TrainedModel
@@ -105,9 +106,10 @@ class TrainOptions:
         check_method(self.validation)
         check_time_limit(self.time_limit)
 
-    def candidates(self) -> tuple[str, ...]:
+    def candidates(self, schema: Schema | None = None) -> tuple[str, ...]:
+        """The families to cross-validate on a table of ``schema``."""
         if self.family == AUTO:
-            return auto_candidates()
+            return auto_candidates(schema)
         chosen = tuple(dict.fromkeys(part.strip() for part in self.family.split(",")))
         unknown = [name for name in chosen if find_family(name) is None]
         if unknown or not all(chosen):
@@ -196,6 +198,40 @@ def folds_for(y: np.ndarray, requested: int, notices: list[str]) -> int:
     return requested
 
 
+def check_reads(families: tuple[str, ...], schema: Schema) -> None:
+    """ConfigError where the families and the table's notes do not meet: a family that
+    reads notes on a table without a text feature, or notes no family would read."""
+    notes = [spec.name for spec in schema.features if spec.type == "text"]
+    readers = [name for name in families if reads_text(name)]
+    if readers and not notes:
+        raise ConfigError(
+            f"the {readers[0]} family reads notes, and the table has no text feature; name "
+            f"the notes column with {option('text')}"
+        )
+    if notes and not readers:
+        raise ConfigError(
+            f"'{notes[0]}' is a text feature, and {', '.join(families)} reads no notes; "
+            f"choose {option('family')} {AUTO} or text, or leave out {option('text')}"
+        )
+
+
+def notes_left_out(schema: Schema, families: set[str]) -> tuple[Schema, str | None]:
+    """The final model's schema: its text features kept only when a family it is made of
+    reads notes (otherwise it would ask for notes it never reads), and the notice."""
+    notes = [spec.name for spec in schema.features if spec.type == "text"]
+    if not notes or any(reads_text(name) for name in families):
+        return schema, None
+    columns = [
+        spec.model_copy(update={"role": "text"}) if spec.name in notes else spec
+        for spec in schema.columns
+    ]
+    notice = (
+        f"notes: the chosen model reads no notes (the tabular candidates did as well or "
+        f"better on the folds), so {', '.join(repr(n) for n in notes)} is not a feature of it"
+    )
+    return schema.model_copy(update={"columns": columns}), notice
+
+
 def _check_refittable(candidates: list[Candidate], schema: Schema, seed: int) -> None:
     """Before any fitting: every candidate can be refitted on bootstrap resamples with its
     settings fixed (a family that cannot says so with a ConfigError)."""
@@ -223,7 +259,8 @@ def train_model(
 def _train(
     frame: pd.DataFrame, schema: Schema, options: TrainOptions, progress: Progress | None
 ) -> TrainResult:
-    families = options.candidates()
+    families = options.candidates(schema)
+    check_reads(families, schema)
     split, notices = split_rows(frame, schema, options)
     X = schema.prepare(split.train)
     y = split.y_train
@@ -233,6 +270,10 @@ def _train(
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=options.seed)
     folds = list(splitter.split(X, y))
     resamples = options.resamples if options.validation == "bootstrap" else 0
+    for name in families:  # inputs computed once for every fold (the notes' embeddings)
+        encode_inputs = getattr(get_family(name), "encode_inputs", None)
+        if encode_inputs is not None:
+            encode_inputs(X, schema, progress)
     search = Search(
         schema,
         X,
@@ -291,6 +332,9 @@ def _train(
     threshold = choose_threshold(y, oof_risk, options.threshold_rule)
 
     family, pipeline = unfitted_model(chosen, leaderboard, schema, options.seed)
+    schema, left_out = notes_left_out(schema, _families_of(chosen, leaderboard))
+    if left_out:
+        notices.append(left_out)
     pipeline.fit(X, y)
     where = "the training split" if options.validation == "holdout" else f"all {len(y)} rows"
     search.tick(f"refitting {chosen.family} on {where}")
@@ -302,8 +346,14 @@ def _train(
         threshold_rule=options.threshold_rule.describe(),
         calibrator=calibrator,
         info={"calibration": calibration, "cv_folds": n_folds, "candidate": chosen.family},
-        background=X.sample(n=min(BACKGROUND_ROWS, len(X)), random_state=options.seed),
+        background=X[schema.feature_names].sample(
+            n=min(BACKGROUND_ROWS, len(X)), random_state=options.seed
+        ),
     )
+    if any(spec.type == "text" for spec in schema.features):
+        from medserve.features.text import lineage
+
+        model.info["notes_encoder"] = lineage().to_dict()  # the weights' sha256 checked
     validation = _validate(model, split, X, y, oof_risk, options, search)
     return TrainResult(
         model=model,
@@ -320,6 +370,19 @@ def _train(
             else ""
         ),
     )
+
+
+def _families_of(chosen: CandidateResult, results: list[CandidateResult]) -> set[str]:
+    """The families the chosen candidate is made of (a blend: its weighted members')."""
+    if chosen.weights is None:
+        assert chosen.candidate is not None
+        return {chosen.candidate.family}
+    by_label = {r.family: r for r in results}
+    return {
+        by_label[label].candidate.family
+        for label, weight in chosen.weights.items()
+        if weight > 0 and by_label[label].candidate is not None
+    }
 
 
 def _validate(model, split, X, y, oof_risk, options, search) -> Validation:

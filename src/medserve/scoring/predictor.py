@@ -42,15 +42,22 @@ class Explanation:
     base_value: float
     contributions: dict[str, float]
     summary: str
+    # A model that reads notes: per note column, its sentences' effects (log-odds).
+    sentences: dict[str, list[dict[str, object]]] | None = None
+    sentences_method: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        found: dict[str, object] = {
             "space": self.space,
             "method": self.method,
             "base_value": self.base_value,
             "contributions": self.contributions,
             "summary": self.summary,
         }
+        if self.sentences is not None:
+            found["sentences"] = self.sentences
+            found["sentences_method"] = self.sentences_method
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +100,20 @@ class Predictor:
         """One prediction per record, in record order. InvalidRecords when any record breaks
         the schema; ExplanationUnavailable when ``explain`` and the model cannot be."""
         self.admit(len(records))
+        self.validate(served, records)
+        return self.scored(served, records, explain=explain)
+
+    def validate(self, served: ServedModel, records: Sequence[Record]) -> None:
+        """InvalidRecords when any record breaks the model's schema."""
         problems = served.validator.problems(records)
         if problems:
             raise InvalidRecords(problems[:MAX_PROBLEMS_LISTED])
+
+    def scored(
+        self, served: ServedModel, records: Sequence[Record], *, explain: bool = False
+    ) -> list[Prediction]:
+        """``predict`` for records already admitted and validated (scoring/batching.py
+        checks each request's own records, then scores many requests' records at once)."""
         if explain:
             risk, explanations = _explained_risk(served, records)
         else:

@@ -30,9 +30,13 @@ from medserve.data.values import (
     unseen_level_message,
 )
 
-ProblemRule = Literal["required", "type", "range", "category"]
+ProblemRule = Literal["required", "type", "range", "category", "length"]
 # A rule a value breaks and what is wrong with it, before "record N, field 'x': ".
 Finding = tuple[ProblemRule, str]
+
+# The longest note a request may carry (characters): a clinical note is a few thousand;
+# the encoder reads windows of it, so the cost of a request grows with its length.
+MAX_NOTE_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ class _FeatureRules:
 
     def finding(self, value: object) -> Finding | None:
         """The rule ``value`` breaks and why; None when it fits."""
+        if self.spec.type == "text":
+            return _note_finding(value)
         if self.reader.numeric:
             return self._number_finding(value)
         return self._level_finding(value)
@@ -203,6 +209,20 @@ class _FeatureRules:
         if level is None or not self.reader.unseen(level):
             return None
         return "category", unseen_level_message(value, self.levels_shown, "null")
+
+
+def _note_finding(value: object) -> Finding | None:
+    """A note is text (or absent: not written) of at most MAX_NOTE_CHARS characters."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if not isinstance(value, str):
+        return "type", f"a note must be text, not {type(value).__name__}"
+    if len(value) > MAX_NOTE_CHARS:
+        return "length", (
+            f"the note has {len(value):,} characters, over the limit of {MAX_NOTE_CHARS:,}; "
+            "send its most recent part"
+        )
+    return None
 
 
 def _holds_numbers(dtype: object) -> bool:
@@ -286,6 +306,7 @@ RULE_MEANING: dict[ProblemRule, str] = {
     "type": "not readable as its kind of value",
     "range": "outside the plausible range",
     "category": "a level never seen in training",
+    "length": "a note over the length limit",
 }
 
 

@@ -51,7 +51,13 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from medserve.config import Settings
 from medserve.core.files import write_file_atomic
-from medserve.errors import ConfigError, IntegrityError, MedserveError, RegistryError
+from medserve.errors import (
+    ConfigError,
+    IntegrityError,
+    MedserveError,
+    RegistryError,
+    option,
+)
 from medserve.storage.artifacts import read_artifact, resolve_in_home
 from medserve.storage.integrity import check_version, version_key
 from medserve.storage.registry import ModelVersion, Registry, check_name
@@ -230,8 +236,8 @@ def _recorded_or_removed(
             raise RegistryError(
                 f"bundle {path} was imported as {version.ref}, but the audit record of the "
                 f"import could not be written ({reason}) and removing the version again "
-                f"failed ({_reason(undo)}): delete it with `medserve models delete "
-                f"{version.ref} --force`"
+                f"failed ({_reason(undo)}): delete it (`medserve models delete "
+                f"{version.ref}` with {option('force')})"
             ) from error
         if version.report_path is not None:  # the name's folder, when this was its only one
             with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -25,11 +26,13 @@ from sqlalchemy.orm import Session
 
 from medserve.config import Settings
 from medserve.core.files import DIR_MODE, loose_mode, write_file_atomic
+from medserve.core.stored_files import STORED_FILES, reading_stored_files
 from medserve.core.user import login_name
-from medserve.errors import ConfigError, ModelNotFound, RegistryError, option
+from medserve.errors import ConfigError, IntegrityError, ModelNotFound, RegistryError, option
 from medserve.storage.artifacts import (
     delete_artifact,
     read_artifact,
+    read_artifact_to,
     resolve_in_home,
     write_artifact,
 )
@@ -328,7 +331,10 @@ class Registry:
         payload = read_artifact(
             self._settings, model_version.artifact_path, model_version.artifact_sha256
         )
-        model = joblib.load(io.BytesIO(payload))
+        # A model that keeps files beside its artifact (imported weights) restores them
+        # while it is unpickled, through this reader (``core.stored_files``).
+        with reading_stored_files(functools.partial(read_artifact_to, self._settings)):
+            model = joblib.load(io.BytesIO(payload))
         check_threshold(model_version, model)
         return model
 
@@ -378,6 +384,9 @@ class Registry:
             removed = ModelVersion.from_row(target)
             session.delete(target)
         delete_artifact(self._settings, removed.artifact_path)
+        for stored in (removed.lineage or {}).get(STORED_FILES) or []:
+            if (path := _stored_artifact_path(self._settings, stored)) is not None:
+                delete_artifact(self._settings, path)  # an imported model's weights
         if removed.report_path is not None:
             reports = resolve_in_home(self._settings, removed.report_path).parent
             for path in sorted(reports.glob("*")) if reports.is_dir() else []:
@@ -418,6 +427,17 @@ def _warn_if_loose(settings: Settings, url: str) -> None:
                 fix,
                 path,
             )
+
+
+def _stored_artifact_path(settings: Settings, stored: Any) -> str | None:
+    """A stored file's artifact path from a row's lineage, or None unless it lies in the
+    artifacts folder (a row never makes the registry delete anything else)."""
+    path = str(stored.get("artifact_path") or "") if isinstance(stored, dict) else ""
+    artifacts = settings.artifacts_dir.resolve()
+    with contextlib.suppress(IntegrityError):
+        if path and resolve_in_home(settings, path).is_relative_to(artifacts):
+            return path
+    return None
 
 
 def check_name(name: str) -> None:

@@ -10,7 +10,16 @@ A new family is one module with a class that implements ``Family`` (see base.py)
 to ``BUILTIN`` below, or registered from outside with ``register_family``.
 """
 
-from medserve.modeling.families import blend, ebm, lightgbm, logistic, mlp
+from medserve.modeling.families import (
+    blend,
+    ebm,
+    lightgbm,
+    logistic,
+    mlp,
+    onnx,
+    text,
+    transformer,
+)
 from medserve.modeling.families.base import (
     AUTO,
     Attribution,
@@ -33,6 +42,7 @@ from medserve.modeling.families.base import (
     get_family,
     make_pipeline,
     matrix_attributor,
+    reads_text,
     refit_twin,
     register_family,
     registered_family,
@@ -52,6 +62,9 @@ BUILTIN: tuple[Family, ...] = (
     lightgbm.FAMILY,
     mlp.FAMILY,
     ebm.FAMILY,
+    text.FAMILY,
+    onnx.FAMILY,
+    transformer.FAMILY,
     blend.FAMILY,
 )
 for _family in BUILTIN:
@@ -87,6 +100,7 @@ __all__ = [
     "matrix_attributor",
     "refit_twin",
     "register_family",
+    "reads_text",
     "registered_family",
     "unregister_family",
 ]

@@ -236,9 +236,20 @@ def family_names() -> tuple[str, ...]:
     return tuple(_FAMILIES)
 
 
-def auto_candidates() -> tuple[str, ...]:
-    """The families ``--model auto`` cross-validates, in order."""
-    return tuple(name for name, family in _FAMILIES.items() if family.in_auto)
+def auto_candidates(schema: Schema | None = None) -> tuple[str, ...]:
+    """The families ``--model auto`` cross-validates, in order: those that read notes
+    only where ``schema`` has a text feature."""
+    notes = schema is not None and any(spec.type == "text" for spec in schema.features)
+    return tuple(
+        name
+        for name, family in _FAMILIES.items()
+        if family.in_auto and (notes or not getattr(family, "reads_text", False))
+    )
+
+
+def reads_text(family: str) -> bool:
+    """Whether the named family reads text features (notes); the others leave them out."""
+    return bool(getattr(find_family(family), "reads_text", False))
 
 
 def make_pipeline(family: str, schema: Schema, *, seed: int = 0) -> Pipeline:

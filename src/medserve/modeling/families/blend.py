@@ -244,7 +244,8 @@ class BlendFamily:
     def build(self, schema: Schema, *, seed: int = 0) -> Pipeline:
         """A blend of the ``auto`` families, its weights fitted by inner CV when fitted."""
         members = tuple(
-            Member(name, name, make_pipeline(name, schema, seed=seed)) for name in auto_candidates()
+            Member(name, name, make_pipeline(name, schema, seed=seed))
+            for name in auto_candidates(schema)
         )
         return blend_pipeline(LogOddsBlend(members, random_state=seed))
 

@@ -50,6 +50,11 @@ class EBMFamily:
     def build(self, schema: Schema, *, seed: int = 0) -> Pipeline:
         from interpret.glassbox import ExplainableBoostingClassifier
 
+        if any(spec.type == "text" for spec in schema.features):
+            raise ConfigError(
+                "the ebm family reads the table as it is and cannot read notes; train it "
+                f"without {option('text')}, or choose the text family for the notes"
+            )
         # The typed frame goes in as it is: levels stay whole terms, missing stays missing.
         estimator = ExplainableBoostingClassifier(
             feature_names=schema.feature_names,

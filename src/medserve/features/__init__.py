@@ -1,0 +1,2 @@
+"""Features learned elsewhere and computed from raw inputs: the pretrained notes encoder
+(``features.text``; torch and sentence-transformers imported on first use)."""
