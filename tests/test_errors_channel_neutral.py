@@ -20,6 +20,7 @@ from medserve.cli._common import cli_option
 from medserve.data.io import ReadOptions
 from medserve.flows import TrainRequest
 from medserve.flows.evaluate import evaluate_stored
+from medserve.flows.imports import import_model, importable_families
 from medserve.flows.predict import predict_file
 from medserve.storage import Registry
 
@@ -143,4 +144,6 @@ def test_every_option_an_error_names_is_a_flag_and_a_library_parameter():
     parameters |= {field.name for field in dataclasses.fields(ReadOptions)}  # TrainRequest.read
     for function in (evaluate_stored, predict_file, Registry.archive, Registry.delete):
         parameters |= set(inspect.signature(function).parameters)
+    # import_model(settings, name, schema_file=…, onnx=PATH | transformers=PATH)
+    parameters |= set(inspect.signature(import_model).parameters) | set(importable_families())
     assert named <= parameters

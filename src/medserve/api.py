@@ -85,6 +85,9 @@ def train(
     groups: list[str] | None = None,
     intended_use: str | None = None,
     source_name: str | None = None,
+    deid: bool = False,
+    text: list[str] | None = None,
+    text_not_deidentified: bool = False,
     home: str | Path | None = None,
     settings: Settings | None = None,
 ) -> Model:
@@ -97,7 +100,10 @@ def train(
     (``cv``, ``bootstrap`` or ``holdout``) and ``time_limit`` the search's seconds;
     ``missing`` declares "not measured" tokens per column (``{"chol": ["0"]}``; an empty
     list keeps zeros); ``source_name`` is what reports and lineage call a DataFrame
-    ("DataFrame" by default). A DataFrame needs ``name`` (or ``source_name``).
+    ("DataFrame" by default). A DataFrame needs ``name`` (or ``source_name``). ``deid``
+    de-identifies the table first (HIPAA Safe Harbor, as `medserve train --deid`); ``text``
+    names free-text columns (notes) the text family reads, which must have been
+    de-identified unless ``text_not_deidentified`` (the report then says so).
 
     Raises ``DataError``, ``SchemaError`` or ``ConfigError`` for data or options that do
     not fit, ``RegistryError`` when the registry cannot be written."""
@@ -121,6 +127,9 @@ def train(
         groups=groups,
         intended_use=intended_use,
         source_name=source_name,
+        deid=deid,
+        text=text,
+        text_not_deidentified=text_not_deidentified,
     )
     outcome = train_and_register(settings, request)
     trained = load(outcome.version.ref, settings=settings)
@@ -153,6 +162,9 @@ class Explanation:
     risk: pd.Series
     risk_band: pd.Series
     summary: pd.Series
+    # A model that reads notes: per row, per note column, its sentences with the log-odds
+    # each adds (leave-one-sentence-out), those that moved the risk most first.
+    sentences: pd.Series | None = None
 
     @property
     def log_odds(self) -> pd.Series:
@@ -167,6 +179,7 @@ class Explanation:
                 "base_value": float(self.base_value.iloc[i]),
                 "contributions": self.contributions.iloc[i].to_dict(),
                 "summary": self.summary.iloc[i],
+                **({} if self.sentences is None else {"sentences": self.sentences.iloc[i]}),
             }
             for i in range(len(self.base_value))
         ]
@@ -307,6 +320,9 @@ class Model:
             risk=pd.Series(risk, index=index, name="risk"),
             risk_band=pd.Series(bands, index=index, name="risk_band"),
             summary=pd.Series([r["summary"] for r in records], index=index, name="summary"),
+            sentences=None
+            if explanations.sentences is None
+            else pd.Series([r["sentences"] for r in records], index=index, name="sentences"),
         )
 
     def evaluate(

@@ -238,3 +238,48 @@ def test_deleting_an_imported_version_removes_its_weight_artifacts(tmp_path):
     with Registry(settings) as registry:
         registry.delete("bmi-risk:1", force=True)
     assert _artifacts(settings) == []
+
+
+def test_onnx_with_external_data_is_refused_at_import(tmp_path):
+    import onnx
+
+    settings = _settings(tmp_path)
+    model = onnx.load(str(logistic_onnx(tmp_path / "inline.onnx")))
+    onnx_file = tmp_path / "model.onnx"
+    onnx.save_model(
+        model, str(onnx_file), save_as_external_data=True, location="weights.bin",
+        size_threshold=0,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="external data.*save_as_external_data=False") as caught:
+        import_model(settings, "bmi-risk", onnx=onnx_file, schema_file=_onnx_schema(tmp_path))
+    assert "\n" not in str(caught.value)
+    assert _versions(settings) == [] and _artifacts(settings) == []
+
+
+def _onnx_without_target(tmp_path: Path) -> Path:
+    schema = _onnx_schema(tmp_path)
+    content = json.loads(schema.read_text())
+    content.pop("target")
+    schema.write_text(json.dumps(content))
+    return schema
+
+
+def test_evaluating_a_model_imported_without_target_asks_for_it(tmp_path):
+    settings = _settings(tmp_path)
+    import_model(
+        settings,
+        "bmi-risk",
+        onnx=logistic_onnx(tmp_path / "model.onnx"),
+        schema_file=_onnx_without_target(tmp_path),
+    )
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"age": rng.uniform(20, 90, 60).round(), "bmi": rng.uniform(18, 45, 60)})
+    frame["died"] = (rng.uniform(size=60) < formula_risk(frame.age, frame.bmi)).astype(int)
+    with pytest.raises(ConfigError, match="no outcome definition.*target.*positive") as caught:
+        evaluate_stored(settings, "bmi-risk", frame, channel="python")
+    assert "\n" not in str(caught.value)
+    # Named on the command line, the outcome column is evaluated.
+    evaluated = evaluate_stored(
+        settings, "bmi-risk", frame, target="died", positive="1", channel="python"
+    )
+    assert evaluated.n_rows == 60

@@ -85,7 +85,7 @@ def _error_json(error: MedserveError, message: str, code: int) -> dict[str, Any]
 
 # Options the command line spells other than as their Python name dashed: one value per
 # flag (``--group site --group sex``) for the library's list.
-_FLAGS = {"groups": "--group", "family": "--model"}
+_FLAGS = {"groups": "--group", "family": "--model", "schema_file": "--schema"}
 
 
 def cli_option(name: str) -> str:

@@ -277,15 +277,48 @@ def models_export(
 @app.command("import")
 @handle_errors
 def models_import(
-    bundle: Annotated[Path, typer.Argument(help="A bundle written by `medserve models export`.")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="BUNDLE|NAME",
+            help="A bundle written by `medserve models export`; with --onnx or "
+            "--transformers, the name to register the imported model under.",
+        ),
+    ],
     name: Annotated[
-        str | None, typer.Option("--name", help="Register it under this name (default: its own).")
+        str | None,
+        typer.Option("--name", help="Register the bundle under this name (default: its own)."),
+    ] = None,
+    onnx: Annotated[
+        Path | None,
+        typer.Option("--onnx", help="Import this ONNX file, trained elsewhere (needs --schema)."),
+    ] = None,
+    transformers: Annotated[
+        Path | None,
+        typer.Option(
+            "--transformers",
+            help="Import this transformers folder (safetensors weights, config.json, "
+            "tokenizer; needs --schema).",
+        ),
+    ] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option(
+            "--schema",
+            help="The schema file (YAML or JSON) of an --onnx or --transformers import: its "
+            "columns, target, output and threshold.",
+        ),
     ] = None,
     passphrase_file: PassphraseFile = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Verify and decrypt a bundle and register its model as the next version of its name
-    (a candidate, unless the name is new). Nothing is registered when it fails. Audited."""
+    """Verify and decrypt a bundle and register its model as the next version of its name;
+    or, with --onnx FILE or --transformers DIR and --schema FILE, register a model trained
+    elsewhere as the next version of NAME. A candidate, unless the name is new. Nothing is
+    registered when it fails. Audited."""
+    if onnx is not None or transformers is not None or schema is not None:
+        _import_trained_elsewhere(source, onnx, transformers, schema, name, as_json=as_json)
+        return
     from medserve.security.local_audit import record_local_action
     from medserve.storage import ModelVersion, Registry
     from medserve.storage.bundle import import_bundle
@@ -297,8 +330,63 @@ def models_import(
         record_local_action(home, registry.engine, "models import", version)
 
     # Audited before it counts: a version whose record cannot be written is removed again.
-    version = import_bundle(home, bundle, passphrase, name=name, audit=audit)
+    version = import_bundle(home, Path(source), passphrase, name=name, audit=audit)
     if as_json:
         print_json(_summary(version))
         return
     out.print(f"imported as {version.ref} ({version.stage})")
+
+
+def _import_trained_elsewhere(
+    name: str,
+    onnx: Path | None,
+    transformers: Path | None,
+    schema: Path | None,
+    bundle_name: str | None,
+    *,
+    as_json: bool,
+) -> None:
+    """`models import NAME --onnx FILE|--transformers DIR --schema FILE`."""
+    from medserve.errors import ConfigError, option
+    from medserve.flows.imports import import_model
+
+    if onnx is not None and transformers is not None:
+        raise ConfigError(
+            f"give either {option('onnx')} FILE or {option('transformers')} DIR, not both"
+        )
+    if onnx is None and transformers is None:
+        raise ConfigError(
+            f"{option('schema_file')} goes with {option('onnx')} FILE or {option('transformers')} "
+            "DIR: name the model to import"
+        )
+    if schema is None:
+        raise ConfigError(
+            f"an imported model needs its schema file: add {option('schema_file')} FILE (its "
+            "columns, target, output and threshold)"
+        )
+    if bundle_name is not None:
+        raise ConfigError(
+            f"{option('name')} is for bundles: with {option('onnx')} or "
+            f"{option('transformers')} the model's name is the first argument"
+        )
+    path = onnx if onnx is not None else transformers
+    outcome = import_model(
+        settings(), name, onnx=onnx, transformers=transformers, schema_file=schema
+    )
+    version = outcome.version
+    if as_json:
+        print_json({**_summary(version), "files": outcome.files, "notices": outcome.notices})
+        return
+    for notice in outcome.notices:
+        err.print(f"[yellow]notice:[/] {escape(notice)}", soft_wrap=True)
+    (first, *others) = outcome.files
+    digests = (
+        f"sha256 {first['sha256']}"
+        if not others
+        else f"{len(outcome.files)} files, sha256 in `medserve models show {version.ref} --json`"
+    )
+    out.print(
+        f"registered {version.ref} ({version.family}, stage {version.stage}) from "
+        f"{escape(str(path))}; {digests}",
+        soft_wrap=True,
+    )

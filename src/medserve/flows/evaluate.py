@@ -12,7 +12,7 @@ from medserve.config import Settings
 from medserve.data import ReadOptions, table_notices
 from medserve.data.disclosure import withheld_columns
 from medserve.data.outcome import Outcome, resolve_outcome
-from medserve.errors import DataError, Location, option
+from medserve.errors import ConfigError, DataError, Location, option
 from medserve.evaluation import Metric, evaluate_predictions
 from medserve.evaluation.comparison import compare_with_development
 from medserve.evaluation.report import (
@@ -188,8 +188,13 @@ def _external_outcome(
 ) -> Outcome:
     """The training outcome definition on ``target`` (default: the training column),
     which must be a column of the external data."""
-    assert trained is not None
-    outcome = trained
+    if trained is None and target is None:  # an imported model whose schema file has none
+        raise ConfigError(
+            "this model has no outcome definition (its schema file names no target): name "
+            f"the outcome column with {option('target')} and the event's value with "
+            f"{option('positive')}"
+        )
+    outcome = trained or Outcome(column=str(target), positive="1")
     if target is not None and target != outcome.column:
         outcome = outcome.model_copy(update={"column": target})
     if outcome.column not in frame.columns:

@@ -41,30 +41,31 @@ from medserve.core.user import login_name
 from medserve.data.io import file_sha256
 from medserve.data.outcome import Outcome
 from medserve.data.schema import ColumnSpec, Schema
-from medserve.errors import ConfigError, MedserveError, RegistryError
+from medserve.errors import ConfigError, ExplanationUnavailable, MedserveError, RegistryError
 from medserve.flows.common import library_versions
 from medserve.modeling import TrainedModel
-from medserve.modeling.families import onnx as onnx_family
-from medserve.modeling.families import transformer as transformer_family
-from medserve.modeling.imported import ImportedEstimator, imported_pipeline
+from medserve.modeling.families import Importable, family_names, get_family, imported_pipeline
 from medserve.modeling.model import BACKGROUND_ROWS
 from medserve.security.local_audit import record_local_action
 from medserve.storage import ModelVersion, Registry
 from medserve.storage.artifacts import delete_artifact, write_artifact_file
 from medserve.storage.registry import check_name
 
-SCHEMA_KEYS = (
-    "columns", "target", "positive", "positive_if", "onnx", "transformers", "output",
-    "threshold", "background",
-)  # fmt: skip
+# The schema file's keys besides each importable family's own section (named after it).
+SCHEMA_KEYS = ("columns", "target", "positive", "positive_if", "output", "threshold", "background")
 COLUMN_KEYS = ("type", "min", "max", "categories", "missing_tokens")
 COLUMN_TYPES = ("numeric", "categorical", "binary", "text")
 DEFAULT_THRESHOLD = 0.5
-# Weights stored as pickles: loading them can run code, so they are never imported.
-PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
-# The files of a transformers folder that are imported (others are left out, said so).
-FOLDER_SUFFIXES = (".json", ".safetensors", ".txt", ".model")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model")
+
+
+def importable_families() -> dict[str, Importable]:
+    """The families whose models are imported, by name (``models import --NAME PATH``)."""
+    families = {}
+    for name in family_names():
+        family = get_family(name)
+        if isinstance(family, Importable):
+            families[name] = family
+    return families
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,7 @@ class ImportSpec:
 
     schema: Schema
     threshold: float | None
-    onnx: dict[str, Any]
-    transformers: dict[str, Any]
+    sections: dict[str, dict[str, Any]]  # each importable family's section, by its name
     output: dict[str, Any]
     background: pd.DataFrame | None
     sha256: str
@@ -93,27 +93,48 @@ def import_model(
     settings: Settings,
     name: str,
     *,
-    onnx: Path | None = None,
-    transformers: Path | None = None,
     schema_file: Path,
     channel: str = "cli",
+    **model: Path | None,
 ) -> ImportOutcome:
     """Check the model against ``schema_file`` and register it as the next version of
     ``name`` (a candidate, unless the name is new), with the sha256 of every file imported
     and the runtime's version in its lineage; the import is audited (``channel`` "cli" or
-    "python") before it counts: a version whose record cannot be written is removed."""
-    if (onnx is None) == (transformers is None):
-        raise ConfigError("import one model: give either an ONNX file or a transformers folder")
+    "python") before it counts: a version whose record cannot be written is removed.
+
+    The model is given by its family's name: ``onnx=FILE`` or ``transformers=FOLDER``."""
+    given = {kind: path for kind, path in model.items() if path is not None}
+    if len(given) != 1:
+        raise ConfigError(
+            "import one model: give the path of one, by its family "
+            f"({' or '.join(f'{kind}=PATH' for kind in importable_families())})"
+        )
+    ((kind, path),) = given.items()
+    return import_from(settings, name, kind, Path(path), schema_file=schema_file, channel=channel)
+
+
+def import_from(
+    settings: Settings,
+    name: str,
+    kind: str,
+    path: Path,
+    *,
+    schema_file: Path,
+    channel: str = "cli",
+) -> ImportOutcome:
+    """``import_model`` of the model at ``path`` of the importable family called ``kind``."""
+    families = importable_families()
+    family = families.get(kind)
+    if family is None:
+        raise ConfigError(
+            f"'{kind}' models are not imported; the importable families are {', '.join(families)}"
+        )
     check_name(name)
-    spec = read_import_spec(Path(schema_file), transformers=transformers is not None)
+    spec = read_import_spec(Path(schema_file))
     notices: list[str] = []
-    if onnx is not None:
-        sources, estimator = _onnx_model(Path(onnx), spec)
-        family = onnx_family.NAME
-    else:
-        assert transformers is not None
-        sources, estimator = _transformer_model(Path(transformers), spec, notices)
-        family = transformer_family.NAME
+    sources, estimator = family.open_import(
+        Path(path), spec.schema, spec.sections.get(family.name, {}), spec.output, notices
+    )
     hashed = [StoredFile(p.name, file_sha256(p), p.stat().st_size) for p in sources]
     threshold = spec.threshold if spec.threshold is not None else DEFAULT_THRESHOLD
     if spec.threshold is None:
@@ -122,7 +143,7 @@ def import_model(
             "evaluate` on labelled data shows how the model does at others"
         )
     model = TrainedModel(
-        family=family,
+        family=family.name,
         schema=spec.schema,
         pipeline=imported_pipeline(estimator),
         threshold=threshold,
@@ -132,11 +153,10 @@ def import_model(
     )
     if spec.background is not None:
         _check_scores(model, spec.background)
-    elif family == onnx_family.NAME:
-        notices.append(
-            "the schema file has no background rows: explanations are unavailable until the "
-            "model is imported with a 'background' section"
-        )
+    try:
+        family.attribution(model)
+    except ExplanationUnavailable as error:  # e.g. no background rows to measure against
+        notices.append(f"explanations are unavailable: {error.message}")
     stored: list[StoredFile] = []
     try:
         for source, file in zip(sources, hashed, strict=True):
@@ -145,7 +165,7 @@ def import_model(
                 StoredFile(file.name, file.sha256, file.size, artifact.path, artifact.sha256)
             )
         estimator.files = tuple(stored)
-        version = _register(settings, name, model, spec, stored)
+        version = _register(settings, name, model, family, spec, stored, channel)
     except BaseException:
         for file in stored:
             delete_artifact(settings, file.artifact_path)
@@ -158,13 +178,18 @@ def import_model(
 
 
 def _register(
-    settings: Settings, name: str, model: TrainedModel, spec: ImportSpec, stored: list[StoredFile]
+    settings: Settings,
+    name: str,
+    model: TrainedModel,
+    family: Importable,
+    spec: ImportSpec,
+    stored: list[StoredFile],
+    channel: str,
 ) -> ModelVersion:
     user = login_name()
     files = [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in stored]
     # The import's fingerprint where a trained model has its data's: the files it is made of.
     fingerprint = _sha256_text(json.dumps([[f.name, f.sha256] for f in stored]))
-    estimator = model.pipeline.named_steps["model"]
     with Registry(settings) as registry:
         version = registry.register(
             name,
@@ -177,13 +202,13 @@ def _register(
                 "imported": True,
                 "files": files,
                 "schema_file_sha256": spec.sha256,
-                **_family_params(estimator),
+                **get_family(model.family).fitted_params(model.pipeline),
             },
             lineage={
                 "imported_files": files,
                 "schema_file_sha256": spec.sha256,
                 "libraries": library_versions(model),
-                "runtime": _runtime_versions(model.family),
+                "runtime": _runtime_versions(family.runtime_libraries),
                 "imported_by": user,
                 "imported_at": datetime.now(UTC).isoformat(),
                 STORED_FILES: [f.to_dict() for f in stored],
@@ -192,7 +217,9 @@ def _register(
             created_by=user,
         )
         try:
-            record_local_action(settings, registry.engine, "models import", version)
+            record_local_action(
+                settings, registry.engine, "models import", version, channel=channel
+            )
         except BaseException as error:
             with contextlib.suppress(Exception):
                 registry.delete(version.ref, force=True)  # its stored files go with it
@@ -205,16 +232,9 @@ def _register(
     return version
 
 
-def _family_params(estimator: ImportedEstimator) -> dict[str, Any]:
-    if isinstance(estimator, onnx_family.OnnxRiskModel):
-        return onnx_family.FAMILY.fitted_params(imported_pipeline(estimator))
-    return transformer_family.FAMILY.fitted_params(imported_pipeline(estimator))
-
-
-def _runtime_versions(family: str) -> dict[str, str]:
-    names = ("onnxruntime",) if family == onnx_family.NAME else ("transformers", "torch")
+def _runtime_versions(libraries: tuple[str, ...]) -> dict[str, str]:
     versions = {}
-    for library in names:
+    for library in libraries:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[library] = metadata.version(library)
     return versions
@@ -236,81 +256,10 @@ def _check_scores(model: TrainedModel, rows: pd.DataFrame) -> None:
         )
 
 
-# --- the model files -------------------------------------------------------------------------
-
-
-def _onnx_model(path: Path, spec: ImportSpec) -> tuple[list[Path], ImportedEstimator]:
-    if not path.is_file():
-        raise ConfigError(f"ONNX file {path}: no such file")
-    features = spec.schema.features
-    unfit = [c for c in features if c.type not in ("numeric", "binary") or c.categories]
-    if unfit:
-        raise ConfigError(
-            f"column '{unfit[0].name}' is {unfit[0].type}: an ONNX model is fed one float32 "
-            "tensor, so its columns must be numeric (or 0/1 binary)"
-        )
-    columns = spec.onnx.get("columns") or [c.name for c in features]
-    names = {c.name for c in features}
-    unknown = [c for c in columns if c not in names]
-    if unknown:
-        raise ConfigError(
-            f"onnx.columns names '{unknown[0]}', which is not a column of the schema file"
-        )
-    estimator = onnx_family.open_onnx(
-        path,
-        [str(c) for c in columns],
-        input_name=spec.onnx.get("input"),
-        output_name=spec.output.get("name"),
-        class_index=int(spec.output.get("class_index", 1)),
-        scale=str(spec.output.get("scale", "probability")),
-    )
-    return [path], estimator
-
-
-def _transformer_model(
-    folder: Path, spec: ImportSpec, notices: list[str]
-) -> tuple[list[Path], ImportedEstimator]:
-    if not folder.is_dir():
-        raise ConfigError(f"transformers folder {folder}: no such folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    weights = [p for p in files if p.suffix == ".safetensors"]
-    pickled = [p.name for p in files if p.suffix.lower() in PICKLED_SUFFIXES]
-    if not weights:
-        found = f" (it holds {', '.join(pickled)})" if pickled else ""
-        raise ConfigError(
-            f"transformers folder {folder} has no safetensors weights{found}: pickled weights "
-            "are refused because loading them can run code; save the model with "
-            "save_pretrained(safe_serialization=True) to write model.safetensors"
-        )
-    if not (folder / "config.json").is_file():
-        raise ConfigError(f"transformers folder {folder} has no config.json")
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise ConfigError(
-            f"transformers folder {folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}):"
-            " save the tokenizer into it with save_pretrained"
-        )
-    imported = [p for p in files if p.suffix in FOLDER_SUFFIXES]
-    left_out = [p.name for p in files if p not in imported]
-    if left_out:
-        notices.append(f"not imported from {folder.name}: {', '.join(left_out)}")
-    notes = [c.name for c in spec.schema.features if c.type == "text"]
-    text = spec.transformers.get("text") or (notes[0] if len(notes) == 1 else None)
-    if text is None or text not in notes or len(spec.schema.features) != 1:
-        raise ConfigError(
-            "a transformers model reads one note: the schema file's columns must be that one "
-            "text column (name it with transformers.text)"
-        )
-    tokenizer, network = transformer_family.load_classifier(folder)
-    index = transformer_family.positive_index(network, spec.transformers.get("positive_label"))
-    estimator = transformer_family.TransformerRiskModel(text_column=text, positive_index=index)
-    estimator._runtime = (tokenizer, network)
-    return imported, estimator
-
-
 # --- the schema file -------------------------------------------------------------------------
 
 
-def read_import_spec(path: Path, *, transformers: bool = False) -> ImportSpec:
+def read_import_spec(path: Path) -> ImportSpec:
     """The schema file of an import, checked; ConfigError in one line naming what is wrong."""
     if not path.is_file():
         raise ConfigError(f"schema file {path}: no such file")
@@ -322,11 +271,13 @@ def read_import_spec(path: Path, *, transformers: bool = False) -> ImportSpec:
         raise ConfigError(f"schema file {path}: does not parse ({problem})") from None
     if not isinstance(content, dict):
         raise ConfigError(f"schema file {path}: expected a mapping with a 'columns' section")
-    unknown = sorted(set(content) - set(SCHEMA_KEYS))
+    families = tuple(importable_families())
+    allowed = (*SCHEMA_KEYS, *families)
+    unknown = sorted(set(map(str, content)) - set(allowed))
     if unknown:
         raise ConfigError(
-            f"schema file {path}: unknown key(s) {', '.join(map(str, unknown))}; allowed: "
-            f"{', '.join(SCHEMA_KEYS)}"
+            f"schema file {path}: unknown key(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(allowed)}"
         )
     columns = [_column(path, n, s) for n, s in _column_items(path, content.get("columns"))]
     target = content.get("target")
@@ -345,17 +296,17 @@ def read_import_spec(path: Path, *, transformers: bool = False) -> ImportSpec:
     ):
         raise ConfigError(f"schema file {path}: threshold {threshold!r} is not between 0 and 1")
     sections = {}
-    for key in ("onnx", "transformers", "output"):
+    for key in (*families, "output"):
         section = content.get(key) or {}
         if not isinstance(section, dict):
             raise ConfigError(f"schema file {path}: '{key}' must be a mapping")
         sections[key] = section
+    output = sections.pop("output")
     return ImportSpec(
         schema=schema,
         threshold=None if threshold is None else float(threshold),
-        onnx=sections["onnx"],
-        transformers=sections["transformers"],
-        output=sections["output"],
+        sections=sections,
+        output=output,
         background=_background(path, content.get("background"), schema),
         sha256=file_sha256(path),
     )

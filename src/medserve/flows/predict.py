@@ -14,7 +14,7 @@ from medserve.data import ReadOptions, table_notices, write_table
 from medserve.data.io import check_output
 from medserve.errors import ConfigError, SchemaError, option
 from medserve.explain import Explainer, explained
-from medserve.flows.common import load_model
+from medserve.flows.common import load_model, notes_cached
 from medserve.flows.tables import Table, read_source
 from medserve.modeling import TrainedModel
 from medserve.scoring.validation import (
@@ -75,10 +75,11 @@ def predict_file(
         problems = frame_problems(RecordValidator(model.schema), frame)
         if strict:
             refuse_problems(problems)
-        scored = score_frame(
-            settings, model, frame, explain=explain, score_unseen_levels=score_unseen_levels,
-            validation=rules_broken(problems, len(frame)),
-        )  # fmt: skip
+        with notes_cached(settings):  # a model that reads notes: encoded once, kept encrypted
+            scored = score_frame(
+                settings, model, frame, explain=explain, score_unseen_levels=score_unseen_levels,
+                validation=rules_broken(problems, len(frame)),
+            )  # fmt: skip
         # Patients' records were scored: the trail says who, with which model, how many,
         # before the scores are written (no record, no file: fail closed).
         record_local_action(settings, registry.engine, "predict", version, n_records=len(scored))

@@ -335,6 +335,8 @@ def training_params(request: TrainRequest, result: TrainResult) -> dict[str, Any
         "threshold_rule": model.threshold_rule,
         "calibration": model.info["calibration"],
         "estimator": _estimator_params(model),
+        # A model that reads notes: its encoder, the weights' sha256 checked before use.
+        **({"notes_encoder": model.info["notes_encoder"]} if "notes_encoder" in model.info else {}),
     }
 
 

@@ -8,6 +8,8 @@
 
 A new family is one module with a class that implements ``Family`` (see base.py), added
 to ``BUILTIN`` below, or registered from outside with ``register_family``.
+A family of models trained elsewhere also implements ``Importable`` (``open_import``):
+``medserve models import NAME --<its name> PATH --schema FILE`` then takes it.
 """
 
 from medserve.modeling.families import (
@@ -29,6 +31,7 @@ from medserve.modeling.families.base import (
     EncodedInput,
     Family,
     Freezable,
+    Importable,
     NativeMissing,
     RawRisk,
     Tunable,
@@ -55,6 +58,7 @@ from medserve.modeling.families.blend import (
     fit_weights,
     weighted_blend,
 )
+from medserve.modeling.families.imported import imported_pipeline
 
 # In this order: the leaderboard of `--model auto` lists its candidates so.
 BUILTIN: tuple[Family, ...] = (
@@ -85,6 +89,7 @@ __all__ = [
     "EncodedInput",
     "Family",
     "Freezable",
+    "Importable",
     "NativeMissing",
     "RawRisk",
     "Tunable",
@@ -96,6 +101,7 @@ __all__ = [
     "find_family",
     "first_value",
     "get_family",
+    "imported_pipeline",
     "make_pipeline",
     "matrix_attributor",
     "refit_twin",

@@ -26,10 +26,13 @@ from medserve.errors import ConfigError, ExplanationUnavailable
 from medserve.modeling.preprocess import build_preprocessor, encoded_sources
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
     from medserve.data.schema import Schema
+    from medserve.modeling.families.imported import ImportedEstimator
     from medserve.modeling.model import TrainedModel
 
 # The fitted estimator alone: encoded matrix → uncalibrated risk of the event, per row.
@@ -164,6 +167,37 @@ def refit_twin(model: TrainedModel) -> Pipeline:
     if isinstance(family, Freezable):
         return family.frozen(model.pipeline)
     return clone(model.pipeline)
+
+
+@runtime_checkable
+class Importable(Protocol):
+    """A family whose models are trained elsewhere and imported (``medserve models import
+    NAME --<family name> PATH --schema FILE``): the schema file's section named after the
+    family says how the model reads the schema's columns."""
+
+    @property
+    def source_kind(self) -> str:
+        """What is imported: "file" (one model file) or "folder" (a folder of files)."""
+        ...
+
+    @property
+    def runtime_libraries(self) -> tuple[str, ...]:
+        """The distributions that run the imported model (their versions go in lineage)."""
+        ...
+
+    def open_import(
+        self,
+        path: Path,
+        schema: Schema,
+        section: Mapping[str, Any],
+        output: Mapping[str, Any],
+        notices: list[str],
+    ) -> tuple[list[Path], ImportedEstimator]:
+        """The files to store and the loaded estimator (its ``files`` not yet set) of the
+        model at ``path``, checked against ``schema`` and the schema file's sections (this
+        family's and ``output``); ConfigError in one line naming what does not fit. What
+        the user should know but is not wrong (files left out) is appended to ``notices``."""
+        ...
 
 
 @dataclass(frozen=True)

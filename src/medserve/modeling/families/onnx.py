@@ -6,7 +6,7 @@ background sample: approximate (sampled permutations), exact in sum."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -27,7 +27,7 @@ from medserve.modeling.families.base import (
     RawRisk,
     estimator_of,
 )
-from medserve.modeling.imported import ImportedEstimator
+from medserve.modeling.families.imported import ImportedEstimator
 from medserve.modeling.model import TrainedModel
 
 NAME = "onnx"
@@ -117,6 +117,48 @@ def _class_value(row: Mapping[Any, float], class_index: int) -> float:
     if class_index in row:
         return float(row[class_index])
     return float(list(row.values())[class_index])
+
+
+def check_self_contained(path: Path) -> None:
+    """ConfigError where the model keeps tensors in files beside it (ONNX external data):
+    only the model file is imported, so such a model would not load once stored."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf's own errors: not an ONNX model
+        raise ConfigError(
+            f"ONNX model {path.name} cannot be read ({str(error).splitlines()[0][:200]}); "
+            "check that the file is a whole ONNX model"
+        ) from None
+    external = [
+        tensor.name or "(unnamed)"
+        for tensor in _tensors(model.graph)
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+    ]
+    if external:
+        raise ConfigError(
+            f"ONNX model {path.name} keeps {len(external)} tensor(s) in external data files "
+            f"(first: '{external[0]}'), which are not imported: save it with all tensors "
+            "inside the file, onnx.save_model(model, path, save_as_external_data=False)"
+        )
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor of an ONNX graph: its initializers, node attributes and subgraphs'."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _tensors(subgraph)
 
 
 def open_onnx(
@@ -245,11 +287,51 @@ class OnnxFamily:
     in_auto = False  # imported, never trained here
     native_missing: NativeMissing | None = None
     libraries: Mapping[str, str] = MappingProxyType({"onnxruntime": "onnxruntime", "shap": "shap"})
+    source_kind = "file"
+    runtime_libraries = ("onnxruntime",)
+
+    def open_import(
+        self,
+        path: Path,
+        schema: Schema,
+        section: Mapping[str, Any],
+        output: Mapping[str, Any],
+        notices: list[str],
+    ) -> tuple[list[Path], ImportedEstimator]:
+        """The ONNX file at ``path``: the schema's numeric columns (``onnx.columns``, in
+        order; default all) as its one float32 input (``onnx.input``), ``output``'s
+        ``name``, ``class_index`` and ``scale`` read as the risk."""
+        if not path.is_file():
+            raise ConfigError(f"ONNX file {path}: no such file")
+        features = schema.features
+        unfit = [c for c in features if c.type not in ("numeric", "binary") or c.categories]
+        if unfit:
+            raise ConfigError(
+                f"column '{unfit[0].name}' is {unfit[0].type}: an ONNX model is fed one "
+                "float32 tensor, so its columns must be numeric (or 0/1 binary)"
+            )
+        columns = section.get("columns") or [c.name for c in features]
+        names = {c.name for c in features}
+        unknown = [c for c in columns if c not in names]
+        if unknown:
+            raise ConfigError(
+                f"onnx.columns names '{unknown[0]}', which is not a column of the schema file"
+            )
+        check_self_contained(path)
+        estimator = open_onnx(
+            path,
+            [str(c) for c in columns],
+            input_name=section.get("input"),
+            output_name=output.get("name"),
+            class_index=int(output.get("class_index", 1)),
+            scale=str(output.get("scale", "probability")),
+        )
+        return [path], estimator
 
     def build(self, schema: Schema, *, seed: int = 0) -> Pipeline:
         raise ConfigError(
             f"onnx models are imported, not trained: `medserve models import NAME` with "
-            f"{option('onnx')} FILE and {option('schema')} FILE"
+            f"{option('onnx')} FILE and {option('schema_file')} FILE"
         )
 
     def compile(self, pipeline: Pipeline, encoding: EncodedInput) -> RawRisk | None:

@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from medserve.data.schema import Schema
-from medserve.errors import ConfigError
+from medserve.errors import ConfigError, option
 from medserve.modeling.families import lightgbm, logistic
 from medserve.modeling.families.base import (
     Attributor,
@@ -71,7 +71,7 @@ class TextFamily:
         if not text_features(schema):
             raise ConfigError(
                 "the text family reads notes, and the table has no text feature; name the "
-                "notes column with --text COL"
+                f"notes column with {option('text')}"
             )
         chosen = dict(settings or HEADS["linear head"])
         if chosen.get("head") == "boosted":

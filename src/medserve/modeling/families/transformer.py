@@ -31,7 +31,7 @@ from medserve.modeling.families.base import (
     RawRisk,
     estimator_of,
 )
-from medserve.modeling.imported import ImportedEstimator
+from medserve.modeling.families.imported import ImportedEstimator
 from medserve.modeling.model import TrainedModel
 
 NAME = "transformers"
@@ -40,6 +40,11 @@ METHOD = (
     "(approximate)"
 )
 BATCH_SIZE = 16
+# Weights stored as pickles: loading them can run code, so they are never imported.
+PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+# The files of a transformers folder that are imported (others are left out, said so).
+FOLDER_SUFFIXES = (".json", ".safetensors", ".txt", ".model")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model")
 # The longest note read, in tokens (longer notes are cut: the model never sees the rest).
 MAX_TOKENS = 512
 
@@ -183,10 +188,61 @@ class TransformerFamily:
          "safetensors": "safetensors"}
     )  # fmt: skip
 
+    source_kind = "folder"
+    runtime_libraries = ("transformers", "torch")
+
+    def open_import(
+        self,
+        path: Path,
+        schema: Schema,
+        section: Mapping[str, Any],
+        output: Mapping[str, Any],
+        notices: list[str],
+    ) -> tuple[list[Path], ImportedEstimator]:
+        """The folder at ``path`` (safetensors weights, config.json, tokenizer files): the
+        schema's one text column (``transformers.text``) read by the classifier, the
+        probability of ``transformers.positive_label`` as the risk."""
+        folder = path
+        if not folder.is_dir():
+            raise ConfigError(f"transformers folder {folder}: no such folder")
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        weights = [p for p in files if p.suffix == ".safetensors"]
+        pickled = [p.name for p in files if p.suffix.lower() in PICKLED_SUFFIXES]
+        if not weights:
+            found = f" (it holds {', '.join(pickled)})" if pickled else ""
+            raise ConfigError(
+                f"transformers folder {folder} has no safetensors weights{found}: pickled "
+                "weights are refused because loading them can run code; save the model with "
+                "save_pretrained(safe_serialization=True) to write model.safetensors"
+            )
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"transformers folder {folder} has no config.json")
+        if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+            raise ConfigError(
+                f"transformers folder {folder} has no tokenizer files "
+                f"({', '.join(TOKENIZER_FILES)}): save the tokenizer into it with save_pretrained"
+            )
+        imported = [p for p in files if p.suffix in FOLDER_SUFFIXES]
+        left_out = [p.name for p in files if p not in imported]
+        if left_out:
+            notices.append(f"not imported from {folder.name}: {', '.join(left_out)}")
+        notes = [c.name for c in schema.features if c.type == "text"]
+        text = section.get("text") or (notes[0] if len(notes) == 1 else None)
+        if text is None or text not in notes or len(schema.features) != 1:
+            raise ConfigError(
+                "a transformers model reads one note: the schema file's columns must be that "
+                "one text column (name it with transformers.text)"
+            )
+        tokenizer, network = load_classifier(folder)
+        index = positive_index(network, section.get("positive_label"))
+        estimator = TransformerRiskModel(text_column=text, positive_index=index)
+        estimator._runtime = (tokenizer, network)
+        return imported, estimator
+
     def build(self, schema: Schema, *, seed: int = 0) -> Pipeline:
         raise ConfigError(
             "transformers models are imported, not trained: `medserve models import NAME` "
-            f"with {option('transformers')} DIR and {option('schema')} FILE"
+            f"with {option('transformers')} DIR and {option('schema_file')} FILE"
         )
 
     def compile(self, pipeline: Pipeline, encoding: EncodedInput) -> RawRisk | None:
