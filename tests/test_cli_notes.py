@@ -65,3 +65,13 @@ def test_the_python_api_trains_on_notes_and_explains_by_sentence(tmp_path):
     sentences = why.sentences.iloc[0]["note"]
     assert {"sentence", "log_odds"} <= set(sentences[0])
     assert len(why.records()[0]["sentences"]["note"]) == len(sentences)
+
+
+def test_notes_read_as_written_make_the_report_say_not_safe_harbor(home, notes_csv):
+    trained = run_json("train", notes_csv, "--text", "note", "--text-not-deidentified", *TRAIN)
+    assert any("NOT HIPAA Safe Harbor" in notice for notice in trained["notices"])
+    report = json.loads(open(trained["report"]).read())
+    assert report["data"]["notes_not_deidentified"] == ["note"]
+    assert (
+        "went into the model as written, not de-identified" in open(trained["report_html"]).read()
+    )

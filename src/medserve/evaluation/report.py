@@ -161,6 +161,9 @@ def data_section(
         sha256=sha256,
         **data_summary(frame, schema, family),
         deidentification=deidentification,
+        notes_not_deidentified=list(
+            (schema.deidentification or {}).get("notes_not_deidentified") or []
+        ),
     )
 
 

@@ -81,6 +81,9 @@ class DataSection(Section):
     columns: list[ColumnSummary] = []
     # The de-identification report of `train --deid` (its shape is deid's); null otherwise.
     deidentification: dict[str, Any] | None = None
+    # Notes the model reads as written, not de-identified (`--text-not-deidentified`): the
+    # model is then not Safe Harbor de-identified.
+    notes_not_deidentified: list[str] = []
 
 
 class Split(Section):

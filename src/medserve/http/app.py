@@ -18,6 +18,7 @@ from medserve.http.deps import Scoring
 from medserve.http.observability import RequestBookkeeping, ServiceMetrics
 from medserve.http.problems import install_problem_handlers
 from medserve.http.routes import health, metadata, metrics, models, predict, report
+from medserve.scoring.batching import Batchers
 from medserve.scoring.catalog import ModelCatalog
 from medserve.scoring.predictor import Predictor
 from medserve.security.api_keys import ApiKeyStore
@@ -43,11 +44,21 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         log.error("model not served", extra={"fields": {"why": failure}})
 
     key_lookups = ThreadPoolExecutor(KEY_LOOKUP_THREADS, thread_name_prefix="medserve-keys")
+    predictor = Predictor(settings.risk_bands, settings.max_records)
+    service_metrics = ServiceMetrics()
+    batchers = Batchers(
+        predictor,
+        settings.batching,
+        settings.batching_default,
+        observe=lambda model, size: service_metrics.batch_records.labels(model).observe(size),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        # uvicorn has finished in-flight requests: write every audit record, then close.
+        # uvicorn has finished in-flight requests: answer any still queued for a batch,
+        # write every audit record, then close.
+        await batchers.close()
         key_lookups.shutdown()
         audit_writer.close()
         registry.close()
@@ -72,8 +83,9 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     app.state.recent_keys = RecentKeys(settings.key_cache_s)
     app.state.audit = audit_writer
     app.state.catalog = catalog
-    app.state.predictor = Predictor(settings.risk_bands, settings.max_records)
-    app.state.metrics = ServiceMetrics()
+    app.state.predictor = predictor
+    app.state.metrics = service_metrics
+    app.state.batchers = batchers
     app.state.scoring = Scoring(catalog, app.state.predictor, app.state.metrics)
     if rate_limiter is None:
         rate_limiter = MemoryRateLimiter(settings.rate_limit_per_minute)

@@ -135,6 +135,13 @@ class ServiceMetrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.batch_records = Histogram(
+            "medserve_batch_records",
+            "Records scored together in one batched call (dynamic batching), by model name.",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
+            registry=self.registry,
+        )
         self.refused = Counter(
             "medserve_refused_requests_total",
             "Requests refused before authentication (counted here, not audited one by one).",

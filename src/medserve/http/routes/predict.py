@@ -13,15 +13,20 @@ in a worker thread would not help: ``json.loads`` and pydantic's validation are 
 calls that hold the GIL throughout, so the loop waits just the same (measured: a 16 MiB
 body parsed in a thread stopped the loop for as long as the parse). What bounds a body's
 cost on the loop is the body limit (MEDSERVE_MAX_BODY_BYTES, ~8 ms of parsing per MiB at
-worst) and this count."""
+worst) and this count.
+
+A model that is batched (scoring/batching.py: by default those with no fast path, such
+as the notes family) has each request's records validated here, then scored together
+with other requests' records by its batcher; the request is still accounted, audited and
+rate-limited as itself."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
@@ -32,7 +37,9 @@ from medserve.http.deps import AuditSubject, PredictorKey, RequestId, ScoringDep
 from medserve.http.observability import request_record
 from medserve.http.routes.models import ModelName
 from medserve.http.schemas import ERROR_RESPONSES, PredictRequest, PredictResponse
+from medserve.scoring.batching import Batchers
 from medserve.scoring.catalog import ServedModel
+from medserve.scoring.predictor import Prediction
 
 
 class _CountedJson(Request):
@@ -79,6 +86,13 @@ router = APIRouter(
 INLINE_RECORDS = 4
 
 
+async def batchers(request: Request) -> Batchers:
+    return request.app.state.batchers
+
+
+BatchersDep = Annotated[Batchers, Depends(batchers)]
+
+
 @router.post(
     "/{name}/predict",
     response_model=PredictResponse,
@@ -90,6 +104,7 @@ async def predict(
     subject: AuditSubject,
     request_id: RequestId,
     scoring: ScoringDep,
+    batching: BatchersDep,
     name: str = ModelName,
     version: int | None = Query(
         default=None, ge=1, description="A specific version; default: production."
@@ -100,9 +115,7 @@ async def predict(
     catalog, predictor, metrics = scoring.catalog, scoring.predictor, scoring.metrics
     predictor.admit(len(records))
 
-    def answer(served: ServedModel) -> JSONResponse:
-        subject.model_version = served.version.version
-        predictions = predictor.predict(served, records, explain=body.explain)
+    def respond(served: ServedModel, predictions: list[Prediction]) -> JSONResponse:
         metrics.records.labels(name, str(served.version.version)).inc(len(records))
         return JSONResponse(
             {
@@ -113,7 +126,29 @@ async def predict(
             }
         )
 
+    def answer(served: ServedModel) -> JSONResponse:
+        subject.model_version = served.version.version
+        return respond(served, predictor.predict(served, records, explain=body.explain))
+
+    def answer_unless_batched(served: ServedModel) -> JSONResponse | ServedModel:
+        return served if batching.policy_for(served) is not None else answer(served)
+
     served = catalog.cached(name, version)
-    if served is not None and not body.explain and len(records) <= INLINE_RECORDS:
-        return answer(served)
-    return await run_in_threadpool(lambda: answer(catalog.get(name, version)))
+    if served is None:
+        resolved = await run_in_threadpool(
+            lambda: answer_unless_batched(catalog.get(name, version))
+        )
+        if isinstance(resolved, JSONResponse):
+            return resolved
+        served = resolved
+    batcher = batching.batcher(served, explain=body.explain)
+    if batcher is None:
+        if not body.explain and len(records) <= INLINE_RECORDS:
+            return answer(served)
+        return await run_in_threadpool(answer, served)
+    # Scored with other requests' records; accounted and audited as this request alone.
+    subject.model_version = served.version.version
+    predictions = await batcher.predict(records)
+    if len(records) <= INLINE_RECORDS:
+        return respond(served, predictions)
+    return await run_in_threadpool(respond, served, predictions)
