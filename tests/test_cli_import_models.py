@@ -106,3 +106,15 @@ def test_missing_schema_is_a_one_line_usage_error(home, onnx_files):
     result = run("models", "import", "bmi-risk", "--onnx", onnx_file)
     assert_clean_failure(result, "add --schema FILE", code=2)
     assert run_json("models", "list")["models"] == []
+
+
+def test_an_imported_model_is_not_exported_without_its_weights(home, tmp_path, onnx_files):
+    onnx_file, schema = onnx_files
+    run_json("models", "import", "bmi-risk", "--onnx", onnx_file, "--schema", schema)
+    secret = tmp_path / "passphrase"
+    secret.write_text("a long enough passphrase")
+    secret.chmod(0o600)
+    bundle = tmp_path / "bmi.bundle"
+    result = run("models", "export", "bmi-risk:1", "-o", bundle, "--passphrase-file", secret)
+    assert_clean_failure(result, "was imported from model files (onnx); a bundle does not carry")
+    assert not bundle.exists()

@@ -74,11 +74,18 @@ def test_the_same_text_gives_the_same_vector_in_any_batch():
     np.testing.assert_array_equal(among[1], among[2])
 
 
-def test_a_long_note_is_read_in_windows_and_averaged():
-    long_note = " ".join(["word"] * (text.WINDOW_WORDS * 2 + 5))
-    assert len(windows(long_note)) == 3
-    assert windows("short note") == ["short note"]
-    assert shared().encode([long_note]).shape == (1, DIMENSIONS)
+def test_a_long_note_is_read_in_windows_and_averaged_not_cut():
+    encoder = shared()
+    encoder.encode(["warm up"])
+    model = encoder._loaded()
+    size = model.max_seq_length - 2
+    start = "Troponin elevated. " * 60  # ~300 word pieces: past the encoder's maximum
+    pieces = windows(start + "Patient deceased.", model.tokenizer, size)
+    assert len(pieces) == 2
+    assert windows("short note", model.tokenizer, size) == ["short note"]
+    one, other = encoder.encode([start + "Patient deceased.", start + "Patient discharged."])
+    assert one.shape == (DIMENSIONS,)
+    assert not np.allclose(one, other)  # the end of a long note is read
 
 
 def test_sentences_are_cut_at_their_ends_and_line_breaks():

@@ -283,3 +283,41 @@ def test_evaluating_a_model_imported_without_target_asks_for_it(tmp_path):
         settings, "bmi-risk", frame, target="died", positive="1", channel="python"
     )
     assert evaluated.n_rows == 60
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"target": "age"}, "the target 'age' is also an input column"),
+        (
+            {"columns": {"age": {"type": "numeric", "min": 100, "max": 1}, "bmi": "numeric"}},
+            "column 'age' has min 100 above max 1",
+        ),
+        (
+            {"columns": [{"name": "age", "type": "numeric"}, {"name": "age", "type": "numeric"}]},
+            "column 'age' is listed twice",
+        ),
+    ],
+    ids=["target-is-an-input", "min-above-max", "repeated-column"],
+)
+def test_a_schema_file_that_cannot_be_right_is_refused(tmp_path, extra, message):
+    settings = _settings(tmp_path)
+    onnx_file = logistic_onnx(tmp_path / "model.onnx")
+    with pytest.raises(ConfigError, match=message):
+        import_model(
+            settings, "bmi-risk", onnx=onnx_file, schema_file=_onnx_schema(tmp_path, **extra)
+        )
+    assert _versions(settings) == [] and _artifacts(settings) == []
+
+
+def test_a_transformers_folder_with_a_symbolic_link_is_refused(tmp_path):
+    settings = _settings(tmp_path)
+    folder = tiny_bert(tmp_path / "bert")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the model's")
+    (folder / "notes.txt").symlink_to(outside)
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("columns:\n  note: {type: text}\ntransformers: {positive_label: POSITIVE}\n")
+    with pytest.raises(ConfigError, match=r"holds symbolic links \(notes.txt\)"):
+        import_model(settings, "notes-risk", transformers=folder, schema_file=schema)
+    assert _versions(settings) == [] and _artifacts(settings) == []

@@ -57,3 +57,25 @@ def test_the_override_reads_notes_as_written_and_says_not_safe_harbor(table):
 def test_an_unknown_notes_column_is_named(table):
     with pytest.raises(ConfigError, match="names column 'notes', which the table does not have"):
         _schema(table, text=["notes"], deid=True)
+
+
+def _declared(tmp_path):
+    path = tmp_path / "schema.yaml"
+    path.write_text("columns:\n  note: {type: text, role: feature}\n")
+    return path
+
+
+def test_notes_a_schema_file_declares_are_under_the_same_rule(table, tmp_path):
+    with pytest.raises(ConfigError, match="'note' is patient text and was not de-identified"):
+        _schema(table, schema_file=_declared(tmp_path), family="text")
+    schema = _schema(
+        table, schema_file=_declared(tmp_path), family="text", text_not_deidentified=True
+    )
+    assert schema.deidentification["safe_harbor"] is False
+    assert schema.column("note").categories is None  # no note kept as a level
+
+
+@pytest.mark.parametrize("column", ["event"])
+def test_the_outcome_cannot_be_read_as_a_note(table, column):
+    with pytest.raises(ConfigError, match="the table's target column"):
+        _schema(table, text=[column], text_not_deidentified=True)

@@ -34,7 +34,16 @@ def heart_xy(heart, heart_schema) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_built_in_families_in_order_and_what_auto_tries():
-    assert family_names() == ("logistic", "lightgbm", "mlp", "ebm", "text", "onnx", "transformers", "blend")
+    assert family_names() == (
+        "logistic",
+        "lightgbm",
+        "mlp",
+        "ebm",
+        "text",
+        "onnx",
+        "transformers",
+        "blend",
+    )
     # The network and the EBM are opt-in; auto blends what it cross-validates itself; the
     # text family is tried where the table has notes (tests/modeling/test_text_family.py).
     assert auto_candidates() == ("logistic", "lightgbm")
@@ -46,7 +55,9 @@ def test_unknown_family_names_the_choices():
     with pytest.raises(ConfigError, match="unknown model family 'forest'; the families are "):
         get_family("forest")
     with pytest.raises(
-        ConfigError, match="choose auto, one of logistic, lightgbm, mlp, ebm, text, onnx, transformers, blend, or several"
+        ConfigError,
+        match="choose auto, one of logistic, lightgbm, mlp, ebm, text, onnx, transformers, "
+        "blend, or several",
     ):
         TrainOptions(family="forest").candidates()
     assert find_family("forest") is None and find_family(None) is None
@@ -68,7 +79,16 @@ def test_registration_refuses_taken_and_reserved_names_and_can_be_undone():
         assert family_names()[-1] == "forest"
         assert auto_candidates()[-1] == "forest"
     assert find_family("forest") is None
-    assert family_names() == ("logistic", "lightgbm", "mlp", "ebm", "text", "onnx", "transformers", "blend")
+    assert family_names() == (
+        "logistic",
+        "lightgbm",
+        "mlp",
+        "ebm",
+        "text",
+        "onnx",
+        "transformers",
+        "blend",
+    )
 
 
 def test_knowing_the_families_loads_no_heavy_runtime():

@@ -6,8 +6,8 @@ texts may name families; they are not checked."""
 from __future__ import annotations
 
 import ast
-from typing import get_args
 from pathlib import Path
+from typing import get_args
 
 import pytest
 

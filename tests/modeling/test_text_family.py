@@ -129,3 +129,14 @@ def test_auto_tries_the_text_family_only_where_there_are_notes(table):
 
     assert "text" in auto_candidates(_schema(table))
     assert "text" not in auto_candidates(_schema(table, notes=False))
+
+
+def test_the_reports_importance_does_not_rescore_every_sentence(trained, monkeypatch):
+    from medserve.explain import explainer, report_section
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("sentence effects computed for an aggregate")
+
+    monkeypatch.setattr(explainer, "sentence_effects", refuse)
+    section = report_section(trained.model, trained.split.test.head(20))
+    assert section is not None

@@ -93,11 +93,13 @@ class Explainer:
             ", carried through Platt recalibration" if self._scale != 1.0 else ""
         )
 
-    def explain_frame(self, frame: pd.DataFrame) -> Explanations:
-        """Explain raw records (validated and typed by the schema first)."""
+    def explain_frame(self, frame: pd.DataFrame, *, sentences: bool = True) -> Explanations:
+        """Explain raw records (validated and typed by the schema first); a model that reads
+        notes also finds each note's sentence effects, unless not ``sentences`` (each
+        sentence costs the note rescored: a report's aggregate needs none)."""
         prepared = self.schema.prepare(frame)
         explanations = self._explain(self._attribute(self._encode(prepared)))
-        if not self._notes:
+        if not self._notes or not sentences:
             return explanations
         effects = sentence_effects(self._risk_of, frame, self._notes)
         return replace(explanations, sentences=tuple(effects))

@@ -77,7 +77,7 @@ def contribution_distribution(
 def report_section(model: TrainedModel, frame: pd.DataFrame) -> dict:
     """The report's explanations: aggregates over ``frame`` (the held-out rows)."""
     explainer = Explainer(model)
-    explanations = explainer.explain_frame(frame)
+    explanations = explainer.explain_frame(frame, sentences=False)  # aggregates only
     scales = value_scales(model.schema)
     return {
         "space": explanations.space,

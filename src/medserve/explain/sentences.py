@@ -18,7 +18,7 @@ METHOD = "leave-one-sentence-out (the note rescored without each sentence)"
 # Sentences named per note, at most, and the smallest effect worth naming (log-odds).
 SHOWN = 3
 NOTABLE = 0.01
-# Longer notes are explained by their first sentences only (each costs one encoding).
+# Of longer notes, the first sentences are tried (each costs one encoding).
 MAX_SENTENCES = 40
 
 
@@ -42,13 +42,12 @@ def sentence_effects(
         effects: dict[str, list[SentenceEffect]] = {}
         for column in columns:
             note = row[column].iloc[0]
-            parts = sentences(note)[:MAX_SENTENCES] if isinstance(note, str) else []
+            parts = sentences(note) if isinstance(note, str) else []
             if len(parts) < 2:
                 continue
-            variants = pd.concat([row] * (len(parts) + 1), ignore_index=True)
-            variants.loc[1:, column] = [
-                " ".join(parts[:i] + parts[i + 1 :]) for i in range(len(parts))
-            ]
+            tried = range(min(len(parts), MAX_SENTENCES))  # each variant keeps all the others
+            variants = pd.concat([row] * (len(tried) + 1), ignore_index=True)
+            variants.loc[1:, column] = [" ".join(parts[:i] + parts[i + 1 :]) for i in tried]
             log_odds = risk_logit(np.asarray(risk_of(variants), dtype=float))
             changes = log_odds[0] - log_odds[1:]
             order = np.argsort(-np.abs(changes), kind="stable")

@@ -16,6 +16,8 @@ from medserve.explain.sentences import SentenceEffect, described
 NOTABLE_LOG_ODDS = 0.01
 MOST_RAISING = 3
 MOST_LOWERING = 2
+# The longest value a summary shows whole.
+SHOWN_CHARS = 60
 
 
 def summary_sentence(
@@ -110,4 +112,6 @@ def _shown(value: object) -> str:
         return "yes" if value else "no"
     if isinstance(value, float | np.floating):
         return f"{float(value):.4g}"
-    return str(value)
+    text = str(value)
+    # A note named whole (one sentence, or none that moved the risk): its start only.
+    return text if len(text) <= SHOWN_CHARS else f"'{text[: SHOWN_CHARS - 1].rstrip()}…'"

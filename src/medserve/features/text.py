@@ -9,7 +9,7 @@ caller hands in (``medserve.storage.embeddings`` keeps them encrypted at rest, s
 derive from patient text). torch and sentence-transformers are imported on first use.
 
 A note longer than the encoder reads at once (256 word pieces) is encoded in windows of
-``WINDOW_WORDS`` words, and its embedding is their mean.
+word pieces, and its embedding is their mean.
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9
 WEIGHTS_FILE = "model.safetensors"
 DIMENSIONS = 384
 BATCH_SIZE = 64
-# Below the encoder's 256 word pieces for ordinary clinical prose.
-WINDOW_WORDS = 160
 # Embeddings remembered in this process (384 float32 each: ~150 MB at the bound).
 MEMORY_ENTRIES = 100_000
 
@@ -157,12 +155,13 @@ def content_key(text: str) -> str:
     return hashlib.sha256(f"{WEIGHTS_SHA256}\0{text}".encode()).hexdigest()
 
 
-def windows(text: str) -> list[str]:
-    """``text`` as the pieces the encoder reads whole: itself, or windows of words."""
-    words = text.split()
-    if len(words) <= WINDOW_WORDS:
+def windows(text: str, tokenizer: Any, size: int) -> list[str]:
+    """``text`` as the pieces the encoder reads whole: itself, or windows of ``size`` of
+    its word pieces (the encoder truncates at its maximum length: nothing is cut)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) <= size:
         return [text]
-    return [" ".join(words[i : i + WINDOW_WORDS]) for i in range(0, len(words), WINDOW_WORDS)]
+    return [tokenizer.decode(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
@@ -240,8 +239,9 @@ class NotesEncoder:
         model = self._loaded()
         pieces: list[str] = []
         owners: list[int] = []
+        size = model.max_seq_length - 2  # the [CLS] and [SEP] it adds
         for index, text in enumerate(texts):
-            for piece in windows(text):
+            for piece in windows(text, model.tokenizer, size):
                 pieces.append(piece)
                 owners.append(index)
         progress = _progress.get()

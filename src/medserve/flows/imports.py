@@ -280,7 +280,16 @@ def read_import_spec(path: Path) -> ImportSpec:
             f"{', '.join(allowed)}"
         )
     columns = [_column(path, n, s) for n, s in _column_items(path, content.get("columns"))]
+    names = [c.name for c in columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"schema file {path}: column '{repeated[0]}' is listed twice")
     target = content.get("target")
+    if target is not None and str(target) in names:
+        raise ConfigError(
+            f"schema file {path}: the target '{target}' is also an input column; the outcome "
+            "cannot be an input of the model"
+        )
     outcome = None
     if target is not None:
         positive_if = content.get("positive_if")
@@ -343,7 +352,7 @@ def _column(path: Path, name: str, settings: Any) -> ColumnSpec:
             f"{', '.join(COLUMN_TYPES)}"
         )
     try:
-        return ColumnSpec(
+        spec = ColumnSpec(
             name=name,
             type=kind,
             categories=[str(c) for c in settings["categories"]]
@@ -354,9 +363,16 @@ def _column(path: Path, name: str, settings: Any) -> ColumnSpec:
             missing_tokens=[str(t) for t in settings.get("missing_tokens") or []],
         )
     except (ValueError, TypeError) as error:
+        # pydantic's first line names the model; the one after it says what is wrong.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        problem = "; ".join(lines[1:3]) if len(lines) > 1 else lines[0]
+        raise ConfigError(f"schema file {path}: column '{name}': {problem}") from None
+    if spec.minimum is not None and spec.maximum is not None and spec.minimum > spec.maximum:
         raise ConfigError(
-            f"schema file {path}: column '{name}': {str(error).splitlines()[0]}"
-        ) from None
+            f"schema file {path}: column '{name}' has min {spec.minimum:g} above max "
+            f"{spec.maximum:g}"
+        )
+    return spec
 
 
 def _background(path: Path, rows: Any, schema: Schema) -> pd.DataFrame | None:

@@ -11,6 +11,13 @@ from medserve.data import Schema
 from medserve.errors import ConfigError, Location, option
 from medserve.modeling.families import AUTO, reads_text
 
+# Roles a notes column cannot have, and why.
+NOT_NOTES = {
+    "target": "the outcome would be read as a feature",
+    "id": "an identifier is no note",
+    "time": "a date is no note",
+    "group": "a column the report groups by",
+}
 NOT_DEIDENTIFIED = (
     "WARNING: notes not de-identified: {columns} went into the model as written, as asked; "
     "this model is NOT HIPAA Safe Harbor de-identified"
@@ -29,20 +36,29 @@ def choose_notes(
     ``auto`` (or a family list with a notes family), the free-text columns
     de-identification scrubbed. ConfigError when a named column is not there, or notes
     would be read that were not de-identified and ``not_deidentified`` was not given."""
-    names = {spec.name for spec in schema.columns}
+    roles = {spec.name: spec.role for spec in schema.columns}
     for column in text or ():
-        if column not in names:
+        if column not in roles:
             raise ConfigError(
                 f"{option('text')} names column '{column}', which the table does not have",
                 location=Location(option="text", column=column),
             )
+        if roles[column] in NOT_NOTES:
+            raise ConfigError(
+                f"{option('text')} names column '{column}', which is the table's "
+                f"{roles[column]} column ({NOT_NOTES[roles[column]]}); name a notes column",
+                location=Location(option="text", column=column),
+            )
     scrubbed = _scrubbed_notes(deidentified)
+    # Text features declared elsewhere (a schema file) are notes too, under the same rule.
+    declared = [s.name for s in schema.features if s.type == "text"]
     if text:
-        chosen = list(dict.fromkeys(text))
+        chosen = list(dict.fromkeys([*text, *declared]))
     elif _tries_notes(family) and deidentified is not None:
-        chosen = [s.name for s in schema.columns if s.name in scrubbed and s.role != "target"]
+        found = [s.name for s in schema.columns if s.name in scrubbed and s.role not in NOT_NOTES]
+        chosen = list(dict.fromkeys([*found, *declared]))
     else:
-        chosen = []
+        chosen = declared
     notices = list(schema.notices)
     if not chosen:
         free = [spec.name for spec in schema.columns if spec.role == "text"]

@@ -51,6 +51,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from medserve.config import Settings
 from medserve.core.files import write_file_atomic
+from medserve.core.stored_files import STORED_FILES
 from medserve.errors import (
     ConfigError,
     IntegrityError,
@@ -96,6 +97,13 @@ def export_bundle(settings: Settings, ref: str, path: Path, passphrase: str) -> 
         )
     with Registry(settings) as registry:
         version = registry.get(ref)
+        if (version.lineage or {}).get(STORED_FILES):
+            # Its weights are artifacts of their own, which a bundle does not carry yet.
+            raise ConfigError(
+                f"{version.ref} was imported from model files ({version.family}); a bundle "
+                "does not carry them: import the same files in the other medserve with "
+                "`medserve models import NAME` and its schema file"
+            )
         check_version(version_key(settings, registry.engine, create=False), version)
         artifact = read_artifact(settings, version.artifact_path, version.artifact_sha256)
     payload = {
@@ -182,6 +190,11 @@ def import_bundle(
     ):
         raise IntegrityError(
             f"bundle {path} was refused: its header and its contents describe different models"
+        )
+    if (model.get("lineage") or {}).get(STORED_FILES):
+        raise ConfigError(
+            f"bundle {path} holds a model imported from files whose weights it does not "
+            "carry; import the model's own files with `medserve models import NAME`"
         )
     reports = {file: _unb64(content, path) for file, content in payload["reports"].items()}
     lineage = {

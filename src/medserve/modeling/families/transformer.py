@@ -106,7 +106,11 @@ def load_classifier(folder: Path) -> tuple[Any, Any]:
     """The tokenizer and the sequence classifier in ``folder``, offline, from safetensors
     only (never a pickle); ConfigError saying what is wrong with the folder."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never the hub: read before it is imported
+    import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    transformers.logging.set_verbosity_error()  # its own progress bars and notes
+    transformers.logging.disable_progress_bar()
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
@@ -205,6 +209,13 @@ class TransformerFamily:
         folder = path
         if not folder.is_dir():
             raise ConfigError(f"transformers folder {folder}: no such folder")
+        links = sorted(p.name for p in folder.iterdir() if p.is_symlink())
+        if links:
+            raise ConfigError(
+                f"transformers folder {folder} holds symbolic links ({', '.join(links)}); "
+                "copy the files themselves into the folder, so what is imported is what "
+                "the folder holds"
+            )
         files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
         weights = [p for p in files if p.suffix == ".safetensors"]
         pickled = [p.name for p in files if p.suffix.lower() in PICKLED_SUFFIXES]
