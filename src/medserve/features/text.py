@@ -246,17 +246,19 @@ class NotesEncoder:
                 owners.append(index)
         progress = _progress.get()
         vectors = np.empty((len(pieces), DIMENSIONS), dtype=np.float32)
+        # Batches of similar length: a batch is padded to its longest piece.
+        by_length = np.argsort([len(piece) for piece in pieces], kind="stable")
         for start in range(0, len(pieces), BATCH_SIZE):
-            batch = pieces[start : start + BATCH_SIZE]
+            rows = by_length[start : start + BATCH_SIZE]
             with self._lock:
-                vectors[start : start + len(batch)] = model.encode(
-                    batch,
+                vectors[rows] = model.encode(
+                    [pieces[i] for i in rows],
                     batch_size=BATCH_SIZE,
                     convert_to_numpy=True,
                     show_progress_bar=False,
                 )
             if progress is not None:
-                progress(min(start + len(batch), len(pieces)), len(pieces))
+                progress(start + len(rows), len(pieces))
         # Each text's windows are contiguous: their mean is one reduceat.
         counts = np.bincount(np.asarray(owners), minlength=len(texts))
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
