@@ -43,7 +43,7 @@ def test_train_with_notes_then_predict_names_the_sentence(home, notes_csv, tmp_p
     trained = run_json("train", notes_csv, "--text", "note", "--deid", *TRAIN)
     assert trained["family"] == "text"
     shown = run_json("models", "show", "notes")
-    assert WEIGHTS_SHA256 in json.dumps(shown)  # the encoder's weights, in the lineage
+    assert shown["lineage"]["notes_encoder"]["weights_sha256"] == WEIGHTS_SHA256
 
     rows = tmp_path / "rows.csv"
     pd.DataFrame(

@@ -82,7 +82,8 @@ def register(
             prepared.name,
             model,
             family=model.family,
-            schema=prepared.schema.model_dump(mode="json"),
+            # The model's own: notes a tabular winner does not read are no feature of it.
+            schema=model.schema.model_dump(mode="json"),
             metrics={k: m.to_dict() for k, m in metrics.items()},
             threshold=model.threshold,
             params=params,
@@ -91,6 +92,11 @@ def register(
                 "data_sha256": prepared.data_sha256,
                 "libraries": libraries,
                 "trained_by": user,
+                **(
+                    {"notes_encoder": model.info["notes_encoder"]}
+                    if "notes_encoder" in model.info
+                    else {}
+                ),
             },
             data_sha256=prepared.data_sha256,
             created_by=user,
