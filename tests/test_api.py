@@ -309,7 +309,7 @@ def test_no_answer_when_the_audit_trail_cannot_be_written(tmp_path, derivation, 
         raise OSError("disk full")
 
     monkeypatch.setattr(AuditLog, "append", refuse)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(medserve.RegistryError, match=r"could not be written \(disk full\)"):
         model.predict(va.head(2))
 
 
@@ -339,6 +339,6 @@ def test_no_evaluation_report_when_the_audit_trail_cannot_be_written(
     reports = home / "reports/heart/v1"
     before = sorted(reports.glob("evaluation-*"))
     monkeypatch.setattr(AuditLog, "append", refuse)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(medserve.RegistryError, match=r"could not be written \(disk full\)"):
         trained.evaluate(va, target="num")
     assert sorted(reports.glob("evaluation-*")) == before

@@ -68,3 +68,23 @@ def test_an_npy_of_only_the_features_is_scored_without_a_label(home, tmp_path):
     np.save(tmp_path / "new.npy", features[:10])
     scored = run_json("predict", "n", tmp_path / "new.npy", "-o", tmp_path / "scores.csv")
     assert scored["rows"] == 10
+
+
+def test_a_database_error_on_the_audit_trail_is_one_line_and_no_scores(
+    home, heart_csv, tmp_path, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    from medserve.security.audit import AuditLog
+
+    run_json(*train_heart_args(heart_csv))
+
+    def unwritable(self, entry):
+        raise OperationalError("INSERT", {}, Exception("attempt to write a readonly database"))
+
+    monkeypatch.setattr(AuditLog, "append", unwritable)
+    out = tmp_path / "scores.csv"
+    result = run("predict", "heart", heart_csv, "-o", out)
+    assert_clean_failure(result, "the audit record of 'cli predict' could not be written")
+    assert "readonly database" in result.output
+    assert not out.exists()

@@ -15,9 +15,11 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from medserve.config import Settings
 from medserve.core.user import login_name
+from medserve.errors import RegistryError
 from medserve.security.audit import AuditEntry, AuditLog
 from medserve.storage.keystore import KeyStore
 from medserve.storage.registry import ModelVersion
@@ -49,4 +51,11 @@ def record_local_action(
         n_records=n_records,
         client=LOCAL_CLIENT,
     )
-    return AuditLog(engine, KeyStore(settings).purpose_key(AUDIT_PURPOSE)).append(entry)
+    try:
+        return AuditLog(engine, KeyStore(settings).purpose_key(AUDIT_PURPOSE)).append(entry)
+    except (SQLAlchemyError, OSError) as error:  # the database or the disk, not the caller
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RegistryError(
+            f"the audit record of '{channel} {action}' could not be written ({reason}); "
+            "nothing was answered: check the database and the disk, then try again"
+        ) from error
