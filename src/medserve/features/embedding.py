@@ -29,11 +29,11 @@ class NoteEmbedding(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         texts, present = _notes(X)
-        kept = int(min(self.components, max(1, present.sum() // NOTES_PER_COMPONENT)))
         if present.sum() < 2:
             raise ValueError("a notes column needs at least two notes in the training rows")
         vectors = shared().encode([t for t, p in zip(texts, present, strict=True) if p])
-        kept = min(kept, len(vectors) - 1, vectors.shape[1])
+        supported = max(1, len(vectors) // NOTES_PER_COMPONENT)
+        kept = min(self.components, supported, len(vectors) - 1, vectors.shape[1])
         self.pca_ = PCA(n_components=kept, whiten=True, random_state=self.random_state)
         self.pca_.fit(vectors)
         self.width_ = kept + 1

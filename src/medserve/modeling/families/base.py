@@ -277,7 +277,7 @@ def auto_candidates(schema: Schema | None = None) -> tuple[str, ...]:
     return tuple(
         name
         for name, family in _FAMILIES.items()
-        if family.in_auto and (notes or not getattr(family, "reads_text", False))
+        if family.in_auto and (notes or not reads_text(name))
     )
 
 
