@@ -40,7 +40,7 @@ from medserve.modeling import TrainOptions, family_names, train_model
 from medserve.scoring.compiled import FastScorer
 
 HEART = Path(medserve.__file__).parent / "datasets" / "heart_disease_uci.csv"
-BANDS = Settings().risk_bands
+BANDS = Settings().bands_for(None, 0.5).of
 
 
 def median_seconds(work: Callable[[], object], repeats: int) -> float:

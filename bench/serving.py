@@ -296,7 +296,7 @@ def in_process_rows(home: Path, records: list[dict[str, Any]], token: str) -> li
         model = registry.load(version)
         scorer = FastScorer.from_model(model)
         served = ServedModel.of(version, model)
-        predictor = Predictor(settings.risk_bands, settings.max_records)
+        predictor = Predictor(settings.bands_for, settings.max_records)
         keys = ApiKeyStore(registry.engine)
         one, batch = records[:1], batch_of(records, BATCH_RECORDS)
         one_frame = records_frame(model.schema, one)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from medserve.config import Settings
+from medserve.core.risk import RiskBands
 from medserve.data import Schema
 from medserve.errors import (
     ConfigError,
@@ -272,10 +273,13 @@ class Model:
         """`risk` (probability of the event), `label` (1 at or above ``threshold``) and
         `risk_band` for each row, indexed as ``data``. Audited as `medserve predict` is."""
         scored = risk_scores(
-            self._settings, self._model, _frame(data), score_unseen_levels=score_unseen_levels
+            self._bands(), self._model, _frame(data), score_unseen_levels=score_unseen_levels
         )
         self._audited("predict", len(scored))
         return scored
+
+    def _bands(self) -> RiskBands:
+        return self._settings.bands_for(self._version.name, self._model.threshold)
 
     def _audited(self, action: str, n_records: int) -> None:
         """Patients' records were scored: the trail says who, with which model and how many
@@ -304,7 +308,7 @@ class Model:
             self._explainer = Explainer(self._model)
         explanations = self._explainer.explain_frame(frame)
         risk = self._model.predict_risk(frame)
-        bands = self._settings.risk_bands(risk.tolist())
+        bands = self._bands().of(risk.tolist())
         records = explained(
             explanations, risk.tolist(), bands, frame.to_dict("records"), self._model.schema
         )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import bisect
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from medserve.core.risk import RiskBands
 
 
 class BatchPolicy(BaseModel):
@@ -20,6 +21,16 @@ class BatchPolicy(BaseModel):
     wait_ms: float = Field(
         default=5.0, ge=0, le=60_000, description="Longest a request waits for others to join."
     )
+
+
+class EhrIssuer(BaseModel):
+    """How an EHR that calls the CDS Hooks service proves itself: its public keys, from a
+    JWKS file, or fetched from a ``jku`` its token names that is on ``jku`` (exact URLs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    jwks_file: Path | None = Field(default=None, description="A JWKS (JSON) of its keys.")
+    jku: list[str] = Field(default_factory=list, description="JWKS URLs it may name.")
 
 
 class Settings(BaseSettings):
@@ -42,10 +53,17 @@ class Settings(BaseSettings):
     )
     max_records: int = Field(default=10_000, ge=1, description="Most records per request.")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    risk_band_cuts: list[float] = Field(
-        default=[0.1, 0.3], description="Upper bounds of each band but the last, ascending."
+    risk_band_cuts: list[float] | None = Field(
+        default=None,
+        description="Upper bounds of each band but the last, ascending, for every model not "
+        "named in `model_risk_bands`; unset: each model's own, half its threshold and its "
+        "threshold (so 'high' is exactly label 1).",
     )
     risk_band_labels: list[str] = Field(default=["low", "moderate", "high"])
+    model_risk_bands: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description='Band cuts per model name, as JSON: \'{"heart": [0.2, 0.5]}\'.',
+    )
     rate_limit_per_minute: int = Field(
         default=60_000, ge=0, description="Requests per API key per minute; 0 = unlimited."
     )
@@ -64,6 +82,39 @@ class Settings(BaseSettings):
         "0 = look every key up on every request.",
     )
     serve_stage: str = Field(default="production", description="Stage served by default.")
+    fhir_server_url: str | None = Field(
+        default=None,
+        description="Base URL of the FHIR R4 server /v1/models/{name}/fhir/Patient/{id} "
+        "reads from; unset: that route answers 400.",
+    )
+    fhir_server_token: SecretStr | None = Field(
+        default=None, description="Bearer token medserve sends to fhir_server_url."
+    )
+    fhir_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Longest wait for the FHIR server per call."
+    )
+    fhir_site: str = Field(
+        default="default", description="Whose FHIR binding this service uses (per site)."
+    )
+    cds_issuers: dict[str, EhrIssuer] = Field(
+        default_factory=dict,
+        description="EHRs trusted to call the CDS Hooks service, by their JWT `iss`, as JSON: "
+        '\'{"https://ehr.example.org": {"jwks_file": "/etc/medserve/ehr-jwks.json"}}\'.',
+    )
+    cds_sandbox: bool = Field(
+        default=False,
+        description="DEVELOPMENT ONLY: also trust the public CDS Hooks sandbox's issuer "
+        "(anyone can sign as it). Logged loudly at start.",
+    )
+    cds_clock_skew_s: float = Field(
+        default=60.0, ge=0, le=600, description="Clock skew allowed on a token's exp and iat."
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The base URL EHRs call this service at (behind a proxy), e.g. "
+        "https://cds.example.org; a token's `aud` must be this plus the path. Unset: the URL "
+        "the request was sent to.",
+    )
     batching: dict[str, BatchPolicy | None] = Field(
         default_factory=dict,
         description="Dynamic batching per model name, as JSON: "
@@ -77,10 +128,25 @@ class Settings(BaseSettings):
         "batched unless named.",
     )
 
-    def risk_bands(self, risks: list[float]) -> list[str]:
-        """Each risk's band label ("low", "moderate", "high" by default)."""
-        cuts, labels = self.risk_band_cuts, self.risk_band_labels
-        return [labels[bisect.bisect_right(cuts, risk)] for risk in risks]
+    @model_validator(mode="after")
+    def _bands_fit(self) -> Settings:
+        for name, cuts in [("", self.risk_band_cuts), *self.model_risk_bands.items()]:
+            if cuts is not None:
+                where = f"model_risk_bands['{name}']" if name else "risk_band_cuts"
+                try:
+                    RiskBands(tuple(cuts), tuple(self.risk_band_labels))
+                except ValueError as error:
+                    raise ValueError(f"{where}: {error}") from None
+        return self
+
+    def bands_for(self, model: str | None, threshold: float) -> RiskBands:
+        """The bands of ``model``'s risks: its own when configured, else the service's
+        cuts when set, else derived from its threshold."""
+        labels = tuple(self.risk_band_labels)
+        cuts = self.model_risk_bands.get(model or "") or self.risk_band_cuts
+        if cuts is not None:
+            return RiskBands(tuple(cuts), labels)
+        return RiskBands.around(threshold, labels)
 
     @property
     def artifacts_dir(self) -> Path:

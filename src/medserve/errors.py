@@ -148,3 +148,36 @@ class ExplanationUnavailable(MedserveError):
     """The model cannot be explained as stored (e.g. trained before explanations existed)."""
 
     default_code = "explanation_unavailable"
+
+
+class FhirError(DataError):
+    """A FHIR resource or Bundle that cannot be read as the binding needs it: malformed,
+    the wrong resourceType, no subject, a unit that cannot be converted."""
+
+    default_code = "invalid_fhir"
+
+
+class UpstreamUnavailable(MedserveError):
+    """A server medserve must call (the FHIR server, an EHR's key set) did not answer
+    usably: refused, unreachable, or an error status."""
+
+    default_code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    """A server medserve must call did not answer in time."""
+
+    default_code = "upstream_timeout"
+
+
+class PrefetchUnavailable(MedserveError):
+    """A CDS Hooks call that carries neither the prefetch the service needs nor a FHIR
+    server (with authorization) to fetch it from (CDS Hooks: 412)."""
+
+    default_code = "prefetch_unavailable"
+
+
+class ResourceNotFound(MedserveError):
+    """A FHIR resource the request names (a Patient) that the FHIR server does not have."""
+
+    default_code = "resource_not_found"

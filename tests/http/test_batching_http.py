@@ -35,7 +35,7 @@ def alone(settings: Settings, version: ModelVersion, records: list[dict], explai
     """What the service answers one request with when nothing is batched."""
     with Registry(settings) as registry:
         served = ServedModel.of(version, registry.load(version))
-    predictor = Predictor(settings.risk_bands, settings.max_records)
+    predictor = Predictor(settings.bands_for, settings.max_records)
     found = predictor.predict(served, records, explain=explain)
     return [prediction.to_dict() for prediction in found]
 

@@ -10,10 +10,17 @@ import pandas as pd
 import pytest
 from scipy.special import logit
 
+from medserve.core.risk import RiskBands
 from medserve.errors import PayloadTooLarge
 from medserve.scoring.catalog import ModelCatalog, ServedModel
 from medserve.scoring.predictor import MAX_PROBLEMS_LISTED, InvalidRecords, Predictor
 from medserve.storage import Registry
+
+CUTS = RiskBands((0.1, 0.3))
+
+
+def bands_for(name: str | None, threshold: float) -> RiskBands:
+    return CUTS
 
 
 def bands(risks: list[float]) -> list[str]:
@@ -28,7 +35,7 @@ def heart(seed_home) -> Iterator[ServedModel]:
 
 def test_predictions_are_the_reference_risk_with_label_and_band(heart, heart_records):
     records = heart_records[:200]
-    predictions = Predictor(bands, max_records=1000).predict(heart, records)
+    predictions = Predictor(bands_for, max_records=1000).predict(heart, records)
     reference = heart.model.predict_risk(pd.DataFrame(records))
     risks = np.array([p.risk for p in predictions])
     np.testing.assert_allclose(risks, reference, rtol=0, atol=1e-9)
@@ -39,7 +46,7 @@ def test_predictions_are_the_reference_risk_with_label_and_band(heart, heart_rec
 
 
 def test_explanations_add_up_to_each_risk(heart, heart_records):
-    predictions = Predictor(bands, 1000).predict(heart, heart_records[:50], explain=True)
+    predictions = Predictor(bands_for, 1000).predict(heart, heart_records[:50], explain=True)
     for prediction in predictions:
         why = prediction.explanation
         assert why is not None and why.space == "log-odds"
@@ -50,7 +57,7 @@ def test_explanations_add_up_to_each_risk(heart, heart_records):
 
 
 def test_too_many_records_are_refused_before_anything_else(heart, heart_records):
-    predictor = Predictor(bands, max_records=10)
+    predictor = Predictor(bands_for, max_records=10)
     predictor.admit(10)
     with pytest.raises(PayloadTooLarge, match="11 records in one request; the limit is 10"):
         predictor.predict(heart, [{"not": "even valid"}] * 11)
@@ -59,7 +66,7 @@ def test_too_many_records_are_refused_before_anything_else(heart, heart_records)
 def test_invalid_records_carry_every_problem_up_to_the_listing_limit(heart, heart_records):
     records = [{**record, "age": "old"} for record in heart_records[: MAX_PROBLEMS_LISTED + 5]]
     with pytest.raises(InvalidRecords) as caught:
-        Predictor(bands, 1000).predict(heart, records)
+        Predictor(bands_for, 1000).predict(heart, records)
     problems = caught.value.problems
     assert len(problems) == MAX_PROBLEMS_LISTED
     assert [(p.record, p.field, p.rule) for p in problems[:2]] == [

@@ -49,7 +49,7 @@ def records(heart_csv) -> list[dict]:
 
 @pytest.fixture
 def predictor() -> Predictor:
-    return Predictor(Settings().risk_bands, max_records=10_000)
+    return Predictor(Settings().bands_for, max_records=10_000)
 
 
 def batchers_for(predictor: Predictor, policy: BatchPolicy | None) -> Batchers:
@@ -183,7 +183,7 @@ class FailsOnAge77(Predictor):
 def test_a_batch_that_raises_is_scored_request_by_request_so_only_the_culprit_fails(
     served, records
 ):
-    predictor = FailsOnAge77(Settings().risk_bands, max_records=10_000)
+    predictor = FailsOnAge77(Settings().bands_for, max_records=10_000)
     culprit = [{**records[0], "age": 77}]
     requests = [records[:1], culprit, records[1:2]]
     batchers = batchers_for(predictor, BatchPolicy(max_size=3, wait_ms=60_000))

@@ -6,7 +6,19 @@ from typing import Annotated
 
 import typer
 
-from medserve.cli import audit, deid, demo, evaluate, keys, models, predict, report, serve, train
+from medserve.cli import (
+    audit,
+    deid,
+    demo,
+    evaluate,
+    fhir,
+    keys,
+    models,
+    predict,
+    report,
+    serve,
+    train,
+)
 
 app = typer.Typer(
     name="medserve",
@@ -42,6 +54,7 @@ def _root(
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
+app.add_typer(fhir.app, name="fhir")
 
 
 def main() -> None:

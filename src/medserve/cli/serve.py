@@ -29,6 +29,10 @@ def start_server(
         from medserve.errors import ConfigError
 
         raise ConfigError("give both --ssl-certfile and --ssl-keyfile, or neither")
+    if config.cds_sandbox:
+        from medserve.security.ehr_jwt import loud_sandbox_warning
+
+        _notify("warning", loud_sandbox_warning())
     serve_uvicorn(config, host, port, _notify, ssl_certfile, ssl_keyfile, log_level)
 
 

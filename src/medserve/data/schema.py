@@ -40,6 +40,15 @@ class ColumnSpec(BaseModel):
     )
     missing_fraction: float = 0.0
     note: str | None = None
+    label: str | None = Field(
+        default=None, description="What clinicians call it ('chest pain type'); else the name."
+    )
+    unit: str | None = Field(default=None, description="Its unit as people read it ('mmHg').")
+
+    @property
+    def shown_name(self) -> str:
+        """The column as clinicians read it: its label, else its name."""
+        return self.label or self.name
 
     @property
     def numeric_encoded(self) -> bool:

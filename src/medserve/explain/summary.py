@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,52 @@ MOST_LOWERING = 2
 SHOWN_CHARS = 60
 
 
+@dataclass(frozen=True, slots=True)
+class Factor:
+    """One input that moved a record's risk notably: its clinical label, its value as the
+    model read it (with its unit), and its effect on the log-odds."""
+
+    column: str
+    label: str
+    value: str
+    effect: float
+
+    @property
+    def raises(self) -> bool:
+        return self.effect > 0
+
+    @property
+    def shown(self) -> str:
+        """e.g. "resting blood pressure = 160 mmHg"."""
+        return f"{self.label} = {self.value}"
+
+
+def top_factors(
+    columns: Sequence[str],
+    contributions: Sequence[float] | np.ndarray,
+    values: Mapping[str, object],
+    schema: Schema | None = None,
+) -> tuple[list[Factor], list[Factor]]:
+    """The inputs that raised the risk most (up to MOST_RAISING) and lowered it most (up
+    to MOST_LOWERING), each past NOTABLE_LOG_ODDS, named by the schema's labels and units."""
+    effects = np.asarray(contributions, dtype=float)
+    order = np.argsort(-effects, kind="stable")
+    raising = [j for j in order[:MOST_RAISING] if effects[j] > NOTABLE_LOG_ODDS]
+    lowering = [j for j in order[::-1][:MOST_LOWERING] if effects[j] < -NOTABLE_LOG_ODDS]
+    specs = {spec.name: spec for spec in schema.columns} if schema is not None else {}
+
+    def factor(j: int) -> Factor:
+        column = columns[j]
+        spec = specs.get(column)
+        value = _shown(values.get(column))
+        if spec is not None and spec.unit and value != "not measured":
+            value = f"{value} {spec.unit}"
+        label = spec.shown_name if spec is not None else column
+        return Factor(column, label, value, float(effects[j]))
+
+    return [factor(j) for j in raising], [factor(j) for j in lowering]
+
+
 def summary_sentence(
     risk: float,
     band: str,
@@ -27,36 +74,34 @@ def summary_sentence(
     contributions: np.ndarray,
     values: Mapping[str, object],
     sentences: Mapping[str, Sequence[SentenceEffect]] | None = None,
+    schema: Schema | None = None,
 ) -> str:
-    """e.g. "Risk 0.72 (high). Raised most by: cp = asymptomatic, oldpeak = 2.3; lowered
-    most by: age = 41." — the record's own values are shown to whoever sent them. A note
-    is named by the sentences that moved it most: "note: 'troponin elevated' raised risk"."""
-    order = np.argsort(-contributions, kind="stable")
-    raising = [j for j in order[:MOST_RAISING] if contributions[j] > NOTABLE_LOG_ODDS]
-    lowering = [j for j in order[::-1][:MOST_LOWERING] if contributions[j] < -NOTABLE_LOG_ODDS]
+    """e.g. "Risk 0.72 (high). Raised most by: chest pain type = asymptomatic, oldpeak =
+    2.3; lowered most by: age = 41 years." — the record's own values are shown to whoever
+    sent them, each input under its clinical label and unit when the schema has them. A
+    note is named by the sentences that moved it most: "note: 'troponin elevated' raised
+    risk"."""
+    raising, lowering = top_factors(columns, contributions, values, schema)
     sentence = f"Risk {risk:.2f} ({band})."
     if raising:
-        sentence += " Raised most by: " + _named(raising, columns, values, sentences, True)
+        sentence += " Raised most by: " + _named(raising, sentences, True)
     else:
         sentence += " No input raised it notably"
     if lowering:
-        sentence += "; lowered most by: " + _named(lowering, columns, values, sentences, False)
+        sentence += "; lowered most by: " + _named(lowering, sentences, False)
     return sentence + "."
 
 
 def _named(
-    indices: list[int],
-    columns: Sequence[str],
-    values: Mapping[str, object],
+    factors: list[Factor],
     sentences: Mapping[str, Sequence[SentenceEffect]] | None,
     raised: bool,
 ) -> str:
     named = []
-    for j in indices:
-        column = columns[j]
-        effects = (sentences or {}).get(column)
-        note = described(column, effects, raised) if effects else None
-        named.append(note or f"{column} = {_shown(values.get(column))}")
+    for factor in factors:
+        effects = (sentences or {}).get(factor.column)
+        note = described(factor.label, effects, raised) if effects else None
+        named.append(note or factor.shown)
     return ", ".join(named)
 
 
@@ -80,6 +125,7 @@ def explained(
                 contributions,
                 as_read(rows[i], readers) if readers else rows[i],
                 explanations.sentences[i] if explanations.sentences is not None else None,
+                schema,
             ),
         )
         for i, contributions in enumerate(explanations.contributions)

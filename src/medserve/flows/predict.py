@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from medserve.config import Settings
+from medserve.core.risk import RiskBands
 from medserve.data import ReadOptions, table_notices, write_table
 from medserve.data.io import check_output
 from medserve.errors import ConfigError, SchemaError, option
@@ -77,7 +78,8 @@ def predict_file(
             refuse_problems(problems)
         with notes_cached(settings):  # a model that reads notes: encoded once, kept encrypted
             scored = score_frame(
-                settings, model, frame, explain=explain, score_unseen_levels=score_unseen_levels,
+                settings.bands_for(version.name, model.threshold), model, frame,
+                explain=explain, score_unseen_levels=score_unseen_levels,
                 validation=rules_broken(problems, len(frame)),
             )  # fmt: skip
         # Patients' records were scored: the trail says who, with which model, how many,
@@ -107,7 +109,7 @@ def refuse_problems(problems: list[RecordProblem]) -> None:
 
 
 def score_frame(
-    settings: Settings,
+    bands: RiskBands,
     model: TrainedModel,
     frame: pd.DataFrame,
     *,
@@ -117,7 +119,7 @@ def score_frame(
 ) -> pd.DataFrame:
     """``frame`` (its index kept) with the columns `predict_file` adds; `validation` (the
     rules each row breaks, see ``predict_file``) only when given."""
-    scores = risk_scores(settings, model, frame, score_unseen_levels=score_unseen_levels)
+    scores = risk_scores(bands, model, frame, score_unseen_levels=score_unseen_levels)
     risk = scores["risk"].to_numpy()
     scored = frame.copy()
     if validation is not None:
@@ -137,21 +139,22 @@ def score_frame(
 
 
 def risk_scores(
-    settings: Settings,
+    bands: RiskBands,
     model: TrainedModel,
     frame: pd.DataFrame,
     *,
     score_unseen_levels: bool = False,
 ) -> pd.DataFrame:
     """Each row's `risk` (full precision), `label` (1 at or above the model's threshold) and
-    `risk_band`, indexed as ``frame``; unseen levels refused as ``refuse_unseen_levels``."""
+    `risk_band` (of ``bands``), indexed as ``frame``; unseen levels refused as
+    ``refuse_unseen_levels``."""
     refuse_unseen_levels(model, frame, score_unseen_levels)
     risk = model.predict_risk(frame)
     return pd.DataFrame(
         {
             "risk": risk,
             "label": (risk >= model.threshold).astype(int),
-            "risk_band": settings.risk_bands(risk.tolist()),
+            "risk_band": bands.of(risk.tolist()),
         },
         index=frame.index,
     )

@@ -55,7 +55,12 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute, Match
 
 from medserve.errors import AuthError, MedserveError, PayloadTooLarge, RateLimited
-from medserve.http.deps import ADMITTED_KEY, RoleRequirement, role_refusal
+from medserve.http.deps import (
+    ADMITTED_KEY,
+    EhrTokenRequirement,
+    RoleRequirement,
+    role_refusal,
+)
 from medserve.http.observability import audit_unavailable, request_record
 from medserve.http.problems import error_problem, problem
 from medserve.security.api_keys import ApiKey, ApiKeyStore
@@ -80,18 +85,20 @@ class RouteNeeds:
 
     roles: frozenset[str] | None  # None: any valid key
     reads_json: bool
+    ehr_token: bool = False  # an EHR's signed JWT instead of an API key (CDS Hooks)
 
 
 def route_needs(dependant: Dependant | None) -> RouteNeeds:
     """The roles every ``require_role`` in the route's dependency tree admits, and whether
     the route reads a JSON body."""
     roles: frozenset[str] | None = None
-    reads_json = False
+    reads_json = ehr_token = False
     for node in _walk(dependant):
         if isinstance(node.call, RoleRequirement):
             roles = node.call.allowed if roles is None else roles & node.call.allowed
         reads_json = reads_json or bool(node.body_params)
-    return RouteNeeds(roles, reads_json)
+        ehr_token = ehr_token or isinstance(node.call, EhrTokenRequirement)
+    return RouteNeeds(roles, reads_json, ehr_token)
 
 
 def _walk(dependant: Dependant | None) -> Iterator[Dependant]:
@@ -140,6 +147,9 @@ class CredentialsBeforeBody:
         client = scope.get("client")
         address = client[0] if client else "unknown"
         route, needs = self._match(scope)
+        if needs is not None and needs.ehr_token:
+            await self._admit_ehr(scope, receive, send, credentials, route)
+            return
         recent = self._recent.get(token) if token is not None else None
         if recent is not None and not self._key_limiter.blocking:
             key, error = recent, self._limit(recent)  # nothing to wait for: no thread hop
@@ -185,6 +195,32 @@ class CredentialsBeforeBody:
             return
         scope[ADMITTED_KEY] = key
         await self.app(scope, receive, send)
+
+    async def _admit_ehr(
+        self, scope: dict, receive: Callable, send: Callable, credentials: list, route: Any
+    ) -> None:
+        """A CDS Hooks route: the EHR's token is verified by the route's own dependency
+        (EhrTokenRequirement); here only what needs no token: one Authorization header, a
+        body under the limit, and an audit trail that can be written."""
+        response = None
+        if len(credentials) > 1:
+            scope[PREAUTH_REFUSAL] = DUPLICATE_CREDENTIALS
+            response = problem(
+                400,
+                f"{len(credentials)} Authorization headers: send exactly one, "
+                "'Authorization: Bearer <JWT>'",
+                kind="duplicate-credentials",
+                code="duplicate_credentials",
+            )
+        if response is None:
+            response = self._refusal_of_a_known_key(scope)
+        if response is None and _sends_body(scope):
+            response = _media_type_refusal(scope)
+        if response is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = route
+        await response(scope, receive, send)
 
     def _admit(self, token: str | None, address: str) -> tuple[ApiKey | None, MedserveError | None]:
         """On a key-lookup thread: the key and, if refused, why. Only a request without a

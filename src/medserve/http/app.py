@@ -12,21 +12,36 @@ from fastapi import FastAPI
 
 from medserve import __version__
 from medserve.config import Settings
+from medserve.flows.clinical import PSEUDONYM_PURPOSE, Bindings, PatientPseudonyms
 from medserve.http.admission import CredentialsBeforeBody
 from medserve.http.audited import DeclaredRoutes
-from medserve.http.deps import Scoring
+from medserve.http.deps import Clinical, Scoring
 from medserve.http.observability import RequestBookkeeping, ServiceMetrics
 from medserve.http.problems import install_problem_handlers
-from medserve.http.routes import health, metadata, metrics, models, predict, report
+from medserve.http.routes import (
+    cds_hooks,
+    fhir,
+    health,
+    metadata,
+    metrics,
+    models,
+    predict,
+    report,
+)
+from medserve.interop.fhir.client import FhirClient
 from medserve.scoring.batching import Batchers
 from medserve.scoring.catalog import ModelCatalog
 from medserve.scoring.predictor import Predictor
 from medserve.security.api_keys import ApiKeyStore
 from medserve.security.audit import AuditLog, AuditWriter
+from medserve.security.ehr_jwt import EhrTokenVerifier
 from medserve.security.key_cache import RecentKeys
 from medserve.security.rate_limit import MemoryRateLimiter, RateLimiter
 from medserve.storage import Registry
+from medserve.storage.bindings import BindingStore
+from medserve.storage.cds_cards import CardLog
 from medserve.storage.keystore import KeyStore
+from medserve.storage.token_ids import TokenIds
 
 log = logging.getLogger("medserve.http")
 # Threads that look up API keys (one database query each; the pool has 5 + 10 connections).
@@ -44,7 +59,7 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         log.error("model not served", extra={"fields": {"why": failure}})
 
     key_lookups = ThreadPoolExecutor(KEY_LOOKUP_THREADS, thread_name_prefix="medserve-keys")
-    predictor = Predictor(settings.risk_bands, settings.max_records)
+    predictor = Predictor(settings.bands_for, settings.max_records)
     service_metrics = ServiceMetrics()
     batchers = Batchers(
         predictor,
@@ -53,6 +68,19 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         observe=lambda model, size: service_metrics.batch_records.labels(model).observe(size),
     )
 
+    clinical = _clinical(settings, registry, keystore)
+    ehr_tokens = EhrTokenVerifier(
+        settings.cds_issuers,
+        TokenIds(registry.engine),
+        clock_skew_s=settings.cds_clock_skew_s,
+        sandbox=settings.cds_sandbox,
+    )
+    if settings.cds_issuers and not settings.public_url:
+        log.warning(
+            "MEDSERVE_PUBLIC_URL is unset: CDS Hooks tokens are checked against the URL each "
+            "request names (its Host header); set it to the URL EHRs call in production"
+        )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -60,6 +88,8 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         # write every audit record, then close.
         await batchers.close()
         key_lookups.shutdown()
+        if clinical.fhir_server is not None:
+            clinical.fhir_server.close()
         audit_writer.close()
         registry.close()
 
@@ -87,6 +117,8 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     app.state.metrics = service_metrics
     app.state.batchers = batchers
     app.state.scoring = Scoring(catalog, app.state.predictor, app.state.metrics)
+    app.state.clinical = clinical
+    app.state.ehr_tokens = ehr_tokens
     if rate_limiter is None:
         rate_limiter = MemoryRateLimiter(settings.rate_limit_per_minute)
     app.state.rate_limiter = rate_limiter
@@ -94,6 +126,8 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     for router in (health.router, models.router, predict.router, metrics.router, metadata.router):
         app.include_router(router)
     app.include_router(report.router)
+    app.include_router(fhir.router)
+    app.include_router(cds_hooks.router)
     # Inside RequestBookkeeping (added later, so outside): every refusal is counted there.
     app.add_middleware(
         CredentialsBeforeBody,
@@ -119,3 +153,21 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         max_body_bytes=settings.max_body_bytes,
     )
     return app
+
+
+def _clinical(settings: Settings, registry: Registry, keystore: KeyStore) -> Clinical:
+    """The FHIR and CDS Hooks parts: bindings at this site, pseudonyms, cards, FHIR server."""
+    server = None
+    if settings.fhir_server_url:
+        token = settings.fhir_server_token
+        server = FhirClient(
+            settings.fhir_server_url,
+            token=token.get_secret_value() if token is not None else None,
+            timeout_s=settings.fhir_timeout_s,
+        )
+    return Clinical(
+        bindings=Bindings(BindingStore(registry.engine), settings.fhir_site),
+        pseudonyms=PatientPseudonyms(keystore.purpose_key(PSEUDONYM_PURPOSE)),
+        cards=CardLog(registry.engine),
+        fhir_server=server,
+    )

@@ -18,13 +18,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from medserve.config import Settings
 from medserve.errors import AuthError, Forbidden
+from medserve.flows.clinical import Bindings, PatientPseudonyms
 from medserve.http.observability import AuditSubject as Subject
 from medserve.http.observability import RequestRecord, ServiceMetrics, request_record
+from medserve.interop.fhir.client import FhirClient
 from medserve.scoring.catalog import ModelCatalog
 from medserve.scoring.predictor import Predictor
 from medserve.security.api_keys import ApiKey, ApiKeyStore
+from medserve.security.ehr_jwt import EhrCaller
 from medserve.security.rate_limit import RateLimiter
 from medserve.storage import Registry
+from medserve.storage.cds_cards import CardLog
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `medserve keys create`.")
 
@@ -101,6 +105,34 @@ def require_role(*roles: str) -> RoleRequirement:
     return RoleRequirement(frozenset({*roles, "admin"}))
 
 
+@dataclass(frozen=True)
+class EhrTokenRequirement:
+    """A dependency for the CDS Hooks routes: the caller is an EHR proving itself with a
+    JWT it signed (security/ehr_jwt.py), not an API key. The admission middleware reads
+    this from each route's dependencies and lets such a request past without a key; the
+    token is verified here, on the key-lookup threads (its ``jti`` is written to the
+    database), against the exact URL called as its ``aud``."""
+
+    async def __call__(self, request: Request) -> EhrCaller:
+        state = request.app.state
+        caller = await asyncio.get_running_loop().run_in_executor(
+            state.key_lookups,
+            state.ehr_tokens.verify,
+            request.headers.get("authorization"),
+            called_url(state.settings, request),
+        )
+        request_record(request.scope).subject.issuer = caller.issuer
+        return caller
+
+
+def called_url(settings: Settings, request: Request) -> str:
+    """The URL the request was sent to, as a token's ``aud`` must name it: the configured
+    public base URL (behind a proxy) plus the path, else the URL as received."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/") + request.url.path
+    return str(request.url.replace(query=""))
+
+
 async def audit_subject(request: Request) -> Subject:
     """Declares that the route touches a model or patient data: each of its requests leaves
     exactly one audit record, whatever the outcome. The route fills in the model facts."""
@@ -128,6 +160,22 @@ class Scoring:
     metrics: ServiceMetrics
 
 
+@dataclass(frozen=True)
+class Clinical:
+    """What the FHIR and CDS Hooks routes need besides scoring: each version's binding,
+    the patient pseudonyms for the audit trail, the card log, the configured FHIR server
+    (None when unset)."""
+
+    bindings: Bindings
+    pseudonyms: PatientPseudonyms
+    cards: CardLog
+    fhir_server: FhirClient | None
+
+
+async def clinical(request: Request) -> Clinical:
+    return request.app.state.clinical
+
+
 async def scoring(request: Request) -> Scoring:
     return request.app.state.scoring
 
@@ -139,8 +187,10 @@ async def service_metrics(request: Request) -> ServiceMetrics:
 AnyKey = Annotated[ApiKey, Depends(authenticated)]
 PredictorKey = Annotated[ApiKey, Depends(require_role("predictor"))]
 AuditSubject = Annotated[Subject, Depends(audit_subject)]
+EhrCallerDep = Annotated[EhrCaller, Depends(EhrTokenRequirement())]
 RequestId = Annotated[str, Depends(request_id)]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 RegistryDep = Annotated[Registry, Depends(model_registry)]
 ScoringDep = Annotated[Scoring, Depends(scoring)]
+ClinicalDep = Annotated[Clinical, Depends(clinical)]
 MetricsDep = Annotated[ServiceMetrics, Depends(service_metrics)]

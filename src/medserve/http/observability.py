@@ -84,6 +84,9 @@ class AuditSubject:
     model: str | None = None
     model_version: int | None = None
     n_records: int | None = None
+    # FHIR and CDS Hooks: the patient's keyed pseudonym (never the id); the token's issuer.
+    patient: str | None = None
+    issuer: str | None = None
 
 
 @dataclass(slots=True)
@@ -99,6 +102,10 @@ class RequestRecord:
     logged_id: str = ""
     key: ApiKey | None = None
     subject: AuditSubject = field(default_factory=AuditSubject)
+
+
+# The audit trail's role for a call made with an EHR's verified token (CDS Hooks).
+EHR_ROLE = "ehr"
 
 
 def request_record(scope: dict[str, Any]) -> RequestRecord:
@@ -303,7 +310,9 @@ class RequestBookkeeping:
         # A key the admission middleware admitted counts even when the request was refused
         # before a dependency recorded it (a record count over the limit).
         key = record.key or scope.get(ADMITTED_KEY)
-        if key is None:  # refused before its key was known: counted, never a record
+        # An EHR's CDS Hooks call has no key: its verified token's issuer names it.
+        if key is None and record.subject.issuer is None:
+            # refused before its key (or token) was known: counted, never a record
             reason = scope.get(PREAUTH_REFUSAL) or NO_KEY_REASONS.get(status, "no_key")
             self.metrics.refused.labels(reason).inc()
             return None
@@ -317,11 +326,13 @@ class RequestBookkeeping:
             status=status,
             request_id=record.logged_id,
             key_id=key.id if key else None,
-            role=key.role if key else None,
+            role=key.role if key else EHR_ROLE,
             model=subject.model if known else None,
             model_version=subject.model_version if known else None,
             n_records=subject.n_records,
             client=client[0] if client else None,
+            patient=subject.patient,
+            issuer=subject.issuer,
         )
 
     def _account(self, scope: dict, record: RequestRecord, status: int, elapsed_s: float) -> None:

@@ -25,8 +25,12 @@ from medserve.errors import (
     ModelNotFound,
     ModelUnavailable,
     PayloadTooLarge,
+    PrefetchUnavailable,
     RateLimited,
     RegistryError,
+    ResourceNotFound,
+    UpstreamTimeout,
+    UpstreamUnavailable,
 )
 from medserve.scoring.predictor import InvalidRecords
 
@@ -51,6 +55,10 @@ HTTP_STATUSES: dict[type, int] = {
     IntegrityError: 500,
     RegistryError: 503,
     ModelUnavailable: 503,
+    PrefetchUnavailable: 412,
+    ResourceNotFound: 404,
+    UpstreamUnavailable: 502,
+    UpstreamTimeout: 504,
 }
 
 _TITLES = {
@@ -60,12 +68,15 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    412: "Precondition failed",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
     429: "Too many requests",
     500: "Internal server error",
+    502: "Bad gateway",
     503: "Service unavailable",
+    504: "Gateway timeout",
 }
 
 

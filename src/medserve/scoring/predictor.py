@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medserve.core.risk import RiskBands
 from medserve.errors import Location, PayloadTooLarge, SchemaError
 from medserve.explain import Explanations, explained
 from medserve.scoring.catalog import ServedModel
@@ -78,12 +79,19 @@ class Prediction:
 
 
 class Predictor:
-    """Scores raw records with a served model. ``risk_bands`` names each risk's band (the
-    service's cut points); ``max_records`` is the most records one call may carry."""
+    """Scores raw records with a served model. ``bands_for(name, threshold)`` gives a
+    model's risk bands (``Settings.bands_for``); ``max_records`` is the most records one
+    call may carry."""
 
-    def __init__(self, risk_bands: Callable[[list[float]], list[str]], max_records: int) -> None:
-        self._risk_bands = risk_bands
+    def __init__(
+        self, bands_for: Callable[[str | None, float], RiskBands], max_records: int
+    ) -> None:
+        self.bands_for = bands_for
         self.max_records = max_records
+
+    def bands(self, served: ServedModel) -> RiskBands:
+        """The bands ``served``'s risks are named by, on every channel."""
+        return self.bands_for(served.version.name, served.version.threshold)
 
     def admit(self, n_records: int) -> None:
         """PayloadTooLarge when one call carries more records than the limit; channels call
@@ -120,7 +128,7 @@ class Predictor:
             risk, explanations = served.scorer.risk(records), None
         threshold = served.version.threshold
         risks = risk.tolist()
-        bands = self._risk_bands(risks)
+        bands = self.bands(served).of(risks)
         if explanations is None:
             return [
                 Prediction(r, int(r >= threshold), band)

@@ -81,6 +81,8 @@ HASHED_FIELDS = (
     "client",
     "prev_hash",
 )
+# Hashed only when set: records written before they existed keep their hashes.
+OPTIONAL_HASHED_FIELDS = ("patient", "issuer")
 # Longest value each text column holds; longer values are cut before hashing.
 TEXT_LIMITS = {
     "key_id": 16,
@@ -90,6 +92,8 @@ TEXT_LIMITS = {
     "model": 64,
     "request_id": 64,
     "client": 255,
+    "patient": 64,
+    "issuer": 255,
 }
 READ_BATCH = 1000
 HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -115,6 +119,10 @@ class AuditEntry:
     model_version: int | None = None
     n_records: int | None = None
     client: str | None = None
+    # The keyed pseudonym of the patient a FHIR or CDS Hooks call was about (never the id).
+    patient: str | None = None
+    # The EHR that signed the token of a CDS Hooks call.
+    issuer: str | None = None
     at: datetime = field(default_factory=_now)
 
     def __post_init__(self) -> None:
@@ -464,6 +472,9 @@ def record_fields(entry: AuditEntry, seq: int, prev_hash: str) -> dict[str, Any]
 def record_hash(record: Mapping[Any, Any]) -> str:
     """SHA-256 (hex) of the canonical JSON of a record's hashed fields."""
     canonical = {name: record[name] for name in HASHED_FIELDS}
+    for name in OPTIONAL_HASHED_FIELDS:
+        if record.get(name) is not None:
+            canonical[name] = record[name]
     canonical["at"] = _iso(record["at"])
     payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -1,5 +1,6 @@
 """Every table medserve keeps (SQLAlchemy 2.0 declarative), portable to SQLite and PostgreSQL:
-model versions, API keys and the hash-chained audit trail.
+model versions, API keys, the hash-chained audit trail, FHIR bindings, CDS Hooks cards
+and their feedback, and the EHR token ids already seen.
 
 The schema itself is created and changed only by the Alembic migrations in
 ``migrations/versions``; these classes must stay in step with them.
@@ -134,6 +135,10 @@ class AuditRecordRow(Base):
     status: Mapped[int] = mapped_column(Integer)
     request_id: Mapped[str] = mapped_column(String(64))
     client: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # FHIR and CDS Hooks calls: the keyed pseudonym of the patient (never the id), and
+    # the issuer of the EHR's token. Hashed only when set, so older records still verify.
+    patient: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    issuer: Mapped[str | None] = mapped_column(String(255), nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
     mac: Mapped[str] = mapped_column(String(64))
@@ -150,3 +155,67 @@ class AuditHeadRow(Base):
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
     mac: Mapped[str] = mapped_column(String(64))
+
+
+class FhirBindingRow(Base):
+    """Where one model version reads its features in FHIR, at one site (binding.py)."""
+
+    __tablename__ = "fhir_bindings"
+    __table_args__ = (
+        UniqueConstraint("name", "version", "site", name="uq_fhir_bindings_version_site"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    site: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(255))
+
+
+class CdsCardRow(Base):
+    """A card a CDS Hooks call returned: which model said what (no patient, no values),
+    so that feedback on it can be set against its prediction."""
+
+    __tablename__ = "cds_cards"
+
+    uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[int] = mapped_column(Integer)
+    risk: Mapped[float] = mapped_column(Float)
+    band: Mapped[str] = mapped_column(String(32))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CdsFeedbackRow(Base):
+    """What the clinician did with a card: accepted or overridden, with the reason codes
+    (a free-text comment is never stored)."""
+
+    __tablename__ = "cds_feedback"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('accepted', 'overridden')", name="ck_cds_feedback_outcome"),
+        UniqueConstraint("card_uuid", "outcome_at", name="uq_cds_feedback_card_time"),
+        Index("ix_cds_feedback_card", "card_uuid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    card_uuid: Mapped[str] = mapped_column(String(64))
+    service_id: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    outcome_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EhrTokenIdRow(Base):
+    """A ``jti`` an EHR's token carried, kept until the token expires: a second use is a
+    replay. In the shared database, so every replica refuses it."""
+
+    __tablename__ = "ehr_token_ids"
+    __table_args__ = (Index("ix_ehr_token_ids_expires", "expires_at"),)
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
