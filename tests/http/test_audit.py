@@ -68,7 +68,26 @@ def test_audit_table_holds_only_who_when_what_never_patient_data(engine: Engine)
     assert columns == {
         "seq", "at", "key_id", "role", "route", "method", "model", "model_version",
         "n_records", "status", "request_id", "client", "prev_hash", "hash", "mac",
+        # FHIR and CDS Hooks calls: a keyed pseudonym of the patient, the token's issuer.
+        "patient", "issuer",
     }  # fmt: skip
+
+
+def test_clinical_records_hash_their_pseudonym_and_issuer_and_older_ones_still_verify(
+    log: AuditLog, engine: Engine
+) -> None:
+    fill(log, 3)  # records as an older medserve wrote them: no patient, no issuer
+    clinical = entry(3, patient="P-0123456789abcdef", issuer="https://ehr.example.org")
+    log.append(clinical)
+    fill_more = [entry(4)]
+    log.append_many(fill_more)
+    assert log.verify() == VerifyResult(ok=True, checked=5)
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE audit_log SET patient = 'P-fedcba9876543210' WHERE seq = 4")
+        )
+    result = log.verify()
+    assert (result.ok, result.first_broken_seq) == (False, 4)
 
 
 def test_empty_log_verifies(log: AuditLog) -> None:
@@ -226,8 +245,8 @@ def test_a_forged_record_at_the_end_is_detected(log: AuditLog, engine: Engine) -
         connection.execute(
             text(
                 "INSERT INTO audit_log SELECT 4, at, key_id, role, route, method, model, "
-                "model_version, n_records, status, request_id, client, hash, hash, mac "
-                "FROM audit_log WHERE seq = 3"
+                "model_version, n_records, status, request_id, client, hash, hash, mac, "
+                "patient, issuer FROM audit_log WHERE seq = 3"
             )
         )
     result = log.verify()

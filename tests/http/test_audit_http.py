@@ -101,17 +101,17 @@ def test_each_refusal_of_a_declared_route_leaves_one_record(limited_service, hea
 
 
 def test_the_route_declares_its_audit_not_its_url(tmp_path, serve_app):
-    """The routes to come (FHIR, CDS Hooks) live outside /v1/: declaring an AuditSubject,
+    """Routes outside /v1/ (as CDS Hooks' are): declaring an AuditSubject,
     on the route or where its router is included, is what audits them."""
     app = create_app(Settings(home=tmp_path / "home"))
     declared, included, undeclared = APIRouter(), APIRouter(), APIRouter()
 
-    @declared.get("/fhir/RiskAssessment")
+    @declared.get("/fhir-like/RiskAssessment")
     def fhir_like(key: AnyKey, subject: AuditSubject) -> dict:
         subject.model, subject.model_version, subject.n_records = "heart", 3, 2
         return {}
 
-    @included.get("/cds-services")
+    @included.get("/hooks-like")
     def cds_like(key: AnyKey) -> dict:
         return {}
 
@@ -123,19 +123,23 @@ def test_the_route_declares_its_audit_not_its_url(tmp_path, serve_app):
     app.include_router(included, dependencies=[Depends(audit_subject)])
     app.include_router(undeclared)
     service = serve_app(app, app.state.settings)
-    paths = {"fhir": "/fhir/RiskAssessment", "cds": "/cds-services", "v1": "/v1/not-a-model-route"}
+    paths = {
+        "fhir": "/fhir-like/RiskAssessment",
+        "cds": "/hooks-like",
+        "v1": "/v1/not-a-model-route",
+    }
     for request_id, path in paths.items():
         assert send(service, "auditor", "GET", path, request_id).status_code == 200
     by_request = audit_by_request(service)
     assert len(by_request) == 2 and by_request.sent(*paths) == {"fhir", "cds"}
     (fhir,), (cds,) = by_request["fhir"], by_request["cds"]
     assert (fhir["route"], fhir["model"], fhir["model_version"], fhir["n_records"]) == (
-        "/fhir/RiskAssessment",
+        "/fhir-like/RiskAssessment",
         "heart",
         3,
         2,
     )
-    assert (cds["route"], cds["key_id"]) == ("/cds-services", service.key_ids["auditor"])
+    assert (cds["route"], cds["key_id"]) == ("/hooks-like", service.key_ids["auditor"])
 
 
 def test_a_rate_limited_request_leaves_one_record_with_its_key(start_service, heart_records):

@@ -99,9 +99,7 @@ def test_an_api_key_is_not_an_ehr_token(cds):
 
 def test_a_token_for_another_url_is_refused(cds, ehr):
     with cds.client(role=None) as client:
-        answer = client.get(
-            "/cds-services", headers=ehr.headers(f"{BASE}/cds-services/pima")
-        )
+        answer = client.get("/cds-services", headers=ehr.headers(f"{BASE}/cds-services/pima"))
     assert answer.status_code == 401
 
 

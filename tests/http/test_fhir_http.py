@@ -54,7 +54,9 @@ def test_a_bundle_gets_a_valid_risk_assessment_with_the_rest_risk(bound):
         record = read_bundle(bundle, Binding.from_yaml(PIMA_BINDING)).record
         rest = client.post("/v1/models/pima/predict", json={"records": [record]}).json()
     (prediction,) = resource["prediction"]
-    assert prediction["probabilityDecimal"] == pytest.approx(rest["predictions"][0]["risk"], abs=1e-4)
+    assert prediction["probabilityDecimal"] == pytest.approx(
+        rest["predictions"][0]["risk"], abs=1e-4
+    )
     assert prediction["qualitativeRisk"]["text"] == rest["predictions"][0]["risk_band"]
     assert resource["subject"]["reference"] == f"Patient/{patient_id(bundle)}"
     assert "pima" in json.dumps(resource["method"]) and resource["status"] == "final"

@@ -48,7 +48,16 @@ def walk_routes(routes) -> Iterator[Answered]:
 
 def concrete(template: str) -> str:
     """A request path for a route template: the heart model, version 1."""
-    return template.replace("{name}", "heart").replace("{version}", "1")
+    for parameter, value in (("{name}", "heart"), ("{version}", "1"), ("{service_id}", "heart")):
+        template = template.replace(parameter, value)
+    return template.replace("{patient_id}", "abc")
+
+
+def clinical(template: str) -> bool:
+    """The FHIR and CDS Hooks routes: they read a patient's FHIR record (and CDS Hooks an
+    EHR's JWT, not a key); tests/http/test_fhir_http.py and test_cds_hooks_http.py walk
+    their audit records."""
+    return template.startswith("/cds-services") or "/fhir" in template
 
 
 def audit_records(service) -> list[dict]:
@@ -123,6 +132,8 @@ def test_every_route_but_health_declares_an_audit_subject_and_leaves_one_record(
     sent: dict[str, tuple[str, str]] = {}
     with service.client("admin") as client:
         for number, route in enumerate(routes):
+            if clinical(route.path):
+                continue
             for method in sorted(route.methods):
                 request_id = f"walk-{number}-{method}"
                 body = {"records": heart_records[:1]} if method == "POST" else None

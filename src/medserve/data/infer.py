@@ -51,7 +51,7 @@ _TEXT_NAME = re.compile(
 )
 # Text with at least this many words per value, on average, is free text.
 TEXT_WORDS = 4
-_OVERRIDE_KEYS = {"type", "role", "missing_tokens", "categories", "note"}
+_OVERRIDE_KEYS = {"type", "role", "missing_tokens", "categories", "note", "label", "unit"}
 # A column whose present values are numbers at least this often is numeric; its other
 # values are listed in a notice and read as missing.
 NUMERIC_SHARE = 0.9

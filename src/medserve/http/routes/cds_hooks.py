@@ -66,7 +66,7 @@ def _json(body: bytes) -> object:
 
 @router.get("", summary="CDS Hooks discovery: the services this server offers")
 async def discovery(
-    caller: EhrCallerDep, scoring: ScoringDep, clinical: ClinicalDep
+    caller: EhrCallerDep, subject: AuditSubject, scoring: ScoringDep, clinical: ClinicalDep
 ) -> JSONResponse:
     entries = await run_in_threadpool(_services, scoring, clinical)
     return JSONResponse(discovery_document(entries))
