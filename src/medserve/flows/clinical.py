@@ -114,6 +114,12 @@ class Assessment:
     def threshold(self) -> float:
         return self.version.threshold
 
+    @property
+    def missing(self) -> dict[str, str]:
+        """Why each missing input is missing, each under its clinical label."""
+        labels = {spec.name: spec.shown_name for spec in self.schema.columns}
+        return {labels.get(name, name): why for name, why in self.patient.missing.items()}
+
 
 def assess(predictor: Predictor, served: ServedModel, patient: PatientRecord) -> Assessment:
     """Score ``patient``'s record (validated as any REST record is) and explain it when the
@@ -167,7 +173,7 @@ def assessment_resource(assessment: Assessment, *, occurrence: datetime) -> dict
         basis=patient.basis(),
         raising=assessment.raising,
         lowering=assessment.lowering,
-        missing=patient.missing,
+        missing=assessment.missing,
         occurrence=occurrence,
         outcome_text=outcome_text(assessment.schema, version),
         prediction_id=assessment.prediction_id,
@@ -193,7 +199,7 @@ def assessment_card(
         model_title=service.title,
         raising=assessment.raising,
         lowering=assessment.lowering,
-        missing=assessment.patient.missing,
+        missing=assessment.missing,
         report_url=report_url,
         card_uuid=assessment.prediction_id,
         override_reasons=override_reasons(OVERRIDE_REASON_SYSTEM),

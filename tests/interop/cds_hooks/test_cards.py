@@ -108,7 +108,7 @@ def test_detail_lists_factors_under_clinical_labels_the_threshold_and_what_was_m
     lowered = detail.index("**Lowered by:**")
     assert raised < detail.index("- plasma glucose = 183 mg/dL") < lowered
     assert lowered < detail.index("- age = 31 years")
-    assert "Insulin (no Observation in the last 365 days); Pregnancies (not bound)" in detail
+    assert "- Insulin: no Observation in the last 365 days\n- Pregnancies: not bound" in detail
     assert "Model: diabetes, version 3." in detail
 
 
@@ -123,7 +123,7 @@ def test_markdown_in_a_value_or_label_cannot_become_a_link_or_html():
     # Every bracket and angle bracket from the record is escaped, so none is active.
     assert re.findall(r"(?<!\\)[\[\]<>]", detail) == []
     assert r"note \[click\](https://evil.example) = \<img src=x\>" in detail
-    assert r"a\*b\* (\_why\_)" in detail
+    assert r"a\*b\*: \_why\_" in detail
 
 
 def test_source_links_to_the_report_and_is_just_a_label_without_one():

@@ -143,8 +143,8 @@ def test_the_note_names_the_top_factors_with_labels_and_units() -> None:
 
 def test_missing_features_are_listed_with_why() -> None:
     note = assessment()["note"][1]["text"]
-    assert "Pregnancies (not bound to FHIR)" in note
-    assert "Insulin (no Observation in 365 days)" in note
+    assert "Pregnancies: not bound to FHIR" in note
+    assert "Insulin: no Observation in 365 days" in note
 
 
 @pytest.mark.parametrize(

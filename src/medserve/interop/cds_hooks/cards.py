@@ -157,8 +157,8 @@ def detail(
         if factors:
             lines += ["", f"**{heading}**", *(f"- {_md(factor.shown)}" for factor in factors)]
     if missing:
-        named = "; ".join(f"{_md(name)} ({_md(why)})" for name, why in missing.items())
-        lines += ["", f"**Missing inputs** (the model read them as not measured): {named}."]
+        lines += ["", "**Missing inputs** (the model read them as not measured):"]
+        lines += [f"- {_md(name)}: {_md(why)}" for name, why in missing.items()]
     lines += ["", f"Model: {_md(model)}, version {version}."]
     return "\n".join(lines)
 
