@@ -121,9 +121,7 @@ def in_process(home: Path, calls: int) -> list[str]:
     catalog = ModelCatalog(registry)
     predictor = Predictor(settings.bands_for, settings.max_records)
     bindings = Bindings(BindingStore(registry.engine), settings.fhir_site)
-    (service,) = cds_services(
-        catalog.served_versions(), lambda v: catalog.get(v.name, v.version), bindings
-    )
+    (service,) = cds_services(["pima"], catalog.get, bindings)
     served = catalog.get("pima")
     binding = bindings.of(served)
     templates = prefetch_templates(binding, "patient-view")

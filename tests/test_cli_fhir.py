@@ -88,3 +88,20 @@ def test_explanations_name_inputs_by_their_clinical_labels_and_units(in_home, tm
     summaries = " ".join(pd.read_csv(tmp_path / "out.csv")["explanation_summary"])
     assert "plasma glucose = " in summaries and " mg/dL" in summaries
     assert "Glucose = " not in summaries
+
+
+def test_a_binding_in_another_unit_than_the_model_learnt_is_refused(in_home, tmp_path):
+    shown = run_json("fhir", "bind", "pima")["binding"]
+    shown["features"]["Glucose"]["unit"] = "mmol/L"
+    path = tmp_path / "mmol.yaml"
+    path.write_text(yaml.safe_dump(shown))
+    assert_clean_failure(run("fhir", "bind", "pima", "--file", path), "learnt it in mg/dL", code=2)
+
+
+def test_a_site_that_is_not_the_files_is_refused(in_home, tmp_path):
+    shown = run_json("fhir", "bind", "pima")["binding"]
+    path = tmp_path / "default-site.yaml"
+    path.write_text(yaml.safe_dump(shown))
+    refused = run("fhir", "bind", "pima", "--file", path, "--site", "hospital-b")
+    assert_clean_failure(refused, "site 'default', not 'hospital-b'", code=2)
+    assert "--site" in refused.stderr

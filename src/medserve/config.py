@@ -25,12 +25,23 @@ class BatchPolicy(BaseModel):
 
 class EhrIssuer(BaseModel):
     """How an EHR that calls the CDS Hooks service proves itself: its public keys, from a
-    JWKS file, or fetched from a ``jku`` its token names that is on ``jku`` (exact URLs)."""
+    JWKS file, or fetched from a ``jku`` its token names that is on ``jku`` (exact URLs);
+    and the FHIR servers medserve may fetch a patient's record from for it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     jwks_file: Path | None = Field(default=None, description="A JWKS (JSON) of its keys.")
     jku: list[str] = Field(default_factory=list, description="JWKS URLs it may name.")
+    fhir_servers: list[str] = Field(
+        default_factory=list,
+        description="FHIR base URLs its calls may name as fhirServer for medserve to fetch "
+        "from (exact, without a trailing slash); none: only prefetch is used.",
+    )
+
+    def fetches_from(self, fhir_server: str) -> bool:
+        """True when medserve may fetch from ``fhir_server`` for this EHR."""
+        wanted = fhir_server.rstrip("/")
+        return any(wanted == allowed.rstrip("/") for allowed in self.fhir_servers)
 
 
 class Settings(BaseSettings):
@@ -130,6 +141,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _bands_fit(self) -> Settings:
+        if self.risk_band_cuts is None and len(self.risk_band_labels) != 3:
+            raise ValueError(
+                f"risk_band_labels: {len(self.risk_band_labels)} labels, but bands derived "
+                "from a model's threshold are three (below half of it, up to it, above); "
+                "set risk_band_cuts for more or fewer"
+            )
         for name, cuts in [("", self.risk_band_cuts), *self.model_risk_bands.items()]:
             if cuts is not None:
                 where = f"model_risk_bands['{name}']" if name else "risk_band_cuts"

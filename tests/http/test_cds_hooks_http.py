@@ -6,6 +6,7 @@ the same risk as REST for the same patient."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def ehr(tmp_path) -> Ehr:
 
 @pytest.fixture
 def cds(start_service, ehr, tmp_path):
-    service = start_service(cds_issuers=ehr.trust())
+    service = start_service(cds_issuers=ehr.trust(), public_url=BASE)
     bind_pima(service.settings, tmp_path)
     return service
 
@@ -159,3 +160,89 @@ def test_cds_calls_are_audited_with_issuer_and_pseudonym(cds, ehr):
     assert row.issuer == ehr.issuer and row.role == "ehr" and row.key_id is None
     assert row.patient and patient_id(bundle) not in json.dumps(dict(row._mapping), default=str)
     assert row.model == "pima" and row.status == 200
+
+
+def test_encounter_discharge_is_its_own_service(start_service, ehr, tmp_path):
+    service = start_service(cds_issuers=ehr.trust(), public_url=BASE)
+    both = PIMA_BINDING.replace(
+        "hooks: [patient-view]", "hooks: [patient-view, encounter-discharge]"
+    )
+    bind_pima(service.settings, tmp_path, both)
+    services = {entry["id"]: entry for entry in discover(service, ehr)["services"]}
+    assert {(i, e["hook"]) for i, e in services.items()} == {
+        ("pima", "patient-view"),
+        ("pima-discharge", "encounter-discharge"),
+    }
+    bundle = patient_bundle(2)
+    body = hook_call(
+        patient_id(bundle), prefetch_for(services["pima-discharge"]["prefetch"], bundle)
+    )
+    body["hook"] = "encounter-discharge"
+    body["context"]["encounterId"] = "Encounter/1"
+    answer = call(service, ehr, body, "pima-discharge")
+    assert answer.status_code == 200, answer.text
+    wrong_hook = call(service, ehr, {**body, "hookInstance": str(uuid.uuid4())}, "pima")
+    assert wrong_hook.status_code == 422
+
+
+def test_a_token_for_another_service_does_not_pass_by_naming_its_host(cds, ehr):
+    other = "http://other-cds.example/cds-services"
+    with cds.client(role=None) as client:
+        answer = client.get(
+            "/cds-services",
+            headers={**ehr.headers(other), "Host": "other-cds.example"},
+        )
+    assert answer.status_code == 401
+
+
+def test_without_a_public_url_only_loopback_calls_are_answered(start_service, ehr, tmp_path):
+    service = start_service(cds_issuers=ehr.trust())
+    with service.client(role=None) as client:
+        answer = client.get("/cds-services", headers=ehr.headers(f"{BASE}/cds-services"))
+    assert answer.status_code == 401
+    assert "MEDSERVE_PUBLIC_URL" in answer.json()["detail"]
+
+
+def test_refused_tokens_count_against_the_address(start_service, ehr):
+    service = start_service(cds_issuers=ehr.trust(), public_url=BASE, unauthenticated_per_minute=3)
+    with service.client(role=None) as client:
+        statuses = [
+            client.get("/cds-services", headers={"Authorization": "Bearer forged"}).status_code
+            for _ in range(5)
+        ]
+    assert statuses == [401, 401, 401, 429, 429]
+
+
+def test_a_record_with_none_of_the_inputs_gets_no_card(cds, ehr):
+    (entry,) = discover(cds, ehr)["services"]
+    empty = {key: None for key in entry["prefetch"]}
+    answer = call(cds, ehr, hook_call("p-no-data", empty))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"cards": []}
+
+
+def test_a_wrong_method_on_a_cds_path_is_405(cds, ehr):
+    with cds.client(role=None) as client:
+        answer = client.get("/cds-services/pima", headers=ehr.headers(f"{BASE}/cds-services/pima"))
+    assert answer.status_code == 405
+
+
+def test_only_the_ehr_that_got_a_card_may_give_feedback_on_it(start_service, ehr, tmp_path):
+    (tmp_path / "other").mkdir()
+    other = Ehr(tmp_path / "other", issuer="https://other-ehr.example.org")
+    service = start_service(cds_issuers={**ehr.trust(), **other.trust()}, public_url=BASE)
+    bind_pima(service.settings, tmp_path)
+    bundle = patient_bundle(1)
+    (entry,) = discover(service, ehr)["services"]
+    (card,) = call(
+        service, ehr, hook_call(patient_id(bundle), prefetch_for(entry["prefetch"], bundle))
+    ).json()["cards"]
+    item = {"card": card["uuid"], "outcome": "overridden",
+            "outcomeTimestamp": "2026-12-01T10:00:00Z"}  # fmt: skip
+    url = "/cds-services/pima/feedback"
+    with service.client(role=None) as client:
+        theirs = client.post(url, json={"feedback": [item]}, headers=other.headers(BASE + url))
+        empty = client.post(url, json={"feedback": []}, headers=ehr.headers(BASE + url))
+    assert theirs.status_code == 422 and "to this EHR" in theirs.json()["detail"]
+    assert empty.status_code == 200
+    assert CardLog(service.app.state.registry.engine).outcomes("pima") == []

@@ -141,3 +141,35 @@ def test_the_fhir_server_route_without_a_server_says_so(bound):
         answer = client.post("/v1/models/pima/fhir/Patient/abc")
     assert answer.status_code == 400
     assert "MEDSERVE_FHIR_SERVER_URL" in answer.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "status", "code"),
+    [
+        (None, "/v1/models/pima/fhir", 401, "login"),
+        ("auditor", "/v1/models/pima/fhir", 403, "forbidden"),
+        ("predictor", "/v1/models/pima/fhir?version=zero", 422, "invalid"),
+        ("predictor", "/v1/models/nope/fhir", 404, "not-found"),
+    ],
+)
+def test_refusals_before_the_bundle_is_read_are_operation_outcomes_too(
+    bound, role, path, status, code
+):
+    with bound.client(role=role) as client:
+        answer = client.post(
+            path, content=json.dumps(patient_bundle(1)), headers={"Content-Type": FHIR_JSON}
+        )
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith(FHIR_JSON)
+    outcome = OperationOutcome.model_validate(answer.json())
+    assert outcome.issue[0].code == code and outcome.issue[0].diagnostics
+    if status == 401:
+        assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_body_nested_too_deeply_is_422_not_a_crash(bound):
+    deep = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    with bound.client() as client:
+        answer = post_bundle(client, deep)
+    assert answer.status_code == 422, answer.text
+    assert "nested too deeply" in answer.json()["issue"][0]["diagnostics"]

@@ -113,7 +113,7 @@ def test_a_cds_call_without_prefetch_fetches_from_the_ehrs_fhir_server(
 ):
     server, ids = fhir_server
     ehr = Ehr(tmp_path)
-    service = start_service(cds_issuers=ehr.trust())
+    service = start_service(cds_issuers=ehr.trust((server.base_url,)), public_url=BASE)
     bind_pima(service.settings, tmp_path)
     url = "/cds-services/pima"
     authorization = {
@@ -138,5 +138,12 @@ def test_a_cds_call_without_prefetch_fetches_from_the_ehrs_fhir_server(
         wrong = {**authorization, "access_token": "not-the-token"}
         body = hook_call(ids[1], fhirServer=server.base_url, fhirAuthorization=wrong)
         refused = client.post(url, json=body, headers=ehr.headers(BASE + url))
+        elsewhere = hook_call(
+            ids[1], fhirServer="https://fhir.elsewhere.example/r4", fhirAuthorization=authorization
+        )
+        not_listed = client.post(url, json=elsewhere, headers=ehr.headers(BASE + url))
     assert refused.status_code == 502
     assert "credentials" in refused.json()["detail"]
+    # A fhirServer the operator did not list is never fetched from.
+    assert not_listed.status_code == 412
+    assert "fhir_servers" in not_listed.json()["detail"]

@@ -111,7 +111,10 @@ def test_every_other_route_refuses_missing_wrong_and_revoked_keys(service):
                     method, concrete(template), headers=headers, json={"records": [{}]}
                 )
                 assert response.status_code == 401, (method, template, label)
-                assert response.headers["content-type"] == "application/problem+json"
+                expected = (
+                    "application/fhir+json" if "/fhir" in template else ("application/problem+json")
+                )
+                assert response.headers["content-type"] == expected, template
                 assert response.headers["www-authenticate"] == "Bearer"
                 checked.append((template, method, label))
     # Every protected route and method was refused with every kind of bad credential.

@@ -52,3 +52,10 @@ def test_bands_that_cannot_be_are_refused_naming_the_model(tmp_path, bands, said
     with pytest.raises(ValidationError) as refused:
         Settings(home=tmp_path, model_risk_bands=bands)
     assert "model_risk_bands['heart']" in str(refused.value) and said in str(refused.value)
+
+
+def test_labels_that_derived_bands_cannot_have_are_refused_at_start(tmp_path):
+    with pytest.raises(ValidationError, match="risk_band_labels: 4 labels"):
+        Settings(home=tmp_path, risk_band_labels=["a", "b", "c", "d"])
+    # With cuts of its own, any number of bands works.
+    Settings(home=tmp_path, risk_band_labels=["a", "b", "c", "d"], risk_band_cuts=[0.1, 0.2, 0.4])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.server
 import json
 import logging
 import threading
@@ -27,12 +28,14 @@ from sqlalchemy import Engine, func, select
 
 from medserve.config import EhrIssuer, Settings
 from medserve.errors import AuthError, RegistryError
+from medserve.security import ehr_jwt
 from medserve.security.ehr_jwt import (
     MISSING_BEARER,
     SANDBOX_ISSUER,
     SANDBOX_JKU,
     EhrCaller,
     EhrTokenVerifier,
+    fetch_jwks,
     loud_sandbox_warning,
 )
 from medserve.storage import Registry
@@ -441,6 +444,159 @@ def test_a_new_kid_refetches_a_cached_jku_at_most_every_30_seconds(
     clock.now += 31
     verifier.verify(f"Bearer {sign(rotated, kid='rotated-in', jku=JKU)}", AUD)
     assert len(server.asked) == 2
+
+
+class CountingFailingFetch:
+    """``fetch`` for a jku whose server never answers usably: counts the calls, each
+    taking ``delay_s``, then raising (or, once ``jwks`` is set, answering it)."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.calls = 0
+        self.jwks: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, url: str) -> dict[str, Any]:
+        with self._lock:
+            self.calls += 1
+        time.sleep(self.delay_s)
+        if self.jwks is None:
+            raise TimeoutError("timed out")
+        return self.jwks
+
+
+def forged(jku: str = JKU) -> str:
+    """An unsigned token naming the trusted issuer and its allow-listed jku."""
+    return hand_made({"alg": "ES384", "typ": "JWT", "kid": EC_KID, "jku": jku}, claims(), None)
+
+
+def test_a_failed_jku_fetch_is_remembered_for_30_seconds(
+    shared_token_ids: TokenIds, jwks: dict[str, Any], ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    fetch, clock = CountingFailingFetch(), Clock()
+    verifier = EhrTokenVerifier(
+        {ISS: EhrIssuer(jku=[JKU])}, shared_token_ids, fetch=fetch, clock=clock
+    )
+    messages = {refused(verifier, forged()) for _ in range(20)}
+    assert messages == {
+        f"could not fetch the issuer's keys from {JKU}; the EHR must serve its JWK Set there"
+    }
+    assert fetch.calls == 1  # one outbound request for 20 forged tokens
+    clock.now += 29
+    refused(verifier, sign(ec_key, jku=JKU))  # even a good token: the keys are unknown
+    assert fetch.calls == 1
+    clock.now += 2  # past the window: fetched again, and now the EHR serves its keys
+    fetch.jwks = jwks
+    assert verifier.verify(f"Bearer {sign(ec_key, jku=JKU)}", AUD).issuer == ISS
+    assert fetch.calls == 2
+    assert "signature" in refused(verifier, forged())  # cached keys: no fetch
+    assert fetch.calls == 2
+
+
+def test_a_failed_refetch_for_a_new_kid_leaves_the_known_keys_usable(
+    shared_token_ids: TokenIds, jwks: dict[str, Any], ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    fetch, clock = CountingFailingFetch(), Clock()
+    fetch.jwks = jwks
+    verifier = EhrTokenVerifier(
+        {ISS: EhrIssuer(jku=[JKU])}, shared_token_ids, fetch=fetch, clock=clock
+    )
+    verifier.verify(f"Bearer {sign(ec_key, jku=JKU)}", AUD)
+    fetch.jwks = None  # the EHR's key server goes down
+    clock.now += 31
+    for _ in range(5):
+        assert "could not fetch" in refused(verifier, sign(ec_key, kid="new", jku=JKU))
+    assert fetch.calls == 2
+    verifier.verify(f"Bearer {sign(ec_key, jku=JKU)}", AUD)  # its known kid still works
+
+
+@pytest.mark.parametrize("answers", [False, True], ids=["down", "slow"])
+def test_concurrent_calls_share_one_jku_fetch(
+    shared_token_ids: TokenIds,
+    jwks: dict[str, Any],
+    ec_key: ec.EllipticCurvePrivateKey,
+    answers: bool,
+) -> None:
+    fetch = CountingFailingFetch(delay_s=0.3)
+    fetch.jwks = jwks if answers else None
+    verifier = EhrTokenVerifier({ISS: EhrIssuer(jku=[JKU])}, shared_token_ids, fetch=fetch)
+    tokens = [sign(ec_key, jku=JKU) for _ in range(8)]
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def call(token: str) -> None:
+        barrier.wait()
+        try:
+            verifier.verify(f"Bearer {token}", AUD)
+            outcomes.append("accepted")
+        except AuthError as error:
+            outcomes.append(error.message)
+
+    threads = [threading.Thread(target=call, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert fetch.calls == 1
+    expected = "accepted" if answers else f"could not fetch the issuer's keys from {JKU}"
+    assert len(outcomes) == 8 and all(outcome.startswith(expected) for outcome in outcomes)
+
+
+@pytest.fixture
+def jwks_http(jwks: dict[str, Any]) -> Iterator[str]:
+    """A real HTTP server for jku fetches: /jwks.json answers the JWKS at once,
+    /drip.json a head at once and then a byte of its body every 0.1 s (for 3 s)."""
+    body = json.dumps(jwks).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.path == "/jwks.json":
+                self.wfile.write(body)
+                return
+            try:
+                for byte in body[:30]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:  # the client gave up
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_the_default_fetch_reads_a_jwks_over_http(
+    jwks_http: str,
+    jwks: dict[str, Any],
+    shared_token_ids: TokenIds,
+    ec_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    assert fetch_jwks(f"{jwks_http}/jwks.json") == jwks
+    jku = f"{jwks_http}/jwks.json"
+    verifier = EhrTokenVerifier({ISS: EhrIssuer(jku=[jku])}, shared_token_ids)
+    assert verifier.verify(f"Bearer {sign(ec_key, jku=jku)}", AUD).issuer == ISS
+
+
+def test_the_default_fetch_cuts_off_a_server_dripping_its_answer(
+    jwks_http: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each byte comes within the per-read timeout; the whole-fetch bound stops it.
+    monkeypatch.setattr(ehr_jwt, "JKU_TIMEOUT_S", 0.5)
+    with pytest.raises(TimeoutError):
+        fetch_jwks(f"{jwks_http}/drip.json")
 
 
 # -- the sandbox --------------------------------------------------------------------------

@@ -27,9 +27,10 @@ class Ehr:
         self.jwks_file = directory / "ehr-jwks.json"
         self.jwks_file.write_text(json.dumps({"keys": [public]}))
 
-    def trust(self) -> dict:
-        """The MEDSERVE_CDS_ISSUERS value that trusts this EHR."""
-        return {self.issuer: {"jwks_file": str(self.jwks_file)}}
+    def trust(self, fhir_servers: tuple[str, ...] = ()) -> dict:
+        """The MEDSERVE_CDS_ISSUERS value that trusts this EHR (and lets medserve fetch
+        from ``fhir_servers`` for it)."""
+        return {self.issuer: {"jwks_file": str(self.jwks_file), "fhir_servers": list(fhir_servers)}}
 
     def token(self, audience: str, **claims: object) -> str:
         now = int(time.time())

@@ -23,7 +23,9 @@ def bind(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the proposal here.")
     ] = None,
-    site: Annotated[str, typer.Option(help="The site the binding is for.")] = "default",
+    site: Annotated[
+        str | None, typer.Option(help="The site the binding is for (default: 'default').")
+    ] = None,
     cds: Annotated[
         list[str] | None,
         typer.Option(
@@ -41,7 +43,7 @@ def bind(
     config = settings()
     with Registry(config) as registry:
         if file is not None:
-            version, binding = store(registry, model, file)
+            version, binding = store(registry, model, file, site=site)
             bound = sum(1 for _ in binding.bound())
             if as_json:
                 print_json(
@@ -54,7 +56,7 @@ def bind(
                 f"{bound} features bound, {len(binding.unbound)} always missing"
             )
             return
-        proposal = propose(registry, model, site=site, cds_hooks=cds)
+        proposal = propose(registry, model, site=site or "default", cds_hooks=cds)
     text = proposal.binding.to_yaml()
     if as_json:
         print_json(
@@ -69,6 +71,8 @@ def bind(
     else:
         out.print(text, end="", soft_wrap=True, markup=False, highlight=False)
     what = "stored binding" if proposal.stored else "proposal"
+    if proposal.stored and cds:
+        err.print("--cds is for a proposal: add a cds section to the stored binding instead")
     for line in proposal.notes:
         err.print(line, markup=False)
     err.print(

@@ -121,6 +121,12 @@ class Assessment:
         return {labels.get(name, name): why for name, why in self.patient.missing.items()}
 
 
+def nothing_read(patient: PatientRecord, binding: Binding) -> bool:
+    """True when none of the binding's features has a value in the patient's record: a
+    risk from nothing is the model's guess for an unknown patient, no advice for this one."""
+    return all(patient.record.get(name) is None for name, _ in binding.bound())
+
+
 def assess(predictor: Predictor, served: ServedModel, patient: PatientRecord) -> Assessment:
     """Score ``patient``'s record (validated as any REST record is) and explain it when the
     model can be; a model that cannot be explained still answers, without factors."""
@@ -207,15 +213,18 @@ def assessment_card(
 
 
 def cds_services(
-    versions: list[ModelVersion],
-    served: Callable[[ModelVersion], ServedModel],
+    names: list[str],
+    served: Callable[[str], ServedModel],
     bindings: Bindings,
 ) -> list[ServiceEntry]:
-    """One service per hook of each served model whose binding opts it in (``cds``)."""
+    """One service per hook of each model (by name: the version it serves, the one a call
+    scores) whose binding opts it in (``cds``)."""
     entries = []
-    for version in versions:
+    for name in sorted(set(names)):
         try:
-            binding = bindings.of(served(version))
+            serving = served(name)
+            version = serving.version
+            binding = bindings.of(serving)
         except (ConfigError, ModelNotFound, ModelUnavailable, IntegrityError):
             continue  # no binding, or a version that cannot be served: not offered
         if binding.cds is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from medserve.core.user import login_name
 from medserve.data.schema import Schema
-from medserve.errors import ConfigError
+from medserve.errors import ConfigError, option
 from medserve.interop.fhir.binding import Binding, CdsOptIn
 from medserve.interop.fhir.suggest import suggest_binding
 from medserve.storage import ModelVersion, Registry
@@ -44,9 +44,12 @@ def propose(
     return Proposal(version, binding.model_copy(update=updates), unmapped, False)
 
 
-def store(registry: Registry, ref: str, file: Path) -> tuple[ModelVersion, Binding]:
+def store(
+    registry: Registry, ref: str, file: Path, *, site: str | None = None
+) -> tuple[ModelVersion, Binding]:
     """Check the binding in ``file`` against the version's schema and store it for its site
-    (it holds codes and units, no patient data: stored as the registry's rows are)."""
+    (it holds codes and units, no patient data: stored as the registry's rows are);
+    ``site``, when given, must be the file's."""
     version = registry.get(ref)
     try:
         size = file.stat().st_size
@@ -59,6 +62,11 @@ def store(registry: Registry, ref: str, file: Path) -> tuple[ModelVersion, Bindi
     if binding.model != version.name:
         raise ConfigError(
             f"{file} binds model '{binding.model}', not '{version.name}': fix its 'model' line"
+        )
+    if site is not None and site != binding.site:
+        raise ConfigError(
+            f"{file} is the binding for site '{binding.site}', not '{site}': change its "
+            f"'site' line, or leave out {option('site')}"
         )
     binding.check_against(Schema.model_validate(version.schema))
     BindingStore(registry.engine).put(

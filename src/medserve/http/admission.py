@@ -62,7 +62,7 @@ from medserve.http.deps import (
     role_refusal,
 )
 from medserve.http.observability import audit_unavailable, request_record
-from medserve.http.problems import error_problem, problem
+from medserve.http.problems import error_problem, for_route, problem
 from medserve.security.api_keys import ApiKey, ApiKeyStore
 from medserve.security.audit import AuditWriter
 from medserve.security.key_cache import RecentKeys
@@ -191,6 +191,7 @@ class CredentialsBeforeBody:
                 response.headers["Connection"] = "close"
             if route is not None:
                 scope["route"] = route  # so that its metrics (and audit) name the route
+                response = for_route(route, response)
             await response(scope, receive, send)
             return
         scope[ADMITTED_KEY] = key
@@ -275,13 +276,16 @@ class CredentialsBeforeBody:
                 (context, context.original_route, route_needs(getattr(context, "dependant", None)))
                 for context in iter_route_contexts(self._routes)
             ]
-        partial = None
+        partial, partial_needs = None, None
         for context, route, needs in self._table:
             match, _ = context.matches(scope)
             if match is Match.FULL:
                 return route, needs
             if match is Match.PARTIAL and partial is None:
-                partial = route
+                partial, partial_needs = route, needs
+        # A CDS Hooks path with the wrong method: the router answers it (405), no API key.
+        if partial_needs is not None and partial_needs.ehr_token:
+            return partial, partial_needs
         return partial, None
 
 

@@ -46,6 +46,9 @@ from medserve.storage.token_ids import TokenIds
 log = logging.getLogger("medserve.http")
 # Threads that look up API keys (one database query each; the pool has 5 + 10 connections).
 KEY_LOOKUP_THREADS = 8
+# Threads that verify EHR tokens (a database write for the jti; at times a key fetch):
+# their own, so that no EHR token, forged or slow, holds up an API key's lookup.
+EHR_VERIFY_THREADS = 4
 
 
 def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> FastAPI:
@@ -75,11 +78,17 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         clock_skew_s=settings.cds_clock_skew_s,
         sandbox=settings.cds_sandbox,
     )
-    if settings.cds_issuers and not settings.public_url:
+    ehr_verifications = ThreadPoolExecutor(EHR_VERIFY_THREADS, thread_name_prefix="medserve-ehr")
+    if (settings.cds_issuers or settings.cds_sandbox) and not settings.public_url:
         log.warning(
-            "MEDSERVE_PUBLIC_URL is unset: CDS Hooks tokens are checked against the URL each "
-            "request names (its Host header); set it to the URL EHRs call in production"
+            "MEDSERVE_PUBLIC_URL is unset: CDS Hooks calls are answered only on loopback "
+            "addresses; set it to the URL EHRs call"
         )
+    unauthenticated_limiter = MemoryRateLimiter(
+        settings.unauthenticated_per_minute,
+        counted="requests without a valid API key",
+        per="address",
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,6 +97,7 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         # write every audit record, then close.
         await batchers.close()
         key_lookups.shutdown()
+        ehr_verifications.shutdown()
         if clinical.fhir_server is not None:
             clinical.fhir_server.close()
         audit_writer.close()
@@ -119,6 +129,8 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     app.state.scoring = Scoring(catalog, app.state.predictor, app.state.metrics)
     app.state.clinical = clinical
     app.state.ehr_tokens = ehr_tokens
+    app.state.ehr_verifications = ehr_verifications
+    app.state.unauthenticated_limiter = unauthenticated_limiter
     if rate_limiter is None:
         rate_limiter = MemoryRateLimiter(settings.rate_limit_per_minute)
     app.state.rate_limiter = rate_limiter
@@ -136,11 +148,7 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         keys=app.state.keys,
         key_lookups=key_lookups,
         key_limiter=rate_limiter,
-        address_limiter=MemoryRateLimiter(
-            settings.unauthenticated_per_minute,
-            counted="requests without a valid API key",
-            per="address",
-        ),
+        address_limiter=unauthenticated_limiter,
         recent_keys=app.state.recent_keys,
         max_body_bytes=settings.max_body_bytes,
         audit=lambda: app.state.audit,

@@ -25,7 +25,7 @@ from medserve.interop.fhir.client import FhirClient
 from medserve.scoring.catalog import ModelCatalog
 from medserve.scoring.predictor import Predictor
 from medserve.security.api_keys import ApiKey, ApiKeyStore
-from medserve.security.ehr_jwt import EhrCaller
+from medserve.security.ehr_jwt import EhrCaller, EhrTokenVerifier
 from medserve.security.rate_limit import RateLimiter
 from medserve.storage import Registry
 from medserve.storage.cds_cards import CardLog
@@ -115,21 +115,48 @@ class EhrTokenRequirement:
 
     async def __call__(self, request: Request) -> EhrCaller:
         state = request.app.state
-        caller = await asyncio.get_running_loop().run_in_executor(
-            state.key_lookups,
-            state.ehr_tokens.verify,
-            request.headers.get("authorization"),
-            called_url(state.settings, request),
-        )
-        request_record(request.scope).subject.issuer = caller.issuer
-        return caller
+        client = request.client
+        try:
+            audience = called_url(state.settings, request)
+            return await asyncio.get_running_loop().run_in_executor(
+                state.ehr_verifications,
+                _verified,
+                state.ehr_tokens,
+                request.headers.get("authorization"),
+                audience,
+                request_record(request.scope),
+            )
+        except AuthError:
+            # As for a request without a valid API key: each refusal counts against the
+            # client's address, and past its limit it is told to wait (429).
+            state.unauthenticated_limiter.check(client.host if client else "unknown")
+            raise
+
+
+def _verified(
+    verifier: EhrTokenVerifier, authorization: str | None, audience: str, record: RequestRecord
+) -> EhrCaller:
+    caller = verifier.verify(authorization, audience)
+    record.subject.issuer = caller.issuer
+    return caller
+
+
+# Hosts a request may name when no public URL is configured (development on loopback).
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
 def called_url(settings: Settings, request: Request) -> str:
     """The URL the request was sent to, as a token's ``aud`` must name it: the configured
-    public base URL (behind a proxy) plus the path, else the URL as received."""
+    public base URL plus the path. Without one, the URL as received, but only on loopback:
+    the Host header is the caller's to choose, and a token minted for another service
+    would pass for this one if it decided the audience."""
     if settings.public_url:
         return settings.public_url.rstrip("/") + request.url.path
+    if (request.url.hostname or "").lower() not in LOOPBACK_HOSTS:
+        raise AuthError(
+            "this service checks the EHR token's aud against its public URL, which is not "
+            "configured: its operator sets MEDSERVE_PUBLIC_URL (the URL EHRs call)"
+        )
     return str(request.url.replace(query=""))
 
 

@@ -6,13 +6,14 @@ option, file, column and row, or record and field)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medserve.errors import (
@@ -32,9 +33,15 @@ from medserve.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from medserve.interop.fhir.outcome import issue_code_for, operation_outcome
 from medserve.scoring.predictor import InvalidRecords
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+FHIR_MEDIA_TYPE = "application/fhir+json"
+# The FHIR routes (routes/fhir.py) answer every refusal as a FHIR OperationOutcome.
+FHIR_ROUTE_PREFIX = "/v1/models/{name}/fhir"
+# Headers a refusal carries that its OperationOutcome keeps.
+_KEPT_HEADERS = ("www-authenticate", "retry-after", "accept-post", "connection")
 PROBLEM_BASE = "https://medserve.dev/problems/"
 log = logging.getLogger("medserve.http")
 # Where a client learns the API: the OpenAPI document (behind a credential, as every
@@ -98,6 +105,35 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
+def fhir_route(route: object) -> bool:
+    """True for a route of the FHIR API (its errors are OperationOutcomes)."""
+    return str(getattr(route, "path", "")).startswith(FHIR_ROUTE_PREFIX)
+
+
+def as_operation_outcome(response: Response) -> JSONResponse:
+    """A problem+json refusal said as a FHIR OperationOutcome: same status, same message,
+    the headers a client acts on kept."""
+    try:
+        detail = json.loads(bytes(response.body)).get("detail") or "request refused"
+    except (ValueError, AttributeError):
+        detail = "request refused"
+    status = response.status_code
+    headers = {
+        name: value for name, value in response.headers.items() if name.lower() in _KEPT_HEADERS
+    }
+    return JSONResponse(
+        operation_outcome(str(detail), code=issue_code_for(status)),
+        status_code=status,
+        media_type=FHIR_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def for_route(route: object, response: JSONResponse) -> JSONResponse:
+    """``response``, as an OperationOutcome on a FHIR route."""
+    return as_operation_outcome(response) if fhir_route(route) else response
+
+
 def http_status(error: MedserveError | type[MedserveError]) -> int:
     """The HTTP status a client gets for ``error`` (an error or its class)."""
     kind = error if isinstance(error, type) else type(error)
@@ -130,7 +166,7 @@ async def _medserve_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, MedserveError)
     if http_status(error) >= 500:
         log.error("request failed", extra={"fields": {"error": type(error).__name__}})
-    return error_problem(error)
+    return for_route(request.scope.get("route"), error_problem(error))
 
 
 def _location(loc: tuple[Any, ...]) -> dict[str, Any]:
@@ -154,7 +190,8 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     ]
     first = errors[0] if errors else {"field": "body", "message": "invalid request"}
     detail = f"{first['field']}: {first['message']}"
-    return problem(422, detail, kind="invalid-request", errors=errors)
+    answer = problem(422, detail, kind="invalid-request", errors=errors)
+    return for_route(request.scope.get("route"), answer)
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
@@ -165,12 +202,14 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
             f"no route {request.url.path}; the API is described at {API_DOCUMENT} "
             "(send your API key)"
         )
-    return problem(error.status_code, detail, headers=dict(error.headers or {}))
+    answer = problem(error.status_code, detail, headers=dict(error.headers or {}))
+    return for_route(request.scope.get("route"), answer)
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unexpected error", extra={"fields": {"error": type(error).__name__}})
-    return problem(500, "the server hit an unexpected error; it has been logged")
+    answer = problem(500, "the server hit an unexpected error; it has been logged")
+    return for_route(request.scope.get("route"), answer)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -14,7 +14,10 @@ as the CDS Hooks 2.0 specification's "Trusting CDS Clients" section asks.
 The signature and the standard claims are checked by PyJWT; nothing here is cryptography.
 Every refusal is an AuthError (401) with one line an EHR's developer can act on; the token
 itself is never echoed or logged. A JWKS that cannot be fetched from its ``jku`` is also an
-AuthError (401): the EHR's next call, with keys it has fixed, is what recovers.
+AuthError (401): the EHR's next call, with keys it has fixed, is what recovers. A failed
+fetch is remembered for 30 s and at most one fetch per URL is in flight, so a flood of
+forged tokens naming an allow-listed ``jku`` costs one outbound request per 30 s, not one
+each, and never holds a call longer than one fetch's timeout.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ MAX_TOKEN_CHARS = 16_384
 MAX_JTI_CHARS = 255  # the ehr_token_ids column
 JKU_CACHE_S = 300.0
 JKU_REFETCH_S = 30.0  # an unknown kid re-fetches a cached jku at most this often
-JKU_TIMEOUT_S = 5.0
+JKU_TIMEOUT_S = 5.0  # one fetch, as a whole
+JKU_FAILURE_S = 30.0  # a failed fetch of a jku is remembered (not retried) this long
 MAX_JWKS_BYTES = 1_000_000
 
 # The public CDS Hooks sandbox (https://sandbox.cds-hooks.org) signs its calls as this
@@ -88,13 +92,24 @@ class _KeySet:
     stamp: tuple[int, int] | None = None
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """A jku fetch that failed: the refusal it gave, and when (``clock`` seconds)."""
+
+    message: str
+    at: float
+
+
 class EhrTokenVerifier:
     """Verifies the bearer JWT of a CDS Hooks call against the trusted issuers.
 
     ``issuers``: the allow-list, by exact ``iss`` (``Settings.cds_issuers``); ``sandbox``
     adds the public sandbox's issuer (and logs a warning). ``fetch`` gets a ``jku`` URL's
-    JWKS as a dict (default: an HTTP GET with a 5 s timeout); each is kept 5 minutes.
-    ``clock`` (monotonic seconds) ages those caches. A token's own times are checked
+    JWKS as a dict (default: an HTTP GET bounded to 5 s as a whole); each is kept 5
+    minutes, a kid not in it re-fetches it at most every 30 s, a failed fetch is
+    remembered for 30 s (calls needing that URL are refused at once with the same
+    AuthError), and at most one fetch per URL runs at a time (other calls wait for it, up
+    to 5 s). ``clock`` (monotonic seconds) ages those caches. A token's own times are checked
     against the system clock, as PyJWT reads it.
 
     ``verify`` blocks (the database, perhaps a key fetch): run it off the event loop. Safe
@@ -121,6 +136,8 @@ class EhrTokenVerifier:
         self._lock = threading.Lock()
         self._files: dict[Path, _KeySet] = {}
         self._urls: dict[str, _KeySet] = {}
+        self._failures: dict[str, _Failure] = {}
+        self._fetching: dict[str, threading.Event] = {}
         for iss, issuer in self._issuers.items():
             if issuer.jwks_file is None and not issuer.jku:
                 logger.warning(
@@ -203,29 +220,60 @@ class EhrTokenVerifier:
         return _pick(cached, kid)
 
     def _from_url(self, url: str, kid: str) -> dict[str, Any]:
-        now = self._clock()
-        with self._lock:
-            cached = self._urls.get(url)
-        stale = cached is None or now - cached.read_at >= JKU_CACHE_S
-        # A kid the cached set lacks may be a key the EHR has just rotated in.
-        rotated = (
-            cached is not None and kid not in cached.keys and now - cached.read_at >= JKU_REFETCH_S
-        )
-        if stale or rotated:
-            try:
-                cached = _KeySet(_keys_by_kid(self._fetch(url)), now)
-            except AuthError:
-                raise
-            except Exception as error:  # a fetch is the EHR's server: anything can fail
-                logger.warning("fetching a CDS Hooks JWKS failed: %s", type(error).__name__)
-                raise AuthError(
-                    f"could not fetch the issuer's keys from {url}; the EHR must serve its "
-                    "JWK Set there"
-                ) from None
+        while True:
+            now = self._clock()
             with self._lock:
-                self._urls[url] = cached
+                cached = self._urls.get(url)
+                stale = cached is None or now - cached.read_at >= JKU_CACHE_S
+                # A kid the cached set lacks may be a key the EHR has just rotated in.
+                rotated = (
+                    cached is not None
+                    and kid not in cached.keys
+                    and now - cached.read_at >= JKU_REFETCH_S
+                )
+                if not (stale or rotated):
+                    break
+                failure = self._failures.get(url)
+                if failure is not None and now - failure.at < JKU_FAILURE_S:
+                    raise AuthError(failure.message)
+                pending = self._fetching.get(url)
+                if pending is None:
+                    pending = self._fetching[url] = threading.Event()
+                    mine = True
+                else:
+                    mine = False
+            if mine:
+                cached = self._fetch_into_cache(url, now, pending)
+                break
+            # Another call is fetching this URL: its result (keys or failure) is ours.
+            if not pending.wait(JKU_TIMEOUT_S):
+                raise AuthError(_unfetched(url))
         assert cached is not None
         return _pick(cached, kid)
+
+    def _fetch_into_cache(self, url: str, now: float, done: threading.Event) -> _KeySet:
+        """The key set at ``url``, fetched once, cached (or its failure remembered), and
+        ``done`` set for the calls waiting on it."""
+        try:
+            keys = _KeySet(_keys_by_kid(self._fetch(url)), now)
+        except Exception as error:  # a fetch is the EHR's server: anything can fail
+            if isinstance(error, AuthError):
+                message = error.message
+            else:
+                logger.warning("fetching a CDS Hooks JWKS failed: %s", type(error).__name__)
+                message = _unfetched(url)
+            with self._lock:
+                self._failures[url] = _Failure(message, now)
+            raise AuthError(message) from None
+        else:
+            with self._lock:
+                self._urls[url] = keys
+                self._failures.pop(url, None)
+            return keys
+        finally:
+            with self._lock:
+                self._fetching.pop(url, None)
+            done.set()
 
     # -- the token --------------------------------------------------------------------
 
@@ -270,17 +318,29 @@ class EhrTokenVerifier:
 
 
 def fetch_jwks(url: str) -> dict[str, Any]:
-    """The JWK Set at ``url`` (an HTTP GET, 5 s timeout, no redirects followed)."""
+    """The JWK Set at ``url`` (an HTTP GET, no redirects followed, at most
+    MAX_JWKS_BYTES, done within JKU_TIMEOUT_S as a whole: a server dripping its answer
+    is cut off too)."""
     import httpx
 
-    response = httpx.get(url, timeout=JKU_TIMEOUT_S, follow_redirects=False)
-    response.raise_for_status()
-    if len(response.content) > MAX_JWKS_BYTES:
-        raise ValueError("JWKS too large")
-    document = response.json()
+    deadline = time.monotonic() + JKU_TIMEOUT_S
+    body = bytearray()
+    with httpx.stream("GET", url, timeout=JKU_TIMEOUT_S, follow_redirects=False) as response:
+        response.raise_for_status()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > MAX_JWKS_BYTES:
+                raise ValueError("JWKS too large")
+            if time.monotonic() > deadline:
+                raise TimeoutError("JWKS fetch too slow")
+    document = json.loads(bytes(body))
     if not isinstance(document, dict):
         raise ValueError("not a JWK Set")
     return document
+
+
+def _unfetched(url: str) -> str:
+    return f"could not fetch the issuer's keys from {url}; the EHR must serve its JWK Set there"
 
 
 def _bearer(authorization: str | None) -> str:

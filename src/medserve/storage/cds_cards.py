@@ -27,6 +27,7 @@ class IssuedCard:
     model_version: int
     risk: float
     band: str
+    issuer: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,8 @@ class CardLog:
         self._engine = engine
 
     def issued(self, cards: Sequence[IssuedCard]) -> None:
+        if not cards:
+            return
         now = datetime.now(UTC)
         rows = [
             {
@@ -55,6 +58,7 @@ class CardLog:
                 "model_version": card.model_version,
                 "risk": card.risk,
                 "band": card.band,
+                "issuer": card.issuer,
                 "issued_at": now,
             }
             for card in cards
@@ -65,10 +69,12 @@ class CardLog:
         except sa_exc.SQLAlchemyError as error:
             raise RegistryError(f"could not record the cards: {one_line(error)}") from None
 
-    def unknown(self, service_id: str, uuids: Sequence[str]) -> list[str]:
-        """The uuids among ``uuids`` that this service never issued."""
+    def unknown(self, service_id: str, issuer: str, uuids: Sequence[str]) -> list[str]:
+        """The uuids among ``uuids`` that this service never issued to ``issuer``."""
         statement = select(CdsCardRow.uuid).where(
-            CdsCardRow.uuid.in_(list(uuids)), CdsCardRow.service_id == service_id
+            CdsCardRow.uuid.in_(list(uuids)),
+            CdsCardRow.service_id == service_id,
+            CdsCardRow.issuer == issuer,
         )
         try:
             with self._engine.connect() as connection:
@@ -78,7 +84,9 @@ class CardLog:
         return [uuid for uuid in uuids if uuid not in known]
 
     def feedback(self, service_id: str, outcomes: Sequence[CardOutcome]) -> None:
-        """Store each outcome once (the same card and time sent again is kept once)."""
+        """Store each outcome once (the same card, outcome and time sent again is kept once)."""
+        if not outcomes:
+            return
         now = datetime.now(UTC)
         rows = [
             {
@@ -93,7 +101,7 @@ class CardLog:
         ]
         insert = postgresql_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
         statement = insert(CdsFeedbackRow.__table__).on_conflict_do_nothing(
-            index_elements=["card_uuid", "outcome_at"]
+            index_elements=["card_uuid", "outcome", "outcome_at"]
         )
         try:
             with self._engine.begin() as connection:

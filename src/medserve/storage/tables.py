@@ -186,6 +186,8 @@ class CdsCardRow(Base):
     model_version: Mapped[int] = mapped_column(Integer)
     risk: Mapped[float] = mapped_column(Float)
     band: Mapped[str] = mapped_column(String(32))
+    # The EHR whose call the card answered: only it may say what became of the card.
+    issuer: Mapped[str] = mapped_column(String(255))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -196,7 +198,9 @@ class CdsFeedbackRow(Base):
     __tablename__ = "cds_feedback"
     __table_args__ = (
         CheckConstraint("outcome IN ('accepted', 'overridden')", name="ck_cds_feedback_outcome"),
-        UniqueConstraint("card_uuid", "outcome_at", name="uq_cds_feedback_card_time"),
+        UniqueConstraint(
+            "card_uuid", "outcome", "outcome_at", name="uq_cds_feedback_card_outcome_time"
+        ),
         Index("ix_cds_feedback_card", "card_uuid"),
     )
 

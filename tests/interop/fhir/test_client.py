@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -334,3 +335,126 @@ def test_resources_about_another_patient_are_left_out() -> None:
 def test_a_base_that_is_not_an_http_url_is_a_config_error(base_url: str) -> None:
     with pytest.raises(ConfigError):
         FhirClient(base_url)
+
+
+@pytest.mark.parametrize(
+    ("page", "wrong"),
+    [
+        ({"resourceType": "Bundle", "entry": 5}, "whose entry is not a list"),
+        ({"resourceType": "Bundle", "entry": {"resource": PATIENT}}, "whose entry is not a list"),
+        (
+            {"resourceType": "Bundle", "entry": ["Observation/o1"]},
+            "with an entry that is not an object",
+        ),
+        (
+            {"resourceType": "Bundle", "entry": [{"resource": "Observation/o1"}]},
+            "with an entry's resource not an object",
+        ),
+        (
+            {"resourceType": "Bundle", "entry": [{"resource": PATIENT, "search": "match"}]},
+            "with an entry's search not an object",
+        ),
+        ({"resourceType": "Bundle", "link": 5}, "whose link is not a list"),
+        ({"resourceType": "Bundle", "link": ["next"]}, "with a link that is not an object"),
+        (
+            {"resourceType": "Bundle", "link": [{"relation": "next", "url": 2}]},
+            "with a next link's url not a string",
+        ),
+    ],
+)
+def test_a_wrongly_shaped_bundle_is_unavailable_in_one_line(page: dict, wrong: str) -> None:
+    answers = {"/fhir/Patient/p1": PATIENT, "/fhir/Observation": page}
+    with FhirClient("http://ehr.example/fhir", transport=scripted(answers, [])) as client:
+        with pytest.raises(UpstreamUnavailable) as error:
+            client.patient_resources("p1", binding())
+    message = str(error.value)
+    assert message == (
+        "the FHIR server at http://ehr.example/fhir answered the Observation search with a "
+        f"Bundle {wrong}"
+    )
+    assert "Observation/o1" not in message and "match" not in message.split("Bundle")[1]
+
+
+def test_a_bundle_without_entry_or_link_is_an_empty_page() -> None:
+    answers = {
+        "/fhir/Patient/p1": PATIENT,
+        "/fhir/Observation": {"resourceType": "Bundle", "entry": None, "link": None},
+        "/fhir/Condition": {"resourceType": "Bundle", "entry": [{"fullUrl": "urn:x"}]},
+    }
+    with FhirClient("http://ehr.example/fhir", transport=scripted(answers, [])) as client:
+        assert client.patient_resources("p1", binding()) == [PATIENT]
+
+
+@pytest.fixture
+def dripping_server() -> Iterator[str]:
+    """An HTTP server that sends a response head at once, then its 40-byte body one byte
+    every 0.1 s: no single read waits long, but the whole answer takes 4 s."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection = listener.accept()[0]
+            except TimeoutError:
+                continue
+            with connection:
+                connection.recv(65536)
+                head = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+                    "Content-Length: 40\r\n\r\n"
+                )
+                try:
+                    connection.sendall(head.encode())
+                    for _ in range(40):
+                        if stop.wait(0.1):
+                            return
+                        connection.sendall(b" ")
+                except OSError:  # the client gave up and hung up
+                    continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/fhir"
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_a_server_dripping_its_answer_is_cut_off_at_the_deadline(dripping_server: str) -> None:
+    # Each read waits 0.1 s, well within timeout_s; the call's deadline (3 × 0.5 s) is
+    # what stops it, long before the body would be complete.
+    with FhirClient(dripping_server, timeout_s=0.5) as client:
+        assert client.deadline_s == 1.5
+        with pytest.raises(UpstreamTimeout, match="did not answer within 1.5 s") as error:
+            client.patient_resources("1", binding())
+    assert "Patient read" in str(error.value)
+
+
+def test_the_deadline_covers_every_page_of_the_call() -> None:
+    """Each page comes quickly, but pages keep coming: the deadline is for the whole call."""
+    seen: list[httpx.URL] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        time.sleep(0.1)
+        if request.url.path == "/fhir/Patient/p1":
+            return httpx.Response(200, json=PATIENT)
+        return httpx.Response(200, json=searchset(f"Observation?page={len(seen)}"))
+
+    transport = httpx.MockTransport(handle)
+    with FhirClient(
+        "http://ehr.example/fhir", timeout_s=5, deadline_s=0.35, transport=transport
+    ) as client:
+        with pytest.raises(UpstreamTimeout, match="did not answer within 0.35 s"):
+            client.patient_resources("p1", binding())
+    assert 2 <= len(seen) < 20  # stopped between pages, not at max_pages
+
+
+@pytest.mark.parametrize("deadline_s", [0, -1.0])
+def test_a_deadline_that_is_not_positive_is_a_config_error(deadline_s: float) -> None:
+    with pytest.raises(ConfigError, match="deadline must be positive"):
+        FhirClient("http://ehr.example/fhir", deadline_s=deadline_s)

@@ -96,3 +96,16 @@ def test_conversions_agree_across_threads():
     for thread in threads:
         thread.join()
     assert results == pytest.approx([100.0] * 8)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"), [("%", "mmol/mol"), ("{score}", "%"), ("%", "{ratio}")]
+)
+def test_ratios_of_different_things_are_not_converted(source, target):
+    # HbA1c 7 % (NGSP) is about 53 mmol/mol (IFCC), not 70: no scale factor relates them.
+    with pytest.raises(FhirError, match="measure different things"):
+        convert(7.0, source, target)
+
+
+def test_the_same_ratio_at_another_scale_converts():
+    assert convert(7.0, "%", "1") == pytest.approx(0.07)

@@ -17,8 +17,9 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from medserve.config import Settings
 from medserve.errors import DataError, ModelNotFound, PrefetchUnavailable
-from medserve.flows.clinical import assess, assessment_card, cds_services
+from medserve.flows.clinical import assess, assessment_card, cds_services, nothing_read
 from medserve.http.deps import AuditSubject, ClinicalDep, EhrCallerDep, ScoringDep, called_url
 from medserve.http.schemas import ERROR_RESPONSES
 from medserve.interop.cds_hooks.cards import cards_response
@@ -35,6 +36,7 @@ from medserve.interop.cds_hooks.request import (
 )
 from medserve.interop.fhir.client import FhirClient
 from medserve.interop.fhir.extract import read_resources
+from medserve.security.ehr_jwt import EhrCaller
 from medserve.storage.cds_cards import CardOutcome, IssuedCard
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], responses=ERROR_RESPONSES)
@@ -43,11 +45,8 @@ ServiceId = Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="A CDS Serv
 
 def _services(scoring: ScoringDep, clinical: ClinicalDep) -> list[ServiceEntry]:
     catalog = scoring.catalog
-    return cds_services(
-        catalog.served_versions(),
-        lambda version: catalog.get(version.name, version.version),
-        clinical.bindings,
-    )
+    names = [version.name for version in catalog.served_versions()]
+    return cds_services(names, catalog.get, clinical.bindings)
 
 
 def _service(scoring: ScoringDep, clinical: ClinicalDep, service_id: str) -> ServiceEntry:
@@ -62,6 +61,20 @@ def _json(body: bytes) -> object:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise DataError("the body is not JSON") from None
+    except RecursionError:
+        raise DataError("the body is nested too deeply to be a CDS Hooks request") from None
+
+
+def _may_fetch(settings: Settings, caller: EhrCaller, fhir_server: str) -> None:
+    """PrefetchUnavailable unless the caller's FHIR server is on its issuer's allow-list:
+    medserve fetches (with the EHR's token) only from servers its operator named."""
+    trusted = settings.cds_issuers.get(caller.issuer)
+    if trusted is None or not trusted.fetches_from(fhir_server):
+        raise PrefetchUnavailable(
+            "the call lacks the prefetch this service asks for, and its fhirServer is not "
+            "one medserve fetches from for this EHR (MEDSERVE_CDS_ISSUERS: fhir_servers); "
+            "send the prefetch"
+        )
 
 
 @router.get("", summary="CDS Hooks discovery: the services this server offers")
@@ -82,7 +95,8 @@ async def call_service(
     service_id: str = ServiceId,
 ) -> JSONResponse:
     body = await request.body()
-    report_base = called_url(request.app.state.settings, request).removesuffix(request.url.path)
+    settings = request.app.state.settings
+    report_base = called_url(settings, request).removesuffix(request.url.path)
 
     def work() -> dict:
         service = _service(scoring, clinical, service_id)
@@ -102,10 +116,12 @@ async def call_service(
                     f"({', '.join(templates)}) nor fhirServer with fhirAuthorization to "
                     "fetch it from"
                 )
+            _may_fetch(settings, caller, str(hook_request.fhirServer))
             authorization = hook_request.fhirAuthorization
             client = FhirClient(
                 str(hook_request.fhirServer),
                 token=authorization.access_token if authorization is not None else None,
+                timeout_s=settings.fhir_timeout_s,
             )
             try:
                 resources = client.patient_resources(patient_id, binding, at=now)
@@ -113,6 +129,8 @@ async def call_service(
                 client.close()
         patient = read_resources(resources, binding, at=now, patient_id=patient_id)
         subject.patient = clinical.pseudonyms(patient.patient_id)
+        if nothing_read(patient, binding):
+            return cards_response([])  # no input of the model is in the record: no card
         assessment = assess(scoring.predictor, served, patient)
         card = assessment_card(
             assessment, service, report_url=f"{report_base}/v1/models/{service.model}/report"
@@ -126,6 +144,7 @@ async def call_service(
                     model_version=served.version.version,
                     risk=assessment.prediction.risk,
                     band=assessment.prediction.band,
+                    issuer=caller.issuer,
                 )
             ]
         )
@@ -151,10 +170,10 @@ async def feedback(
         subject.model = service.model
         items = parse_feedback(_json(body))
         subject.n_records = len(items)
-        unknown = clinical.cards.unknown(service.id, [item.card for item in items])
+        unknown = clinical.cards.unknown(service.id, caller.issuer, [item.card for item in items])
         if unknown:
             raise DataError(
-                f"card {unknown[0]} was not issued by service '{service.id}'"
+                f"card {unknown[0]} was not issued by service '{service.id}' to this EHR"
                 + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
             )
         clinical.cards.feedback(

@@ -1,10 +1,10 @@
 """FHIR R4: a patient's Bundle in, a RiskAssessment out (``application/fhir+json``); or the
 patient's id, with what the binding needs fetched from the configured FHIR server.
 
-Every error these routes answer themselves is a FHIR OperationOutcome with its 4xx (5xx
-when the FHIR server fails: 502, 504). The credential checks before the body is read
-(401, 403, 429) are problem+json, as on every route. The patient is named in the audit
-trail only by a keyed pseudonym."""
+Every error is a FHIR OperationOutcome with its 4xx (5xx when the FHIR server fails:
+502, 504), the credential checks before the body is read (401, 403, 429) included
+(http/problems.py turns those refusals into OperationOutcomes on these routes). The
+patient is named in the audit trail only by a keyed pseudonym."""
 
 from __future__ import annotations
 
@@ -20,13 +20,12 @@ from medserve.errors import ConfigError, FhirError, MedserveError
 from medserve.flows.clinical import assess, assessment_resource
 from medserve.http.deps import AuditSubject, ClinicalDep, PredictorKey, ScoringDep
 from medserve.http.observability import AuditSubject as Subject
-from medserve.http.problems import http_status
+from medserve.http.problems import FHIR_MEDIA_TYPE, as_operation_outcome, error_problem
 from medserve.http.routes.models import MAX_VERSION, ModelName
 from medserve.interop.fhir.extract import PatientRecord, read_bundle, read_resources
-from medserve.interop.fhir.outcome import issue_code_for, operation_outcome
 from medserve.scoring.catalog import ServedModel
 
-FHIR_JSON = "application/fhir+json"
+FHIR_JSON = FHIR_MEDIA_TYPE
 READS = (FHIR_JSON, "application/json")
 router = APIRouter(prefix="/v1/models", tags=["fhir"])
 _FHIR_RESPONSES = {
@@ -61,12 +60,9 @@ class FhirResponse(JSONResponse):
     media_type = FHIR_JSON
 
 
-def outcome_response(error: MedserveError) -> FhirResponse:
+def outcome_response(error: MedserveError) -> JSONResponse:
     """The OperationOutcome for ``error``, with its status."""
-    status = http_status(error)
-    return FhirResponse(
-        operation_outcome(error.message, code=issue_code_for(status)), status_code=status
-    )
+    return as_operation_outcome(error_problem(error))
 
 
 def _bundle(body: bytes, content_type: str | None) -> object:
@@ -80,6 +76,8 @@ def _bundle(body: bytes, content_type: str | None) -> object:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise FhirError("the body is not JSON: send a FHIR R4 Bundle as JSON") from None
+    except RecursionError:
+        raise FhirError("the body is nested too deeply to be a FHIR Bundle") from None
 
 
 async def _answer(
@@ -89,7 +87,7 @@ async def _answer(
     scoring: ScoringDep,
     clinical: ClinicalDep,
     read: Callable[[ServedModel, datetime], PatientRecord],
-) -> FhirResponse:
+) -> JSONResponse:
     subject.model, subject.n_records = name, 1
 
     def work() -> dict:
@@ -123,7 +121,7 @@ async def assess_bundle(
     clinical: ClinicalDep,
     name: str = ModelName,
     version: int | None = VersionQuery,
-) -> FhirResponse:
+) -> JSONResponse:
     """The Bundle (any type: collection, searchset, transaction) holds the Patient and the
     resources the model version's binding reads; the RiskAssessment names the model and
     version, and which resource fed which feature."""
@@ -151,7 +149,7 @@ async def assess_patient(
     name: str = ModelName,
     patient_id: str = PatientId,
     version: int | None = VersionQuery,
-) -> FhirResponse:
+) -> JSONResponse:
     """Fetches the Patient and what the binding needs (searched by code and date, paged)
     from MEDSERVE_FHIR_SERVER_URL, then answers as the Bundle route does."""
 

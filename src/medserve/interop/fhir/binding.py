@@ -34,6 +34,7 @@ the value is converted from the resource's ``valueQuantity.code`` (never its dis
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
@@ -197,6 +198,8 @@ class Binding(BaseModel):
                         f"'{name}': level(s) {', '.join(unseen)} never seen in training; "
                         f"the model knows {', '.join(spec.categories)}"
                     )
+            if isinstance(source, ObservationSource) and source.unit and spec.unit:
+                _check_unit(name, source.unit, spec.unit)
             if isinstance(source, (ObservationSource, AgeSource)) and spec.type not in (
                 "numeric",
                 "binary",
@@ -225,3 +228,23 @@ class Binding(BaseModel):
             first = error.errors()[0]
             place = ".".join(str(part) for part in first["loc"]) or "binding"
             raise ConfigError(f"{where}: {place}: {first['msg']}") from None
+
+
+def _check_unit(name: str, bound: str, declared: str) -> None:
+    """ConfigError when the binding reads ``name`` in another unit than the one the model's
+    schema says it was trained in: the values would reach the model unconverted."""
+    from medserve.errors import FhirError
+    from medserve.interop.fhir.units import convert, ucum_code
+
+    trained = ucum_code(declared)
+    if trained is None:
+        return  # a unit people wrote that is no UCUM code: nothing to compare it with
+    try:
+        same = math.isclose(convert(1.0, bound, trained), 1.0, rel_tol=1e-9)
+    except FhirError:
+        same = False
+    if not same:
+        raise ConfigError(
+            f"'{name}' is bound in {bound}, but the model learnt it in {declared} ({trained}): "
+            f"bind unit: {trained} (values are converted from what the server sends)"
+        )

@@ -2,7 +2,9 @@
 Patient, and the Observations and Conditions with the binding's codes, searched by code
 and date and followed page by page.
 
-It never hangs (every connect, read, write and pool wait is bounded), follows next-page
+It never hangs: every connect, read, write and pool wait is bounded, and so is each
+``patient_resources`` call as a whole (a server dripping its answer byte by byte is cut
+off at the call's deadline). It follows next-page
 links only on the server's own base (a next link elsewhere could aim medserve's
 credentials at another host), and says in one line what went wrong: the server could not
 be reached, was too slow, refused the credentials, or answered with something not FHIR.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -44,8 +47,14 @@ MAX_PAGE_BYTES = 32 * 1024 * 1024
 
 class FhirClient:
     """Reads from the FHIR R4 server at ``base_url`` ("https://ehr.example/fhir"), as
-    ``token`` (a bearer token) when given. Each request is bounded by ``timeout_s``; a
-    search is followed for at most ``max_pages`` pages of ``page_size`` resources."""
+    ``token`` (a bearer token) when given. A search is followed for at most
+    ``max_pages`` pages of ``page_size`` resources.
+
+    Two bounds keep a slow server from holding a caller: ``timeout_s`` for each connect,
+    each read and each write of a request (a server silent that long is cut off), and
+    ``deadline_s`` (default: three times ``timeout_s``) for one ``patient_resources``
+    call as a whole, every request and page of it, checked as each response body comes
+    in and before each request. Past either, UpstreamTimeout."""
 
     def __init__(
         self,
@@ -53,6 +62,7 @@ class FhirClient:
         *,
         token: str | None = None,
         timeout_s: float = 10.0,
+        deadline_s: float | None = None,
         max_pages: int = 20,
         page_size: int = DEFAULT_PAGE_SIZE,
         transport: httpx.BaseTransport | None = None,
@@ -60,9 +70,13 @@ class FhirClient:
         self.base_url = _checked_base(base_url)
         if timeout_s <= 0:
             raise ConfigError(f"the FHIR timeout must be positive, not {timeout_s}")
+        deadline_s = 3 * timeout_s if deadline_s is None else deadline_s
+        if deadline_s <= 0:
+            raise ConfigError(f"the FHIR deadline must be positive, not {deadline_s}")
         if max_pages < 1 or not 1 <= page_size <= 1000:
             raise ConfigError("a FHIR search needs max_pages ≥ 1 and page_size 1 to 1000")
         self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
         self.max_pages = max_pages
         self.page_size = page_size
         self._base = httpx.URL(self.base_url)
@@ -99,15 +113,17 @@ class FhirClient:
         """The Patient ``patient_id``, then its Observations and Conditions carrying the
         binding's codes (Observations newest first, none older than the binding's longest
         lookback before ``at``, default now). ResourceNotFound when the server has no such
-        Patient; FhirError when ``patient_id`` is not a FHIR id."""
+        Patient; FhirError when ``patient_id`` is not a FHIR id; UpstreamTimeout when it
+        all takes longer than ``deadline_s``."""
         if not isinstance(patient_id, str) or not FHIR_ID.fullmatch(patient_id):
             raise FhirError("the patient id is not a FHIR id: 1 to 64 letters, digits, '-' or '.'")
         at = datetime.now(UTC) if at is None else _aware(at)
-        patient = self._read_patient(patient_id)
+        deadline = time.monotonic() + self.deadline_s
+        patient = self._read_patient(patient_id, deadline)
         found = [patient]
         requests = 1
         for resource_type, params in self._searches(patient_id, binding, at):
-            resources, pages = self._search(resource_type, params)
+            resources, pages = self._search(resource_type, params, deadline)
             requests += pages
             found += _about(resources, resource_type, patient_id)
         log.debug("fetched %d FHIR resources in %d requests", len(found), requests)
@@ -140,8 +156,10 @@ class FhirClient:
             for codes in _chunks(_codes(conditions)):
                 yield "Condition", [("patient", patient_id), ("code", codes), *paging]
 
-    def _read_patient(self, patient_id: str) -> dict:
-        response = self._get(f"{self.base_url}/Patient/{patient_id}", None, "Patient read")
+    def _read_patient(self, patient_id: str, deadline: float) -> dict:
+        response = self._get(
+            f"{self.base_url}/Patient/{patient_id}", None, "Patient read", deadline
+        )
         if response.status_code in (404, 410):
             # The caller named this patient, so it may read the id; logs never do.
             raise ResourceNotFound(f"no Patient/{patient_id} on the FHIR server")
@@ -154,14 +172,17 @@ class FhirClient:
             )
         return patient
 
-    def _search(self, resource_type: str, params: list[tuple[str, str]]) -> tuple[list[dict], int]:
+    def _search(
+        self, resource_type: str, params: list[tuple[str, str]], deadline: float
+    ) -> tuple[list[dict], int]:
         """Every match of a search, following next-page links; and the pages read."""
         url: str = f"{self.base_url}/{resource_type}"
         query: list[tuple[str, str]] | None = params
         resources: list[dict] = []
         pages = 0
         while True:
-            response = self._get(url, query, f"{resource_type} search")
+            what = f"{resource_type} search"
+            response = self._get(url, query, what, deadline)
             self._raise_for_status(response, f"{resource_type} search")
             bundle = self._json(response, f"{resource_type} search")
             if bundle.get("resourceType") != "Bundle":
@@ -170,8 +191,9 @@ class FhirClient:
                     f"with a {_kind(bundle)}, not a Bundle"
                 )
             pages += 1
-            resources += _matches(bundle)
-            link = _next_link(bundle)
+            malformed = f"the FHIR server at {self.base_url} answered the {what} with a Bundle"
+            resources += _matches(bundle, malformed)
+            link = _next_link(bundle, malformed)
             if link is None:
                 return resources, pages
             if pages >= self.max_pages:
@@ -204,10 +226,20 @@ class FhirClient:
             )
         return str(target)
 
-    def _get(self, url: str, params: list[tuple[str, str]] | None, what: str) -> httpx.Response:
-        """The response to GET ``url``, its body read (up to MAX_PAGE_BYTES)."""
+    def _get(
+        self, url: str, params: list[tuple[str, str]] | None, what: str, deadline: float
+    ) -> httpx.Response:
+        """The response to GET ``url``, its body read (up to MAX_PAGE_BYTES) before
+        ``deadline`` (monotonic seconds)."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._late(what)
+        # No single wait may outlast the call's deadline either.
+        wait = min(self.timeout_s, left)
         try:
-            with self._http.stream("GET", url, params=params) as response:
+            with self._http.stream(
+                "GET", url, params=params, timeout=httpx.Timeout(wait)
+            ) as response:
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
@@ -216,6 +248,8 @@ class FhirClient:
                             f"the FHIR server at {self.base_url} answered the {what} "
                             f"with more than {MAX_PAGE_BYTES // (1024 * 1024)} MiB"
                         )
+                    if time.monotonic() > deadline:
+                        raise self._late(what)
                 return httpx.Response(
                     response.status_code,
                     headers=response.headers,
@@ -223,6 +257,8 @@ class FhirClient:
                     request=response.request,
                 )
         except httpx.TimeoutException:
+            if wait < self.timeout_s:
+                raise self._late(what) from None
             raise UpstreamTimeout(
                 f"the FHIR server at {self.base_url} did not answer the {what} "
                 f"within {self.timeout_s:g} s"
@@ -236,6 +272,12 @@ class FhirClient:
             raise UpstreamUnavailable(
                 f"the FHIR server at {self.base_url} broke off the {what} ({type(error).__name__})"
             ) from None
+
+    def _late(self, what: str) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            f"the FHIR server at {self.base_url} did not answer within {self.deadline_s:g} s "
+            f"(the whole fetch of the patient's record; it was still on the {what})"
+        )
 
     def _raise_for_status(self, response: httpx.Response, what: str) -> None:
         status = response.status_code
@@ -298,17 +340,33 @@ def _chunks(codes: list[str]) -> Iterator[str]:
         yield ",".join(codes[start : start + CODES_PER_SEARCH])
 
 
-def _matches(bundle: dict) -> list[dict]:
+def _matches(bundle: dict, malformed: str) -> list[dict]:
     """The resources a searchset page matched; the server's notes on the search (an
-    OperationOutcome, e.g. a parameter it ignored) are counted in the log, not kept."""
+    OperationOutcome, e.g. a parameter it ignored) are counted in the log, not kept.
+    UpstreamUnavailable, ``malformed`` and what is wrong, when the Bundle is not shaped
+    as FHIR says (its values are never echoed)."""
+    entries = bundle.get("entry")
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise UpstreamUnavailable(f"{malformed} whose entry is not a list")
     matched, notes = [], 0
-    for entry in bundle.get("entry") or []:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict):
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise UpstreamUnavailable(f"{malformed} with an entry that is not an object")
+        resource = entry.get("resource")
+        if resource is None:  # an entry may carry no resource (FHIR bdl-5)
             continue
+        if not isinstance(resource, dict):
+            raise UpstreamUnavailable(f"{malformed} with an entry's resource not an object")
+        search = entry.get("search")
+        if search is None:
+            search = {}
+        if not isinstance(search, dict):
+            raise UpstreamUnavailable(f"{malformed} with an entry's search not an object")
         if resource.get("resourceType") == "OperationOutcome":
             notes += 1
-        elif (entry.get("search") or {}).get("mode", "match") == "match":
+        elif search.get("mode", "match") == "match":
             matched.append(resource)
     if notes:
         log.warning(
@@ -317,10 +375,19 @@ def _matches(bundle: dict) -> list[dict]:
     return matched
 
 
-def _next_link(bundle: dict) -> str | None:
-    for link in bundle.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
-            return str(link["url"])
+def _next_link(bundle: dict, malformed: str) -> str | None:
+    links = bundle.get("link")
+    if links is None:
+        return None
+    if not isinstance(links, list):
+        raise UpstreamUnavailable(f"{malformed} whose link is not a list")
+    for link in links:
+        if not isinstance(link, dict):
+            raise UpstreamUnavailable(f"{malformed} with a link that is not an object")
+        if link.get("relation") == "next" and link.get("url"):
+            if not isinstance(link["url"], str):
+                raise UpstreamUnavailable(f"{malformed} with a next link's url not a string")
+            return link["url"]
     return None
 
 

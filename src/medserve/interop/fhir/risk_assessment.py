@@ -152,7 +152,8 @@ def factors_note(raising: Sequence[Factor], lowering: Sequence[Factor]) -> str:
 
 def missing_note(missing: Mapping[str, str]) -> str:
     """e.g. "Missing, so read as the model's missing value: Glucose: no Observation in
-    the last 365 days; Insulin: not bound." ; "" when nothing was missing (the note is then left out)."""
+    the last 365 days; Insulin: not bound."; "" when nothing was missing (the note is
+    then left out)."""
     if not missing:
         return ""
     listed = "; ".join(f"{name}: {why}" if why else name for name, why in missing.items())

@@ -66,6 +66,11 @@ _DISPLAY_TO_UCUM = {
 }
 
 
+# Dimensionless units that are the same ratio at another scale: converted. Any other
+# dimensionless pair (%, mmol/mol, {score}) is refused.
+SCALED_RATIOS = frozenset({"%", "1", "[ppth]", "[ppm]"})
+
+
 def convert(value: float, from_code: str, to_code: str) -> float:
     """``value`` in ``from_code`` expressed in ``to_code`` (both UCUM codes).
 
@@ -88,6 +93,10 @@ def convert(value: float, from_code: str, to_code: str) -> float:
                 quantity = registry.Quantity(value, source_unit)
             else:
                 quantity = registry.Quantity(value * source_factor, source_unit)
+            if quantity.dimensionless and not {from_code, to_code} <= SCALED_RATIOS:
+                # % and mmol/mol are both ratios, but HbA1c in % (NGSP) is not 10x the
+                # same in mmol/mol (IFCC): ratios of different things never convert.
+                raise DimensionalityError(source_unit, target_unit)
             converted = float(quantity.to(target_unit).magnitude)
         except DimensionalityError:
             raise FhirError(

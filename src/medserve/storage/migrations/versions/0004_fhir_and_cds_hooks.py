@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("model_version", sa.Integer(), nullable=False),
         sa.Column("risk", sa.Float(), nullable=False),
         sa.Column("band", sa.String(32), nullable=False),
+        sa.Column("issuer", sa.String(255), nullable=False),
         sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_table(
@@ -51,7 +52,9 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "outcome IN ('accepted', 'overridden')", name="ck_cds_feedback_outcome"
         ),
-        sa.UniqueConstraint("card_uuid", "outcome_at", name="uq_cds_feedback_card_time"),
+        sa.UniqueConstraint(
+            "card_uuid", "outcome", "outcome_at", name="uq_cds_feedback_card_outcome_time"
+        ),
     )
     op.create_index("ix_cds_feedback_card", "cds_feedback", ["card_uuid"])
     op.create_table(
