@@ -47,10 +47,17 @@ ISSUER = "https://ehr.example.org"
 BINDING = """\
 model: pima
 features:
-  Glucose: {kind: observation, codes: [http://loinc.org|2345-7, http://loinc.org|2339-0],
-            unit: mg/dL, lookback_days: 3650}
-  BloodPressure: {kind: observation, codes: [http://loinc.org|85354-9],
-                  component: [http://loinc.org|8462-4], unit: mm[Hg], lookback_days: 3650}
+  Glucose:
+    kind: observation
+    codes: [http://loinc.org|2345-7, http://loinc.org|2339-0]
+    unit: mg/dL
+    lookback_days: 3650
+  BloodPressure:
+    kind: observation
+    codes: [http://loinc.org|85354-9]
+    component: [http://loinc.org|8462-4]
+    unit: mm[Hg]
+    lookback_days: 3650
   BMI: {kind: observation, codes: [http://loinc.org|39156-5], unit: kg/m2, lookback_days: 3650}
   Age: {kind: age}
   Pregnancies: null
