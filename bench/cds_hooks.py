@@ -20,6 +20,7 @@ The spec asks a service to answer in about 500 ms.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import jwt
@@ -44,28 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PIMA = Path(medserve.__file__).parent / "datasets" / "pima_diabetes.csv"
 FIXTURES = ROOT / "tests" / "fixtures" / "fhir"
 ISSUER = "https://ehr.example.org"
-BINDING = """\
-model: pima
-features:
-  Glucose:
-    kind: observation
-    codes: [http://loinc.org|2345-7, http://loinc.org|2339-0]
-    unit: mg/dL
-    lookback_days: 3650
-  BloodPressure:
-    kind: observation
-    codes: [http://loinc.org|85354-9]
-    component: [http://loinc.org|8462-4]
-    unit: mm[Hg]
-    lookback_days: 3650
-  BMI: {kind: observation, codes: [http://loinc.org|39156-5], unit: kg/m2, lookback_days: 3650}
-  Age: {kind: age}
-  Pregnancies: null
-  SkinThickness: null
-  Insulin: null
-  DiabetesPedigreeFunction: null
-cds: {hooks: [patient-view], title: Diabetes risk}
-"""
+BINDING = (ROOT / "examples" / "pima.fhir.yaml").read_text()
 
 
 def free_port() -> int:
@@ -79,17 +60,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def prefetch_for(templates: dict[str, str], bundle: dict) -> dict:
-    resources = [entry["resource"] for entry in bundle["entry"]]
-    filled = {}
-    for key, template in templates.items():
-        kind = template.split("/", 1)[0].split("?", 1)[0]
-        if kind == "Patient" and "?" not in template:
-            filled[key] = next(r for r in resources if r["resourceType"] == "Patient")
-        else:
-            matches = [{"resource": r} for r in resources if r["resourceType"] == kind]
-            filled[key] = {"resourceType": "Bundle", "type": "searchset", "entry": matches}
-    return filled
+def ehr_example() -> ModuleType:
+    """examples/ehr_patient_view.py: how an EHR fills the prefetch."""
+    spec = importlib.util.spec_from_file_location("ehr", ROOT / "examples" / "ehr_patient_view.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+prefetch_for = ehr_example().prefetch_for
 
 
 def patients() -> list[dict]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,20 +17,11 @@ from medserve.storage.cds_cards import CardLog
 from medserve.storage.tables import AuditRecordRow
 from support.cds_calls import hook_call, prefetch_for
 from support.ehr_tokens import Ehr
-from support.fhir_bindings import PIMA_BINDING, bind_pima
+from support.fhir_bindings import PIMA_BINDING, bind_pima, patient_bundle, patient_id
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
 BASE = "http://testserver"
 
 
-def patient_bundle(number: int) -> dict:
-    return json.loads((FIXTURES / f"patient-{number}.json").read_text())
-
-
-def patient_id(bundle: dict) -> str:
-    return next(
-        e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
-    )
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ error an OperationOutcome; the patient in the audit trail only as a keyed pseudo
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
@@ -15,20 +14,11 @@ from sqlalchemy import select
 from medserve.interop.fhir.binding import Binding
 from medserve.interop.fhir.extract import read_bundle
 from medserve.storage.tables import AuditRecordRow
-from support.fhir_bindings import PIMA_BINDING, bind_pima
+from support.fhir_bindings import PIMA_BINDING, bind_pima, patient_bundle, patient_id
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
 FHIR_JSON = "application/fhir+json"
 
 
-def patient_bundle(number: int) -> dict:
-    return json.loads((FIXTURES / f"patient-{number}.json").read_text())
-
-
-def patient_id(bundle: dict) -> str:
-    return next(
-        e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
-    )
 
 
 @pytest.fixture

@@ -8,26 +8,20 @@ not answer in time 504: all OperationOutcomes, none a hang."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from support.cds_calls import hook_call
 from support.ehr_tokens import Ehr
-from support.fhir_bindings import bind_pima
+from support.fhir_bindings import bind_pima, patient_bundle
 from support.fhir_server import FhirServer, running_fhir_server
 from support.servers import free_port
+from support.servers import silent_server as quiet_server
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
 FHIR_TOKEN = "sekmet-test-token"
 BASE = "http://testserver"
 
-
-def patient_bundle(number: int) -> dict:
-    return json.loads((FIXTURES / f"patient-{number}.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -74,29 +68,8 @@ def test_a_fhir_server_that_is_down_is_502(start_service, tmp_path):
 
 @pytest.fixture
 def silent_server() -> Iterator[str]:
-    """Accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/fhir"
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    listener.close()
+    with quiet_server() as url:
+        yield url
 
 
 def test_a_fhir_server_that_does_not_answer_is_504(start_service, silent_server, tmp_path):

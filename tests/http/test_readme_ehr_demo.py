@@ -4,29 +4,20 @@ stored, and examples/ehr_patient_view.py calling a real server as the EHR."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import yaml
 
 from medserve.flows.fhir_binding import propose, store
 from medserve.storage import Registry
+from support.cds_calls import ehr_example
 
 ROOT = Path(__file__).resolve().parents[2]
 PATIENT = ROOT / "tests" / "fixtures" / "fhir" / "patient-1.json"
 
 
-def example():
-    spec = importlib.util.spec_from_file_location(
-        "ehr_patient_view", ROOT / "examples" / "ehr_patient_view.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_readme_demo_returns_a_card(start_service, tmp_path):
-    ehr = example()
+    ehr = ehr_example()
     ehr.make_keys(tmp_path / "ehr")
     trust = {ehr.ISSUER: {"jwks_file": str(tmp_path / "ehr" / "jwks.json")}}
     service = start_service(server=True, cds_issuers=trust)

@@ -3,27 +3,25 @@ for, filled from a patient's Bundle, and the hook request around it."""
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
+from pathlib import Path
+from types import ModuleType
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ehr_patient_view.py"
 
 
-def prefetch_for(templates: dict[str, str], bundle: dict) -> dict[str, dict]:
-    """Each template's answer from ``bundle``: the Patient for ``Patient/{{...}}``, a
-    searchset Bundle of that resource type for a search."""
-    resources = [entry["resource"] for entry in bundle["entry"]]
-    filled = {}
-    for key, template in templates.items():
-        kind = template.split("/", 1)[0].split("?", 1)[0]
-        if kind == "Patient" and "?" not in template:
-            filled[key] = next(r for r in resources if r["resourceType"] == "Patient")
-            continue
-        matches = [r for r in resources if r["resourceType"] == kind]
-        filled[key] = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": len(matches),
-            "entry": [{"resource": r} for r in matches],
-        }
-    return filled
+def ehr_example() -> ModuleType:
+    """examples/ehr_patient_view.py, the EHR the README's demo runs, as a module."""
+    spec = importlib.util.spec_from_file_location("ehr_patient_view", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Each prefetch template's answer from a patient's Bundle, as the example EHR fills it.
+prefetch_for = ehr_example().prefetch_for
 
 
 def hook_call(patient_id: str, prefetch: dict | None = None, **extra: object) -> dict:

@@ -1,42 +1,30 @@
-"""The Pima diabetes model bound to LOINC, as the README's demo binds it, and stored the
-way `medserve fhir bind --file` stores it."""
+"""The Pima diabetes model bound to LOINC (examples/pima.fhir.yaml), stored the way
+`medserve fhir bind --file` stores it, and the Synthea patients it is tried on."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from medserve.config import Settings
 from medserve.flows.fhir_binding import store
 from medserve.storage import Registry
 
-PIMA_BINDING = """\
-model: pima
-features:
-  Glucose:
-    kind: observation
-    codes: [http://loinc.org|2345-7, http://loinc.org|2339-0]
-    unit: mg/dL
-    lookback_days: 3650
-  BloodPressure:
-    kind: observation
-    codes: [http://loinc.org|85354-9]
-    component: [http://loinc.org|8462-4]
-    unit: mm[Hg]
-    lookback_days: 3650
-  BMI:
-    kind: observation
-    codes: [http://loinc.org|39156-5]
-    unit: kg/m2
-    lookback_days: 3650
-  Age: {kind: age}
-  Pregnancies: null
-  SkinThickness: null
-  Insulin: null
-  DiabetesPedigreeFunction: null
-cds:
-  hooks: [patient-view]
-  title: Diabetes risk
-"""
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
+PIMA_BINDING = (EXAMPLES / "pima.fhir.yaml").read_text()
+
+
+def patient_bundle(number: int) -> dict:
+    """Synthea patient ``number`` (1-3) as a transaction Bundle (tests/fixtures/fhir)."""
+    return json.loads((FIXTURES / f"patient-{number}.json").read_text())
+
+
+def patient_id(bundle: dict) -> str:
+    return next(
+        e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+
 
 
 def bind_pima(settings: Settings, directory: Path, text: str = PIMA_BINDING) -> None:

@@ -27,6 +27,7 @@ from medserve.interop.fhir.binding import Binding
 from medserve.interop.fhir.client import FhirClient
 from support.fhir_server import FhirServer, running_fhir_server
 from support.servers import free_port
+from support.servers import silent_server as quiet_server
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "fhir"
 TOKEN = "sekmet-test-token"
@@ -206,29 +207,8 @@ def test_a_closed_port_is_unavailable_not_a_timeout() -> None:
 
 @pytest.fixture
 def silent_server() -> Iterator[str]:
-    """A socket that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    stop = threading.Event()
-    accepted: list[socket.socket] = []
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/fhir"
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    listener.close()
+    with quiet_server() as url:
+        yield url
 
 
 def test_a_server_that_never_answers_times_out(silent_server: str) -> None:
