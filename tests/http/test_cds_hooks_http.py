@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -20,8 +21,6 @@ from support.ehr_tokens import Ehr
 from support.fhir_bindings import PIMA_BINDING, bind_pima, patient_bundle, patient_id
 
 BASE = "http://testserver"
-
-
 
 
 @pytest.fixture
@@ -236,3 +235,15 @@ def test_only_the_ehr_that_got_a_card_may_give_feedback_on_it(start_service, ehr
     assert theirs.status_code == 422 and "to this EHR" in theirs.json()["detail"]
     assert empty.status_code == 200
     assert CardLog(service.app.state.registry.engine).outcomes("pima") == []
+
+
+def test_a_caller_on_this_machine_through_a_proxy_is_not_trusted_to_name_the_url(
+    start_service, ehr
+):
+    service = start_service(cds_issuers=ehr.trust(), server=True)
+    url = f"{service.url}/cds-services"
+    with httpx.Client() as client:
+        direct = client.get(url, headers=ehr.headers(url))
+        proxied = client.get(url, headers={**ehr.headers(url), "X-Forwarded-Host": "cds.example"})
+    assert direct.status_code == 200, direct.text
+    assert proxied.status_code == 401 and "MEDSERVE_PUBLIC_URL" in proxied.json()["detail"]

@@ -81,8 +81,8 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     ehr_verifications = ThreadPoolExecutor(EHR_VERIFY_THREADS, thread_name_prefix="medserve-ehr")
     if (settings.cds_issuers or settings.cds_sandbox) and not settings.public_url:
         log.warning(
-            "MEDSERVE_PUBLIC_URL is unset: CDS Hooks calls are answered only on loopback "
-            "addresses; set it to the URL EHRs call"
+            "MEDSERVE_PUBLIC_URL is unset: CDS Hooks calls are answered only from this "
+            "machine, not through a proxy; set it to the URL EHRs call"
         )
     unauthenticated_limiter = MemoryRateLimiter(
         settings.unauthenticated_per_minute,

@@ -143,16 +143,25 @@ def _verified(
 
 # Hosts a request may name when no public URL is configured (development on loopback).
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+# A request that went through a proxy: its Host is not where this service listens.
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto")
 
 
 def called_url(settings: Settings, request: Request) -> str:
     """The URL the request was sent to, as a token's ``aud`` must name it: the configured
-    public base URL plus the path. Without one, the URL as received, but only on loopback:
-    the Host header is the caller's to choose, and a token minted for another service
-    would pass for this one if it decided the audience."""
+    public base URL plus the path. Without one, the URL as received, but only from a caller
+    on this machine, naming this machine, and not through a proxy: the Host header is the
+    caller's to choose, and a token minted for another service would pass for this one if
+    it decided the audience."""
     if settings.public_url:
         return settings.public_url.rstrip("/") + request.url.path
-    if (request.url.hostname or "").lower() not in LOOPBACK_HOSTS:
+    client = request.client.host if request.client else ""
+    forwarded = any(name in request.headers for name in FORWARDING_HEADERS)
+    if (
+        (request.url.hostname or "").lower() not in LOOPBACK_HOSTS
+        or client not in LOOPBACK_HOSTS
+        or forwarded
+    ):
         raise AuthError(
             "this service checks the EHR token's aud against its public URL, which is not "
             "configured: its operator sets MEDSERVE_PUBLIC_URL (the URL EHRs call)"

@@ -41,7 +41,7 @@ FHIR_MEDIA_TYPE = "application/fhir+json"
 # The FHIR routes (routes/fhir.py) answer every refusal as a FHIR OperationOutcome.
 FHIR_ROUTE_PREFIX = "/v1/models/{name}/fhir"
 # Headers a refusal carries that its OperationOutcome keeps.
-_KEPT_HEADERS = ("www-authenticate", "retry-after", "accept-post", "connection")
+_KEPT_HEADERS = ("www-authenticate", "retry-after", "accept-post", "connection", "allow")
 PROBLEM_BASE = "https://medserve.dev/problems/"
 log = logging.getLogger("medserve.http")
 # Where a client learns the API: the OpenAPI document (behind a credential, as every

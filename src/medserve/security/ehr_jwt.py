@@ -50,6 +50,7 @@ JKU_CACHE_S = 300.0
 JKU_REFETCH_S = 30.0  # an unknown kid re-fetches a cached jku at most this often
 JKU_TIMEOUT_S = 5.0  # one fetch, as a whole
 JKU_FAILURE_S = 30.0  # a failed fetch of a jku is remembered (not retried) this long
+JKU_WAIT_S = 0.5  # a call waits this long for another's fetch of the same jku, then is refused
 MAX_JWKS_BYTES = 1_000_000
 
 # The public CDS Hooks sandbox (https://sandbox.cds-hooks.org) signs its calls as this
@@ -245,8 +246,9 @@ class EhrTokenVerifier:
             if mine:
                 cached = self._fetch_into_cache(url, now, pending)
                 break
-            # Another call is fetching this URL: its result (keys or failure) is ours.
-            if not pending.wait(JKU_TIMEOUT_S):
+            # Another call is fetching this URL: its result (keys or failure) is ours, if it
+            # comes soon; a slow key server must not hold every verification thread.
+            if not pending.wait(JKU_WAIT_S):
                 raise AuthError(_unfetched(url))
         assert cached is not None
         return _pick(cached, kid)
@@ -263,7 +265,8 @@ class EhrTokenVerifier:
                 logger.warning("fetching a CDS Hooks JWKS failed: %s", type(error).__name__)
                 message = _unfetched(url)
             with self._lock:
-                self._failures[url] = _Failure(message, now)
+                # Stamped when the fetch gave up: a fetch slower than the window still counts.
+                self._failures[url] = _Failure(message, self._clock())
             raise AuthError(message) from None
         else:
             with self._lock:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from medserve.errors import DataError
-from medserve.interop.cds_hooks.feedback import parse_feedback
+from medserve.interop.cds_hooks.feedback import MAX_FEEDBACK_ITEMS, parse_feedback
 
 CARD = "4e0a3a1e-3283-4575-ab82-028d55fe2719"
 COMMENT = "Patient Jane Doe (MRN 12345) already on metformin"
@@ -109,3 +109,9 @@ def test_malformed_feedback_is_refused_naming_the_field(sent, named):
         parse_feedback(sent)
     message = str(raised.value)
     assert "\n" not in message and COMMENT not in message
+
+
+def test_more_outcomes_than_one_post_may_carry_are_refused():
+    item = {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-12-01T10:00:00Z"}
+    with pytest.raises(DataError, match="feedback"):
+        parse_feedback({"feedback": [item] * (MAX_FEEDBACK_ITEMS + 1)})

@@ -84,10 +84,14 @@ class FeedbackItem(BaseModel):
         return bool(comment and comment.strip())
 
 
+# The most outcomes one feedback POST may carry (a clinician's session sends a handful).
+MAX_FEEDBACK_ITEMS = 1000
+
+
 class _FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    feedback: list[FeedbackItem]
+    feedback: list[FeedbackItem] = Field(max_length=MAX_FEEDBACK_ITEMS)
 
 
 def parse_feedback(body: object) -> list[FeedbackItem]:
