@@ -163,3 +163,14 @@ def test_a_body_nested_too_deeply_is_422_not_a_crash(bound):
         answer = post_bundle(client, deep)
     assert answer.status_code == 422, answer.text
     assert "nested too deeply" in answer.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize(("role", "status"), [(None, 401), ("predictor", 404)])
+def test_an_unknown_path_under_fhir_is_an_operation_outcome(bound, role, status):
+    with bound.client(role=role) as client:
+        answer = client.get("/v1/models/pima/fhir/metadata")
+    assert answer.status_code == status
+    assert answer.json()["resourceType"] == "OperationOutcome"
+    with bound.client(role=role) as client:
+        elsewhere = client.get("/v1/models/pima/fhirs")
+    assert elsewhere.headers["content-type"] == "application/problem+json"

@@ -62,7 +62,7 @@ from medserve.http.deps import (
     role_refusal,
 )
 from medserve.http.observability import audit_unavailable, request_record
-from medserve.http.problems import error_problem, for_route, problem
+from medserve.http.problems import error_problem, for_path, problem
 from medserve.security.api_keys import ApiKey, ApiKeyStore
 from medserve.security.audit import AuditWriter
 from medserve.security.key_cache import RecentKeys
@@ -191,7 +191,7 @@ class CredentialsBeforeBody:
                 response.headers["Connection"] = "close"
             if route is not None:
                 scope["route"] = route  # so that its metrics (and audit) name the route
-                response = for_route(route, response)
+            response = for_path(scope["path"], response)
             await response(scope, receive, send)
             return
         scope[ADMITTED_KEY] = key

@@ -50,7 +50,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.exceptions import HTTPException
 
 from medserve.errors import RegistryError
-from medserve.http.problems import problem
+from medserve.http.problems import for_path, problem
 from medserve.security.api_keys import ApiKey
 from medserve.security.audit import AuditEntry, AuditWriter
 
@@ -237,7 +237,8 @@ class RequestBookkeeping:
                 exchange.status, exchange.started = message["status"], True
                 if not await self._audit_before_answer(scope, record, exchange, writer):
                     exchange.replaced, exchange.status = True, 503
-                    await audit_unavailable()(scope, receive, send_plain)
+                    refusal = for_path(scope["path"], audit_unavailable())
+                    await refusal(scope, receive, send_plain)
                     return
             await send_plain(message)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict
 from typing import Any
 
@@ -38,8 +39,8 @@ from medserve.scoring.predictor import InvalidRecords
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 FHIR_MEDIA_TYPE = "application/fhir+json"
-# The FHIR routes (routes/fhir.py) answer every refusal as a FHIR OperationOutcome.
-FHIR_ROUTE_PREFIX = "/v1/models/{name}/fhir"
+# Under the FHIR routes (routes/fhir.py) every refusal is a FHIR OperationOutcome.
+FHIR_PATH = re.compile(r"^/v1/models/[^/]+/fhir(/|$)")
 # Headers a refusal carries that its OperationOutcome keeps.
 _KEPT_HEADERS = ("www-authenticate", "retry-after", "accept-post", "connection", "allow")
 PROBLEM_BASE = "https://medserve.dev/problems/"
@@ -105,9 +106,9 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
-def fhir_route(route: object) -> bool:
-    """True for a route of the FHIR API (its errors are OperationOutcomes)."""
-    return str(getattr(route, "path", "")).startswith(FHIR_ROUTE_PREFIX)
+def fhir_path(path: str) -> bool:
+    """True for a path of the FHIR API, routed or not (its errors are OperationOutcomes)."""
+    return FHIR_PATH.match(path) is not None
 
 
 def as_operation_outcome(response: Response) -> JSONResponse:
@@ -129,9 +130,9 @@ def as_operation_outcome(response: Response) -> JSONResponse:
     )
 
 
-def for_route(route: object, response: JSONResponse) -> JSONResponse:
-    """``response``, as an OperationOutcome on a FHIR route."""
-    return as_operation_outcome(response) if fhir_route(route) else response
+def for_path(path: str, response: JSONResponse) -> JSONResponse:
+    """``response``, as an OperationOutcome under the FHIR routes."""
+    return as_operation_outcome(response) if fhir_path(path) else response
 
 
 def http_status(error: MedserveError | type[MedserveError]) -> int:
@@ -166,7 +167,7 @@ async def _medserve_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, MedserveError)
     if http_status(error) >= 500:
         log.error("request failed", extra={"fields": {"error": type(error).__name__}})
-    return for_route(request.scope.get("route"), error_problem(error))
+    return for_path(request.url.path, error_problem(error))
 
 
 def _location(loc: tuple[Any, ...]) -> dict[str, Any]:
@@ -191,7 +192,7 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     first = errors[0] if errors else {"field": "body", "message": "invalid request"}
     detail = f"{first['field']}: {first['message']}"
     answer = problem(422, detail, kind="invalid-request", errors=errors)
-    return for_route(request.scope.get("route"), answer)
+    return for_path(request.url.path, answer)
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
@@ -203,13 +204,13 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
             "(send your API key)"
         )
     answer = problem(error.status_code, detail, headers=dict(error.headers or {}))
-    return for_route(request.scope.get("route"), answer)
+    return for_path(request.url.path, answer)
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unexpected error", extra={"fields": {"error": type(error).__name__}})
     answer = problem(500, "the server hit an unexpected error; it has been logged")
-    return for_route(request.scope.get("route"), answer)
+    return for_path(request.url.path, answer)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
