@@ -20,6 +20,7 @@ from medserve.cli._common import cli_option
 from medserve.data.io import ReadOptions
 from medserve.flows import TrainRequest
 from medserve.flows.evaluate import evaluate_stored
+from medserve.flows.fhir_binding import store as store_binding
 from medserve.flows.imports import import_model, importable_families
 from medserve.flows.predict import predict_file
 from medserve.storage import Registry
@@ -142,7 +143,8 @@ def test_every_option_an_error_names_is_a_flag_and_a_library_parameter():
     assert {cli_option(name) for name in named} <= command_line_flags()
     parameters = {field.name for field in dataclasses.fields(TrainRequest)}
     parameters |= {field.name for field in dataclasses.fields(ReadOptions)}  # TrainRequest.read
-    for function in (evaluate_stored, predict_file, Registry.archive, Registry.delete):
+    functions = (evaluate_stored, predict_file, Registry.archive, Registry.delete, store_binding)
+    for function in functions:
         parameters |= set(inspect.signature(function).parameters)
     # import_model(settings, name, schema_file=…, onnx=PATH | transformers=PATH)
     parameters |= set(inspect.signature(import_model).parameters) | set(importable_families())
