@@ -15,6 +15,7 @@ from medserve.cli import (
     keys,
     models,
     predict,
+    recalibrate,
     report,
     serve,
     train,
@@ -29,7 +30,16 @@ app = typer.Typer(
     # Plain help: typer 0.29 with rich shows every flag as taking a value ("--json <bool>").
     rich_markup_mode=None,
 )
-for commands in (train.app, evaluate.app, predict.app, report.app, serve.app, demo.app, deid.app):
+for commands in (
+    train.app,
+    evaluate.app,
+    predict.app,
+    recalibrate.app,
+    report.app,
+    serve.app,
+    demo.app,
+    deid.app,
+):
     app.registered_commands += commands.registered_commands
 
 

@@ -1,0 +1,85 @@
+"""`medserve recalibrate NAME --data FILE`: local updating by logistic recalibration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.table import Table
+
+from medserve.cli._common import JsonFlag, handle_errors, metric_cell, out, print_json, settings
+from medserve.cli.options import DecimalOption, EncodingOption, SepOption, read_options
+
+app = typer.Typer()
+
+
+@app.command()
+@handle_errors
+def recalibrate(
+    model: Annotated[str, typer.Argument(help="NAME or NAME:VERSION (default: production).")],
+    data: Annotated[Path, typer.Option("--data", help="The local site's labelled data.")],
+    target: Annotated[
+        str | None, typer.Option(help="Outcome column, if named differently.")
+    ] = None,
+    positive: Annotated[
+        str | None,
+        typer.Option(help="The outcome's value that is the event, if coded differently."),
+    ] = None,
+    positive_if: Annotated[
+        str | None, typer.Option("--positive-if", help="Binarise a numeric outcome, e.g. '>0'.")
+    ] = None,
+    method: Annotated[
+        Literal["auto", "intercept", "slope"],
+        typer.Option(
+            help="intercept: calibration-in-the-large only; slope: intercept and slope; auto: "
+            "the slope only when a likelihood-ratio test (p < 0.05) asks for it.",
+        ),
+    ] = "auto",
+    seed: int = 0,
+    sep: SepOption = None,
+    decimal: DecimalOption = None,
+    encoding: EncodingOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Recalibrate a stored model to local outcomes (the model is not refitted) and register
+    it as a new candidate version, its parent in the lineage; prints calibration before and
+    after on the local data (after: cross-fitted)."""
+    from medserve.flows.recalibrate import recalibrate_stored
+
+    outcome = recalibrate_stored(
+        settings(),
+        model,
+        data,
+        target=target,
+        positive=positive,
+        positive_if=positive_if,
+        method=method,
+        read=read_options(sep, decimal, encoding),
+        seed=seed,
+    )
+    if as_json:
+        print_json(outcome.to_json())
+        return
+    update = outcome.update
+    out.print(
+        f"Registered {outcome.version.ref} ({outcome.version.stage}): {outcome.parent.ref} "
+        f"recalibrated on {outcome.n_rows} rows ({outcome.n_events} events), {update.method} "
+        f"(intercept {update.intercept:+.3f}, slope {update.slope:.3f}; slope test p = "
+        f"{update.slope_p:.3g})"
+    )
+    table = Table(title="Calibration on the local data")
+    for column in ("metric", "before", "after (cross-fitted)"):
+        table.add_column(column)
+    table.add_row(
+        "observed / expected",
+        f"{outcome.observed_expected[0]:.3f}",
+        f"{outcome.observed_expected[1]:.3f}",
+    )
+    for name in ("calibration_intercept", "calibration_slope", "brier"):
+        table.add_row(
+            name.replace("_", " "),
+            metric_cell(outcome.before[name]),
+            metric_cell(outcome.after[name]),
+        )
+    out.print(table)
