@@ -86,3 +86,18 @@ def test_too_few_events_is_refused_and_nothing_is_registered(home, sites):
 def test_data_without_the_outcome_says_which_option_names_it(home, sites, tmp_path):
     pd.read_csv(sites / "va.csv").drop(columns=["num"]).to_csv(tmp_path / "x.csv", index=False)
     assert_clean_failure(run("recalibrate", "heart", "--data", tmp_path / "x.csv"), "--target")
+
+
+def test_the_python_api_recalibrates_as_the_cli_does(home, sites):
+    model = medserve.load("heart", home=home)
+    va = pd.read_csv(sites / "va.csv")
+    local = model.recalibrate(va, method="intercept")
+    assert local.ref == "heart:2" and local.lineage["parent"] == "heart:1"
+    observed = (va["num"] > 0).mean()
+    assert abs(local.predict_risk(va.drop(columns=["num"])).mean() - observed) < abs(
+        model.predict_risk(va.drop(columns=["num"])).mean() - observed
+    )
+    with Registry(Settings(home=home)) as registry:
+        records = list(export_records(registry.engine))
+    (record,) = [r for r in records if r["route"] == "python recalibrate"]
+    assert (record["model"], record["model_version"], record["n_records"]) == ("heart", 1, 200)

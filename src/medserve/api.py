@@ -9,6 +9,7 @@ DataFrames. A sibling of the CLI over the same flows, so a model trained here is
     model.predict(df)                        # risk, label, risk_band; df's index kept
     model.explain(df).contributions          # log-odds per input column
     model.evaluate(other_site, target="num").metrics["auroc"]
+    local = model.recalibrate(other_site)    # a new candidate, this version its parent
 
 Where models are kept comes from the environment (``MEDSERVE_HOME``, …) as for the CLI,
 unless ``home=`` (or a whole ``settings=``) says otherwise.
@@ -42,6 +43,7 @@ from medserve.explain import Explainer, explained
 from medserve.flows.common import load_model
 from medserve.flows.evaluate import EvaluationOutcome, evaluate_stored
 from medserve.flows.predict import refuse_unseen_levels, risk_scores
+from medserve.flows.recalibrate import recalibrate_stored
 from medserve.flows.tables import Table, read_source
 from medserve.flows.train import TrainOutcome, TrainRequest, train_and_register
 from medserve.modeling import TrainedModel
@@ -355,6 +357,30 @@ class Model:
             source_name=source_name,
             channel="python",
         )
+
+    def recalibrate(
+        self,
+        data: Table,
+        target: str | None = None,
+        *,
+        method: str = "auto",
+        seed: int = 0,
+        source_name: str | None = None,
+    ) -> Model:
+        """Local updating, as `medserve recalibrate`: this model's risk recalibrated to the
+        labelled rows of ``data`` (``method`` "auto", "intercept" or "slope"), registered as
+        a new candidate version with this one as its parent; returns it. Audited first."""
+        outcome = recalibrate_stored(
+            self._settings,
+            self.ref,
+            data if isinstance(data, pd.DataFrame) else Path(data),
+            target=target,
+            method=method,  # type: ignore[arg-type]
+            seed=seed,
+            source_name=source_name,
+            channel="python",
+        )
+        return load(outcome.version.ref, settings=self._settings)
 
 
 def _settings(home: str | Path | None, settings: Settings | None) -> Settings:

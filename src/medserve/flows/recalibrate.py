@@ -88,9 +88,11 @@ def recalibrate_stored(
     read: ReadOptions | None = None,
     source_name: str | None = None,
     seed: int = 0,
+    channel: str = "cli",
 ) -> RecalibrationOutcome:
     """Recalibrate ``ref`` to the labelled rows of ``data`` and register the result as the
-    next version of its name (a candidate), its parent and the update in its lineage."""
+    next version of its name (a candidate), its parent and the update in its lineage.
+    Audited (``channel`` "cli" or "python") before anything is registered."""
     source = read_source(data, source_name, read=read)
     frame = source.frame.reset_index(drop=True)
     with Registry(settings) as registry:
@@ -143,7 +145,9 @@ def recalibrate_stored(
     with Registry(settings) as registry:
         # The local outcomes were read: the trail says who, with which model, how many,
         # before anything is registered (no record, no new version: fail closed).
-        record_local_action(settings, registry.engine, "recalibrate", parent, n_records=len(y))
+        record_local_action(
+            settings, registry.engine, "recalibrate", parent, n_records=len(y), channel=channel
+        )
         version = registry.register(
             parent.name,
             updated,
