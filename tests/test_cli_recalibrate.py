@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy.special import expit, logit
 
 import medserve
@@ -101,3 +102,13 @@ def test_the_python_api_recalibrates_as_the_cli_does(home, sites):
         records = list(export_records(registry.engine))
     (record,) = [r for r in records if r["route"] == "python recalibrate"]
     assert (record["model"], record["model_version"], record["n_records"]) == ("heart", 1, 200)
+
+
+def test_the_parents_fhir_bindings_carry_over(home, sites, tmp_path):
+    binding = run_json("fhir", "bind", "heart")["binding"]
+    path = tmp_path / "heart.fhir.yaml"
+    path.write_text(yaml.safe_dump(binding))
+    run_json("fhir", "bind", "heart", "--file", path)
+    run_json("recalibrate", "heart", "--data", sites / "va.csv")
+    shown = run_json("fhir", "bind", "heart:2")
+    assert shown["stored"] is True and shown["binding"] == binding

@@ -6,7 +6,8 @@ The model itself is not refitted: only the map from its risk to the local risk i
 (intercept only, or intercept and slope where the data's evidence asks for it). "After"
 is measured honestly: each row's recalibrated risk comes from a recalibration fitted on
 the other folds (cross-fitted), not from the one fitted on the row itself. The threshold
-stays the parent's: it is a level of risk, and the risks are now the local ones."""
+stays the parent's: it is a level of risk, and the risks are now the local ones. The
+parent's FHIR bindings carry over: the child reads the same features."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from medserve.modeling.recalibration import (
 from medserve.modeling.train import labelled_rows
 from medserve.security.local_audit import record_local_action
 from medserve.storage import ModelVersion, Registry
+from medserve.storage.bindings import BindingStore
 
 # Calibration is measured on at least this many events and non-events, as for evaluation.
 MIN_CLASS_ROWS = 10
@@ -159,7 +161,16 @@ def recalibrate_stored(
             lineage=lineage,
             data_sha256=parent.data_sha256,
         )
+        _carry_bindings(BindingStore(registry.engine), parent, version)
     return RecalibrationOutcome(parent, version, update, len(y), events, before, after, oe)
+
+
+def _carry_bindings(store: BindingStore, parent: ModelVersion, child: ModelVersion) -> None:
+    """The parent's FHIR bindings, for the child: the same features, read the same way."""
+    for site in store.sites(parent.name, parent.version):
+        document = store.get(parent.name, parent.version, site)
+        if document is not None:
+            store.put(child.name, child.version, site, document, login_name())
 
 
 def _cross_fitted(y: np.ndarray, risk: np.ndarray, method: str, seed: int) -> np.ndarray:
