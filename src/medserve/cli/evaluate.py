@@ -24,6 +24,9 @@ from medserve.cli.options import (
     EncodingOption,
     GroupOption,
     IntendedUseOption,
+    LocalPositiveIfOption,
+    LocalPositiveOption,
+    LocalTargetOption,
     ModelCardOption,
     SepOption,
     read_options,
@@ -40,17 +43,9 @@ app = typer.Typer()
 def evaluate(
     model: Annotated[str, typer.Argument(help="NAME or NAME:VERSION")],
     data: Annotated[Path, typer.Argument(help="Labelled data from another site or period.")],
-    target: Annotated[
-        str | None, typer.Option(help="Outcome column, if named differently.")
-    ] = None,
-    positive: Annotated[
-        str | None,
-        typer.Option(help="Value of the outcome that is the event here, if coded differently."),
-    ] = None,
-    positive_if: Annotated[
-        str | None,
-        typer.Option("--positive-if", help="Binarise a numeric outcome here, e.g. '>0'."),
-    ] = None,
+    target: LocalTargetOption = None,
+    positive: LocalPositiveOption = None,
+    positive_if: LocalPositiveIfOption = None,
     seed: int = 0,
     strict: Annotated[
         bool,

@@ -1,5 +1,6 @@
 """Options more than one command takes: the report's groups, the intended use and the
-model card (train and evaluate); how a CSV is read (every command that reads a table)."""
+model card (train and evaluate); the local outcome (evaluate and recalibrate); how a CSV
+is read (every command that reads a table)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,20 @@ import typer
 if TYPE_CHECKING:
     from medserve.data import ReadOptions
 
+# A stored model measured or updated on another site's labelled data (evaluate, recalibrate).
+LocalTargetOption = Annotated[
+    str | None, typer.Option("--target", help="Outcome column, if named differently.")
+]
+LocalPositiveOption = Annotated[
+    str | None,
+    typer.Option(
+        "--positive", help="Value of the outcome that is the event here, if coded differently."
+    ),
+]
+LocalPositiveIfOption = Annotated[
+    str | None,
+    typer.Option("--positive-if", help="Binarise a numeric outcome here, e.g. '>0'."),
+]
 GroupOption = Annotated[
     list[str] | None,
     typer.Option(

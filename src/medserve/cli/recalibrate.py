@@ -9,7 +9,15 @@ import typer
 from rich.table import Table
 
 from medserve.cli._common import JsonFlag, handle_errors, metric_cell, out, print_json, settings
-from medserve.cli.options import DecimalOption, EncodingOption, SepOption, read_options
+from medserve.cli.options import (
+    DecimalOption,
+    EncodingOption,
+    LocalPositiveIfOption,
+    LocalPositiveOption,
+    LocalTargetOption,
+    SepOption,
+    read_options,
+)
 
 app = typer.Typer()
 
@@ -19,16 +27,9 @@ app = typer.Typer()
 def recalibrate(
     model: Annotated[str, typer.Argument(help="NAME or NAME:VERSION (default: production).")],
     data: Annotated[Path, typer.Option("--data", help="The local site's labelled data.")],
-    target: Annotated[
-        str | None, typer.Option(help="Outcome column, if named differently.")
-    ] = None,
-    positive: Annotated[
-        str | None,
-        typer.Option(help="The outcome's value that is the event, if coded differently."),
-    ] = None,
-    positive_if: Annotated[
-        str | None, typer.Option("--positive-if", help="Binarise a numeric outcome, e.g. '>0'.")
-    ] = None,
+    target: LocalTargetOption = None,
+    positive: LocalPositiveOption = None,
+    positive_if: LocalPositiveIfOption = None,
     method: Annotated[
         Literal["auto", "intercept", "slope"],
         typer.Option(
