@@ -46,7 +46,7 @@ def recalibrate(
     """Recalibrate a stored model to local outcomes (the model is not refitted) and register
     it as a new candidate version, its parent in the lineage; prints calibration before and
     after on the local data (after: cross-fitted)."""
-    from medserve.flows.recalibrate import recalibrate_stored
+    from medserve.flows.recalibrate import SHOWN, recalibrate_stored
 
     outcome = recalibrate_stored(
         settings(),
@@ -77,7 +77,7 @@ def recalibrate(
         f"{outcome.observed_expected[0]:.3f}",
         f"{outcome.observed_expected[1]:.3f}",
     )
-    for name in ("calibration_intercept", "calibration_slope", "brier"):
+    for name in SHOWN:
         table.add_row(
             name.replace("_", " "),
             metric_cell(outcome.before[name]),

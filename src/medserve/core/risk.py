@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy.special import logit
@@ -22,6 +23,20 @@ def risk_logit(risk: np.ndarray) -> np.ndarray:
 # The bands a model's risks fall in unless configured: below half its threshold, up to
 # its threshold, and at or above it, so that "high" is exactly the label 1.
 DEFAULT_BAND_LABELS = ("low", "moderate", "high")
+
+
+BandLevel = Literal["low", "moderate", "high"]
+
+
+def band_level(index: int, n_bands: int) -> BandLevel:
+    """How band ``index`` of ``n_bands`` ranks, as FHIR's risk-probability codes and a
+    card's urgency read it: the lowest "low", the highest "high", any between "moderate"
+    (a single band is "low"). ValueError for a band that is not one of them."""
+    if n_bands < 1 or not 0 <= index < n_bands:
+        raise ValueError(f"band {index} is not one of {n_bands} bands")
+    if index == 0:
+        return "low"
+    return "high" if index == n_bands - 1 else "moderate"
 
 
 @dataclass(frozen=True, slots=True)

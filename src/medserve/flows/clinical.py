@@ -66,26 +66,22 @@ class Bindings:
         self._found: dict[tuple[str, int], tuple[float, Binding | None]] = {}
         self._lock = threading.Lock()
 
-    def find(
-        self, version: ModelVersion, schema_check: Callable[[Binding], None]
-    ) -> Binding | None:
-        """The version's binding, or None when it has none at this site."""
+    def of(self, served: ServedModel) -> Binding:
+        """The binding ``served`` is read through, checked against its schema; ConfigError
+        naming how to make one when it has none at this site."""
+        version = served.version
         key = (version.name, version.version)
         with self._lock:
             found = self._found.get(key)
         if found is not None and time.monotonic() - found[0] < self._refresh_s:
-            return found[1]
-        document = self.store.get(version.name, version.version, self.site)
-        binding = None if document is None else Binding.model_validate(document)
-        if binding is not None:
-            schema_check(binding)
-        with self._lock:
-            self._found[key] = (time.monotonic(), binding)
-        return binding
-
-    def of(self, served: ServedModel) -> Binding:
-        """The binding ``served`` is read through; ConfigError naming how to make one."""
-        binding = self.find(served.version, lambda b: b.check_against(served.schema))
+            binding = found[1]
+        else:
+            document = self.store.get(version.name, version.version, self.site)
+            binding = None if document is None else Binding.model_validate(document)
+            if binding is not None:
+                binding.check_against(served.schema)
+            with self._lock:
+                self._found[key] = (time.monotonic(), binding)
         if binding is None:
             raise ConfigError(
                 f"model '{served.version.name}' version {served.version.version} has no FHIR "
@@ -109,10 +105,6 @@ class Assessment:
     raising: list[Factor]
     lowering: list[Factor]
     prediction_id: str
-
-    @property
-    def threshold(self) -> float:
-        return self.version.threshold
 
     @property
     def missing(self) -> dict[str, str]:

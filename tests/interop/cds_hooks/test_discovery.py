@@ -10,10 +10,7 @@ from medserve.interop.cds_hooks.discovery import (
     HOOKS,
     ServiceEntry,
     discovery_document,
-    feedback_url,
-    find_service,
     prefetch_templates,
-    service_url,
 )
 from medserve.interop.fhir.binding import Binding
 
@@ -144,20 +141,3 @@ def test_a_service_needs_a_supported_hook_and_a_description():
     with pytest.raises(ConfigError, match="description"):
         entry(description="  ")
     assert HOOKS[0] == "patient-view"
-
-
-def test_find_service_picks_the_entry_for_the_hook():
-    entries = [entry(), entry(hook="encounter-discharge"), entry(id="heart", binding=HEART)]
-    assert find_service(entries, "diabetes-risk", "encounter-discharge") is entries[1]
-    assert find_service(entries, "heart", "encounter-discharge") is entries[2]
-    assert find_service(entries, "absent", "patient-view") is None
-
-
-def test_service_urls_are_the_audience_an_ehr_signs_for():
-    assert service_url("https://cds.example.org/") == "https://cds.example.org/cds-services"
-    assert service_url("https://cds.example.org", "diabetes-risk") == (
-        "https://cds.example.org/cds-services/diabetes-risk"
-    )
-    assert feedback_url("https://cds.example.org", "diabetes-risk") == (
-        "https://cds.example.org/cds-services/diabetes-risk/feedback"
-    )

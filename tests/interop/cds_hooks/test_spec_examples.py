@@ -28,7 +28,6 @@ from medserve.interop.cds_hooks.discovery import (
     ServiceEntry,
     discovery_document,
     prefetch_templates,
-    service_url,
 )
 from medserve.interop.cds_hooks.feedback import parse_feedback
 from medserve.interop.cds_hooks.request import (
@@ -332,7 +331,7 @@ def test_the_spec_jwt_example_signs_and_verifies_with_its_keys():
     parts = example("22-jwt-example")
     assert {"alg", "kid", "typ"} <= set(parts["header"]) and parts["header"]["typ"] == "JWT"
     assert {"iss", "aud", "exp", "iat", "jti"} <= set(parts["payload"])
-    audience = service_url("https://cds.example.org", "some-service")
+    audience = "https://cds.example.org/cds-services/some-service"  # the URL called
     assert parts["payload"]["aud"] == audience
     key = jwt.PyJWKSet.from_dict(parts["jwk_set"])[parts["header"]["kid"]]
     no_expiry = {"verify_exp": False}  # the example expired in 2015

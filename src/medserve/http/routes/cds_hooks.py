@@ -10,7 +10,6 @@ the issuer and a keyed pseudonym of the patient."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Path, Request
@@ -20,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from medserve.config import Settings
 from medserve.errors import DataError, ModelNotFound, PrefetchUnavailable
 from medserve.flows.clinical import assess, assessment_card, cds_services, nothing_read
+from medserve.http.bodies import json_body
 from medserve.http.deps import AuditSubject, ClinicalDep, EhrCallerDep, ScoringDep, called_url
 from medserve.http.schemas import ERROR_RESPONSES
 from medserve.interop.cds_hooks.cards import cards_response
@@ -54,15 +54,6 @@ def _service(scoring: ScoringDep, clinical: ClinicalDep, service_id: str) -> Ser
         if entry.id == service_id:
             return entry
     raise ModelNotFound(f"no CDS Service '{service_id}'; GET /cds-services lists them")
-
-
-def _json(body: bytes) -> object:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise DataError("the body is not JSON") from None
-    except RecursionError:
-        raise DataError("the body is nested too deeply to be a CDS Hooks request") from None
 
 
 def _may_fetch(settings: Settings, caller: EhrCaller, fhir_server: str) -> None:
@@ -101,7 +92,7 @@ async def call_service(
     def work() -> dict:
         service = _service(scoring, clinical, service_id)
         subject.model, subject.n_records = service.model, 1
-        hook_request = parse_hook_request(_json(body), service)
+        hook_request = parse_hook_request(json_body(body, "a CDS Hooks request"), service)
         served = scoring.catalog.get(service.model)
         subject.model_version = served.version.version
         binding = clinical.bindings.of(served)
@@ -168,7 +159,7 @@ async def feedback(
     def work() -> dict:
         service = _service(scoring, clinical, service_id)
         subject.model = service.model
-        items = parse_feedback(_json(body))
+        items = parse_feedback(json_body(body, "CDS Hooks feedback"))
         subject.n_records = len(items)
         unknown = clinical.cards.unknown(service.id, caller.issuer, [item.card for item in items])
         if unknown:

@@ -8,7 +8,6 @@ patient is named in the audit trail only by a keyed pseudonym."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -18,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from medserve.errors import ConfigError, FhirError, MedserveError
 from medserve.flows.clinical import assess, assessment_resource
+from medserve.http.bodies import json_body
 from medserve.http.deps import AuditSubject, ClinicalDep, PredictorKey, ScoringDep
 from medserve.http.observability import AuditSubject as Subject
 from medserve.http.problems import FHIR_MEDIA_TYPE, as_operation_outcome, error_problem
@@ -72,12 +72,7 @@ def _bundle(body: bytes, content_type: str | None) -> object:
             f"send the Bundle as {FHIR_JSON} (or application/json), not "
             f"{repr(media) if media else 'no Content-Type'}"
         )
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise FhirError("the body is not JSON: send a FHIR R4 Bundle as JSON") from None
-    except RecursionError:
-        raise FhirError("the body is nested too deeply to be a FHIR Bundle") from None
+    return json_body(body, "a FHIR R4 Bundle", FhirError)
 
 
 async def _answer(

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from medserve.core.documents import empty_members, without_empty
+from medserve.core.risk import band_level
 from medserve.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -39,15 +40,20 @@ OVERRIDE_REASONS = (
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>|~#!])")
 
 
+_INDICATOR_OF = {"low": "info", "moderate": "warning", "high": "critical"}
+
+
 def indicator_for(band_index: int, n_bands: int) -> str:
     """The card's urgency from the risk's band: the lowest band ``info``, the highest
     ``critical`` (with the default bands, at or above the model's threshold), any band
     between ``warning``. A model with a single band only informs."""
-    if n_bands < 1 or not 0 <= band_index < n_bands:
-        raise ConfigError(f"risk band {band_index} is not one of the model's {n_bands} bands")
-    if band_index == 0:
-        return "info"
-    return "critical" if band_index == n_bands - 1 else "warning"
+    try:
+        level = band_level(band_index, n_bands)
+    except ValueError:
+        raise ConfigError(
+            f"risk band {band_index} is not one of the model's {n_bands} bands"
+        ) from None
+    return _INDICATOR_OF[level]
 
 
 def percent(risk: float) -> str:

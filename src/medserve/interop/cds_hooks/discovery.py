@@ -119,27 +119,3 @@ def discovery_document(entries: Sequence[ServiceEntry]) -> dict:
             )
         )
     return {"services": services}
-
-
-def find_service(
-    entries: Sequence[ServiceEntry], service_id: str, hook: str
-) -> ServiceEntry | None:
-    """The entry serving ``hook`` at ``service_id``, else the first at ``service_id`` (so
-    that ``request.parse_hook_request`` names the hook mismatch), else None (a 404)."""
-    at_id = [entry for entry in entries if entry.id == service_id]
-    for entry in at_id:
-        if entry.hook == hook:
-            return entry
-    return at_id[0] if at_id else None
-
-
-def service_url(base_url: str, service_id: str | None = None) -> str:
-    """``{base}/cds-services`` or ``{base}/cds-services/{id}``: the URL an EHR calls, and
-    so the ``aud`` its signed JWT must carry."""
-    root = f"{base_url.rstrip('/')}/cds-services"
-    return root if service_id is None else f"{root}/{service_id}"
-
-
-def feedback_url(base_url: str, service_id: str) -> str:
-    """``{base}/cds-services/{id}/feedback``."""
-    return f"{service_url(base_url, service_id)}/feedback"

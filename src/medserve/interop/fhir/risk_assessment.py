@@ -16,6 +16,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from medserve.core.documents import empty_members, without_empty
+from medserve.core.risk import band_level
 
 if TYPE_CHECKING:
     from medserve.explain.summary import Factor
@@ -55,16 +56,9 @@ def qualitative_risk(band_index: int, n_bands: int, band_label: str) -> dict:
     """The band as a CodeableConcept: the lowest band is "low", the highest "high", any
     between "moderate"; ``text`` is the band's own label. A single band says nothing
     about the risk, so it carries the text alone."""
-    if n_bands < 1 or not 0 <= band_index < n_bands:
-        raise ValueError(f"band {band_index} is not one of {n_bands} bands")
+    code = band_level(band_index, n_bands)  # ValueError for a band that is not one
     concept: dict = {"text": band_label}
     if n_bands > 1:
-        if band_index == 0:
-            code = "low"
-        elif band_index == n_bands - 1:
-            code = "high"
-        else:
-            code = "moderate"
         concept = {
             "coding": [
                 {
@@ -205,4 +199,3 @@ def _risk_assessment_model() -> type:
     from fhir.resources.R4B.riskassessment import RiskAssessment
 
     return RiskAssessment
-
