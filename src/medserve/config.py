@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     risk_band_labels: list[str] = Field(default=["low", "moderate", "high"])
     model_risk_bands: dict[str, list[float]] = Field(
         default_factory=dict,
-        description='Band cuts per model name, as JSON: \'{"heart": [0.2, 0.5]}\'.',
+        description="Band cuts per model name, as JSON: '{\"heart\": [0.2, 0.5]}'.",
     )
     rate_limit_per_minute: int = Field(
         default=60_000, ge=0, description="Requests per API key per minute; 0 = unlimited."
@@ -125,6 +125,50 @@ class Settings(BaseSettings):
         description="The base URL EHRs call this service at (behind a proxy), e.g. "
         "https://cds.example.org; a token's `aud` must be this plus the path. Unset: the URL "
         "the request was sent to.",
+    )
+    prediction_log: bool = Field(
+        default=True,
+        description="Log every prediction (id, time, model, version, risk, label, band, "
+        "channel; never a feature value) and count drift windows; off: no monitoring.",
+    )
+    prediction_retention_days: int = Field(
+        default=365,
+        ge=1,
+        description="Days the prediction log, its outcomes and drift windows are kept; "
+        "`medserve predictions purge` removes older ones.",
+    )
+    monitor_window_s: int = Field(
+        default=86_400,
+        ge=60,
+        description="Length of one monitoring window (drift counts, live performance), in "
+        "seconds; default one day.",
+    )
+    monitor_min_n: int = Field(
+        default=10,
+        ge=1,
+        description="Windows with fewer predictions (or outcomes) than this are shown as "
+        "suppressed, never as numbers.",
+    )
+    monitor_psi_alert: float = Field(
+        default=0.25, gt=0, description="PSI at or above which a feature's shift alerts."
+    )
+    monitor_missing_alert: float = Field(
+        default=0.10,
+        gt=0,
+        le=1,
+        description="Change in a feature's share missing (absolute) that alerts.",
+    )
+    monitor_unseen_alert: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Share of a window's values that are levels never seen in training "
+        "that alerts.",
+    )
+    monitor_webhook_url: str | None = Field(
+        default=None,
+        description="Where drift alerts are POSTed as JSON (aggregates only), e.g. a chat "
+        "or paging webhook; unset: alerts go to the log and the gauges only.",
     )
     batching: dict[str, BatchPolicy | None] = Field(
         default_factory=dict,

@@ -181,3 +181,15 @@ class ResourceNotFound(MedserveError):
     """A FHIR resource the request names (a Patient) that the FHIR server does not have."""
 
     default_code = "resource_not_found"
+
+
+class PredictionNotFound(MedserveError):
+    """Feedback naming a prediction this service never logged for the model."""
+
+    default_code = "prediction_not_found"
+
+
+class DuplicateOutcome(MedserveError):
+    """An outcome for a prediction that has one already: the first report stands."""
+
+    default_code = "duplicate_outcome"

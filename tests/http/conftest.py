@@ -27,7 +27,7 @@ MODELS = {
     "heart": dict(target="num", positive_if=">0", family="logistic"),
     "pima": dict(target="Outcome", family="lightgbm"),
 }
-ROLES = ("predictor", "trainer", "auditor", "admin")
+ROLES = ("predictor", "trainer", "auditor", "admin", "outcomes")
 
 
 @pytest.fixture(scope="session")

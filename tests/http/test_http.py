@@ -134,12 +134,25 @@ def test_every_route_but_health_declares_an_audit_subject_and_leaves_one_record(
     assert undeclared == UNPROTECTED
     sent: dict[str, tuple[str, str]] = {}
     with service.client("admin") as client:
+        # A prediction for the feedback route to give an outcome to (audited as any).
+        answered = client.post(
+            "/v1/models/heart/predict",
+            json={"records": heart_records[:1]},
+            headers={"X-Request-ID": "walk-first-prediction"},
+        )
+        prediction_id = answered.json()["predictions"][0]["prediction_id"]
+        sent[audit_log(service).request_id_for("walk-first-prediction")] = (
+            "/v1/models/{name}/predict",
+            "POST",
+        )
         for number, route in enumerate(routes):
             if clinical(route.path):
                 continue
             for method in sorted(route.methods):
                 request_id = f"walk-{number}-{method}"
                 body = {"records": heart_records[:1]} if method == "POST" else None
+                if route.path.endswith("/feedback"):
+                    body = {"outcomes": [{"prediction_id": prediction_id, "outcome": 1}]}
                 response = client.request(
                     method, concrete(route.path), json=body, headers={"X-Request-ID": request_id}
                 )
@@ -156,7 +169,8 @@ def test_every_route_but_health_declares_an_audit_subject_and_leaves_one_record(
         touches_model = "{name}" in template
         assert record["model"] == ("heart" if touches_model else None), template
         assert record["model_version"] == (1 if touches_model else None), template
-        assert record["n_records"] == (1 if template.endswith("/predict") else None), template
+        counted = template.endswith(("/predict", "/feedback"))  # records, or outcomes
+        assert record["n_records"] == (1 if counted else None), template
     assert audit_log(service).verify().ok
 
 

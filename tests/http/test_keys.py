@@ -18,8 +18,9 @@ def store(engine: Engine) -> ApiKeyStore:
     return ApiKeyStore(engine)
 
 
-def test_roles_are_the_four_of_the_security_model() -> None:
-    assert ROLES == ("predictor", "trainer", "auditor", "admin")
+def test_roles_are_those_of_the_security_model() -> None:
+    # outcomes: sends observed outcomes for earlier predictions, may not predict.
+    assert ROLES == ("predictor", "trainer", "auditor", "admin", "outcomes")
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -85,7 +85,13 @@ def test_the_predict_route_answers_the_predictors_predictions(service, heart_rec
         ).json()
     served = service.app.state.catalog.get("heart")
     expected = service.app.state.predictor.predict(served, records, explain=explain)
-    assert body["predictions"] == [p.to_dict() for p in expected]
+    # The same answers; each with an id of its own (a prediction, not the records, has one).
+    ids = [answer.pop("prediction_id") for answer in body["predictions"]]
+    assert len(set(ids)) == len(ids) == 20
+    assert not set(ids) & {p.prediction_id for p in expected}
+    assert body["predictions"] == [
+        {k: v for k, v in p.to_dict().items() if k != "prediction_id"} for p in expected
+    ]
     first = body["predictions"][0]
     assert list(first) == ["risk", "label", "risk_band", *(["explanation"] if explain else [])]
     if explain:

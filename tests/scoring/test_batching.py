@@ -57,7 +57,11 @@ def batchers_for(predictor: Predictor, policy: BatchPolicy | None) -> Batchers:
 
 
 def answers(predictions: list[Prediction]) -> list[dict]:
-    return [prediction.to_dict() for prediction in predictions]
+    """As REST answers them, less each prediction's own id (no two calls share one)."""
+    return [
+        {k: v for k, v in prediction.to_dict().items() if k != "prediction_id"}
+        for prediction in predictions
+    ]
 
 
 def same(found: object, expected: object) -> bool:

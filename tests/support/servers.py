@@ -14,6 +14,7 @@ import uvicorn
 
 from medserve.config import Settings
 from medserve.storage import Registry
+from medserve.storage.profiles import ProfileStore
 
 
 def free_port() -> int:
@@ -50,13 +51,14 @@ def copy_models(
     """Register the seed's models (those in ``names``, default all) anew in ``target``;
     ``change`` may alter each model (its schema, say) before it is stored."""
     with Registry(source) as seed, Registry(target) as registry:
+        profiles, copied_profiles = ProfileStore(seed.engine), ProfileStore(registry.engine)
         for version in seed.list():
             if names is not None and version.name not in names:
                 continue
             model = seed.load(version)
             if change is not None:
                 change(model)
-            registry.register(
+            copied = registry.register(
                 version.name,
                 model,
                 family=version.family,
@@ -67,6 +69,9 @@ def copy_models(
                 lineage=version.lineage,
                 data_sha256=version.data_sha256,
             )
+            profile = profiles.get(version.name, version.version)
+            if profile is not None:  # drift's reference, as training stored it
+                copied_profiles.put(copied.name, copied.version, profile)
 
 
 class ThreadServer:

@@ -14,6 +14,7 @@ from medserve.cli import (
     fhir,
     keys,
     models,
+    monitor,
     predict,
     recalibrate,
     report,
@@ -39,6 +40,7 @@ for commands in (
     serve.app,
     demo.app,
     deid.app,
+    monitor.app,
 ):
     app.registered_commands += commands.registered_commands
 
@@ -65,6 +67,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(fhir.app, name="fhir")
+app.add_typer(monitor.predictions, name="predictions")
 
 
 def main() -> None:

@@ -112,6 +112,45 @@ def models_promote(model: Annotated[str, typer.Argument(help="NAME:VERSION")]) -
     out.print(f"{version.ref} is now in production")
 
 
+@app.command("shadow")
+@handle_errors
+def models_shadow(
+    model: Annotated[str, typer.Argument(help="NAME:VERSION to shadow; NAME with --stop")],
+    stop: Annotated[
+        bool, typer.Option("--stop", help="Stop shadowing NAME (its log rows are kept).")
+    ] = False,
+) -> None:
+    """Score a candidate silently beside production: its risks are logged for the same
+    patients and never returned; `medserve monitor NAME` compares the two. Audited."""
+    from medserve.core.user import login_name
+    from medserve.flows.monitor import set_shadow, stop_shadow
+    from medserve.security.local_audit import record_local_action
+    from medserve.storage import Registry
+
+    home = settings()
+    if stop:
+        name = model.split(":", 1)[0]
+        stopped = stop_shadow(home, name)
+        if stopped is None:
+            out.print(f"'{escape(name)}' had no shadow version")
+            return
+        with Registry(home) as registry:
+            record_local_action(
+                home, registry.engine, "models shadow stop", registry.get(f"{name}:{stopped}")
+            )
+        out.print(f"{escape(name)}:{stopped} is no longer scored in shadow")
+        return
+    version = set_shadow(home, model, login_name())
+    with Registry(home) as registry:
+        record_local_action(home, registry.engine, "models shadow", version)
+    out.print(
+        f"{version.ref} is now the shadow of '{escape(version.name)}': its risks are logged "
+        "beside production's for the same requests and never returned to callers",
+        soft_wrap=True,
+    )
+    out.print(f"see the comparison once outcomes arrive: medserve monitor {escape(version.name)}")
+
+
 ForceFlag = Annotated[
     bool,
     typer.Option("--force", help="Also when the version is in production (then none is)."),

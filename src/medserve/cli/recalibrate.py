@@ -6,9 +6,19 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from medserve.cli._common import JsonFlag, handle_errors, metric_cell, out, print_json, settings
+from medserve.cli._common import (
+    JsonFlag,
+    err,
+    handle_errors,
+    metric_cell,
+    metrics_table,
+    out,
+    print_json,
+    settings,
+)
 from medserve.cli.options import (
     DecimalOption,
     EncodingOption,
@@ -18,6 +28,7 @@ from medserve.cli.options import (
     SepOption,
     read_options,
 )
+from medserve.data import ReadOptions
 
 app = typer.Typer()
 
@@ -38,6 +49,14 @@ def recalibrate(
         ),
     ] = "auto",
     seed: int = 0,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit",
+            help="Refit the model on the local data instead (same family, features and "
+            "outcome; a new training report). Never done unless asked.",
+        ),
+    ] = False,
     sep: SepOption = None,
     decimal: DecimalOption = None,
     encoding: EncodingOption = None,
@@ -48,6 +67,10 @@ def recalibrate(
     after on the local data (after: cross-fitted)."""
     from medserve.flows.recalibrate import SHOWN, recalibrate_stored
 
+    if refit:
+        _refit(model, data, target, positive, positive_if, read_options(sep, decimal, encoding),
+               as_json)  # fmt: skip
+        return
     outcome = recalibrate_stored(
         settings(),
         model,
@@ -84,3 +107,32 @@ def recalibrate(
             metric_cell(outcome.after[name]),
         )
     out.print(table)
+
+
+def _refit(
+    model: str,
+    data: Path,
+    target: str | None,
+    positive: str | None,
+    positive_if: str | None,
+    read: ReadOptions | None,
+    as_json: bool,
+) -> None:
+    from medserve.flows.refit import refit_stored
+
+    outcome = refit_stored(
+        settings(), model, data, target=target, positive=positive, positive_if=positive_if,
+        read=read,
+    )  # fmt: skip
+    if as_json:
+        print_json(outcome.to_json())
+        return
+    version = outcome.version
+    out.print(
+        f"Registered {version.ref} ({version.stage}): {version.lineage.get('parent')} refitted "
+        f"on {outcome.n_train + outcome.n_test} local rows ({version.family})"
+    )
+    out.print(metrics_table(outcome.metrics, title="Internal validation on the local data"))
+    for notice in outcome.notices:
+        err.print(f"[yellow]note:[/yellow] {escape(notice)}")
+    out.print(f"report: {outcome.report_html}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -144,7 +143,7 @@ def assess(predictor: Predictor, served: ServedModel, patient: PatientRecord) ->
         n_bands=len(bands.labels),
         raising=raising,
         lowering=lowering,
-        prediction_id=uuid.uuid4().hex,
+        prediction_id=prediction.prediction_id,
     )
 
 

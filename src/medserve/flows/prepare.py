@@ -63,6 +63,7 @@ class TrainRequest:
     read: ReadOptions | None = None  # a CSV's delimiter, decimal mark and encoding
     text: list[str] | None = None  # notes columns the model reads (``flows.notes``)
     text_not_deidentified: bool = False  # read notes that did not go through --deid
+    parent: str | None = None  # refitting a stored version (flows.refit): NAME:VERSION
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,11 @@ from medserve.modeling.recalibration import (
     fit_local_recalibration,
 )
 from medserve.modeling.train import labelled_rows
+from medserve.monitoring.profile import ReferenceProfile
 from medserve.security.local_audit import record_local_action
 from medserve.storage import ModelVersion, Registry
 from medserve.storage.bindings import BindingStore
+from medserve.storage.profiles import ProfileStore
 
 # Calibration is measured on at least this many events and non-events, as for evaluation.
 MIN_CLASS_ROWS = 10
@@ -162,6 +164,7 @@ def recalibrate_stored(
             data_sha256=parent.data_sha256,
         )
         _carry_bindings(BindingStore(registry.engine), parent, version)
+        _carry_profile(ProfileStore(registry.engine), parent, version, update)
     return RecalibrationOutcome(parent, version, update, len(y), events, before, after, oe)
 
 
@@ -171,6 +174,24 @@ def _carry_bindings(store: BindingStore, parent: ModelVersion, child: ModelVersi
         document = store.get(parent.name, parent.version, site)
         if document is not None:
             store.put(child.name, child.version, site, document, login_name())
+
+
+def _carry_profile(
+    store: ProfileStore, parent: ModelVersion, child: ModelVersion, update: LocalRecalibration
+) -> None:
+    """The parent's reference profile, for the child: the same training data, and its
+    risks as the child gives them. Recalibration is a monotone map of the risk (slope
+    > 0), so the parent's risk bins, their edges mapped, hold the same shares."""
+    document = store.get(parent.name, parent.version)
+    if document is None:
+        return
+    profile = ReferenceProfile.from_dict(document)
+    if update.slope > 0:
+        edges = update.apply(np.asarray(profile.risk_edges, dtype=float)).tolist()
+        profile = dataclasses.replace(profile, risk_edges=edges, risk_mean=None)
+    else:  # a reversed ranking: the parent's risk bins say nothing of the child's
+        profile = dataclasses.replace(profile, risk_edges=[], risk_fractions=[1.0], risk_mean=None)
+    store.put(child.name, child.version, profile.to_dict())
 
 
 def _cross_fitted(y: np.ndarray, risk: np.ndarray, method: str, seed: int) -> np.ndarray:

@@ -24,9 +24,11 @@ from medserve.evaluation import Metric
 from medserve.evaluation.report_types import TrainingReport
 from medserve.flows.prepare import Prepared
 from medserve.modeling import TrainedModel
+from medserve.monitoring.profile import ReferenceProfile
 from medserve.reporting.html import page_path, render_html
 from medserve.storage import ModelVersion, Registry
 from medserve.storage.artifacts import resolve_in_home
+from medserve.storage.profiles import ProfileStore
 from medserve.storage.registry import check_name, json_document
 
 # The page's file name beside report.json.
@@ -65,8 +67,10 @@ def register(
     params: dict[str, Any],
     libraries: dict[str, str],
     report: TrainingReport,
+    profile: ReferenceProfile | None = None,
 ) -> Registered:
-    """Store the model as the next version of ``prepared.name`` with its report."""
+    """Store the model as the next version of ``prepared.name`` with its report, and its
+    reference profile for drift when given."""
     user = login_name()
     with Registry(settings) as registry:
         twins = _same_data_and_options(registry, prepared.name, prepared.data_sha256, params)
@@ -97,12 +101,19 @@ def register(
                     if "notes_encoder" in model.info
                     else {}
                 ),
+                **(
+                    {"parent": prepared.request.parent, "refit": True}
+                    if prepared.request.parent
+                    else {}
+                ),
             },
             data_sha256=prepared.data_sha256,
             created_by=user,
             report=report.model_dump(mode="json"),
             report_files=page_for,
         )
+        if profile is not None:
+            ProfileStore(registry.engine).put(version.name, version.version, profile.to_dict())
     assert version.report_path is not None  # registered with a report
     json_path = resolve_in_home(settings, version.report_path)
     notices = (

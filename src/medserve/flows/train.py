@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from medserve.config import Settings
 from medserve.data import Schema
@@ -49,6 +50,7 @@ from medserve.flows.register import check_registry, register
 from medserve.modeling import TrainedModel, get_family, train_model
 from medserve.modeling.train import MIN_EVENTS, CandidateResult, Progress, TrainResult
 from medserve.modeling.validation import Validation
+from medserve.monitoring.profile import ReferenceProfile, build_profile
 from medserve.storage import ModelVersion
 
 # Below this many rows (or MIN_EVENTS events or non-events) a sample's metrics rest on too
@@ -116,6 +118,8 @@ def train_and_register(
     with notes_cached(settings):  # notes are encoded once, kept encrypted (features.text)
         result = fit(prepared, progress)
         assessment = assess(prepared, result)
+        # What drift is measured against once it serves: aggregates of its training data.
+        profile = reference_profile(result.model, prepared.frame)
     libraries = library_versions(result.model)
     params = training_params(request, result)
     report = build_report(prepared, result, assessment, params=params, libraries=libraries)
@@ -127,6 +131,7 @@ def train_and_register(
         params=params,
         libraries=libraries,
         report=report,
+        profile=profile,
     )
     return TrainOutcome(
         version=registered.version,
@@ -141,6 +146,12 @@ def train_and_register(
         report=report,
         validation=assessment.validation,
     )
+
+
+def reference_profile(model: TrainedModel, frame: pd.DataFrame) -> ReferenceProfile:
+    """The model's reference profile on ``frame``: its features' bins, levels and
+    missingness, and the risks it gives the rows (monitoring/profile.py)."""
+    return build_profile(model.schema, frame, model.predict_risk(frame))
 
 
 def fit(prepared: Prepared, progress: Progress | None = None) -> TrainResult:

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from medserve import __version__
 from medserve.config import Settings
 from medserve.flows.clinical import PSEUDONYM_PURPOSE, Bindings, PatientPseudonyms
+from medserve.flows.monitor import SUBJECT_PURPOSE, SubjectPseudonyms, thresholds
 from medserve.http.admission import CredentialsBeforeBody
 from medserve.http.audited import DeclaredRoutes
 from medserve.http.deps import Clinical, Scoring
@@ -25,10 +26,14 @@ from medserve.http.routes import (
     metadata,
     metrics,
     models,
+    monitoring,
     predict,
     report,
 )
 from medserve.interop.fhir.client import FhirClient
+from medserve.monitoring.alerts import DriftWatch
+from medserve.monitoring.recorder import PredictionRecorder
+from medserve.monitoring.shadow_versions import ShadowVersions
 from medserve.scoring.batching import Batchers
 from medserve.scoring.catalog import ModelCatalog
 from medserve.scoring.predictor import Predictor
@@ -40,7 +45,11 @@ from medserve.security.rate_limit import MemoryRateLimiter, RateLimiter
 from medserve.storage import Registry
 from medserve.storage.bindings import BindingStore
 from medserve.storage.cds_cards import CardLog
+from medserve.storage.drift_counts import DriftCounts
 from medserve.storage.keystore import KeyStore
+from medserve.storage.predictions import PredictionLog
+from medserve.storage.profiles import ProfileStore
+from medserve.storage.shadows import ShadowStore
 from medserve.storage.token_ids import TokenIds
 
 log = logging.getLogger("medserve.http")
@@ -72,6 +81,7 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     )
 
     clinical = _clinical(settings, registry, keystore)
+    recorder, drift_watch = _monitoring(settings, registry, catalog, predictor, service_metrics)
     ehr_tokens = EhrTokenVerifier(
         settings.cds_issuers,
         TokenIds(registry.engine),
@@ -96,6 +106,10 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         # uvicorn has finished in-flight requests: answer any still queued for a batch,
         # write every audit record, then close.
         await batchers.close()
+        if recorder is not None:
+            recorder.close()  # every answer logged, its window counted
+        if drift_watch is not None:
+            drift_watch.close()
         key_lookups.shutdown()
         ehr_verifications.shutdown()
         if clinical.fhir_server is not None:
@@ -126,7 +140,13 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     app.state.predictor = predictor
     app.state.metrics = service_metrics
     app.state.batchers = batchers
-    app.state.scoring = Scoring(catalog, app.state.predictor, app.state.metrics)
+    app.state.scoring = Scoring(
+        catalog,
+        predictor,
+        service_metrics,
+        recorder=recorder,
+        subjects=SubjectPseudonyms(keystore.purpose_key(SUBJECT_PURPOSE)),
+    )
     app.state.clinical = clinical
     app.state.ehr_tokens = ehr_tokens
     app.state.ehr_verifications = ehr_verifications
@@ -140,6 +160,7 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     app.include_router(report.router)
     app.include_router(fhir.router)
     app.include_router(cds_hooks.router)
+    app.include_router(monitoring.router)
     # Inside RequestBookkeeping (added later, so outside): every refusal is counted there.
     app.add_middleware(
         CredentialsBeforeBody,
@@ -179,3 +200,37 @@ def _clinical(settings: Settings, registry: Registry, keystore: KeyStore) -> Cli
         cards=CardLog(registry.engine),
         fhir_server=server,
     )
+
+
+def _monitoring(
+    settings: Settings,
+    registry: Registry,
+    catalog: ModelCatalog,
+    predictor: Predictor,
+    service_metrics: ServiceMetrics,
+) -> tuple[PredictionRecorder | None, DriftWatch | None]:
+    """The prediction log's recorder (drift windows, shadows) and its drift alerts; none
+    when MEDSERVE_PREDICTION_LOG is off."""
+    if not settings.prediction_log:
+        return None, None
+    engine = registry.engine
+    watch = DriftWatch(
+        thresholds(settings),
+        settings.monitor_window_s,
+        gauges=service_metrics.drift,
+        webhook_url=settings.monitor_webhook_url,
+    )
+    recorder = PredictionRecorder(
+        PredictionLog(engine),
+        DriftCounts(engine),
+        ProfileStore(engine),
+        predictor,
+        window_s=settings.monitor_window_s,
+        shadow_for=ShadowVersions(ShadowStore(engine), catalog),
+        on_window=watch,
+        on_shadow=lambda model, seconds: service_metrics.shadow_latency.labels(model).observe(
+            seconds
+        ),
+    )
+    service_metrics.predictions_unlogged.set_function(lambda: recorder.dropped + recorder.lost)
+    return recorder, watch

@@ -10,6 +10,7 @@ what the app holds."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -19,11 +20,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from medserve.config import Settings
 from medserve.errors import AuthError, Forbidden
 from medserve.flows.clinical import Bindings, PatientPseudonyms
+from medserve.flows.monitor import SubjectPseudonyms
 from medserve.http.observability import AuditSubject as Subject
 from medserve.http.observability import RequestRecord, ServiceMetrics, request_record
 from medserve.interop.fhir.client import FhirClient
-from medserve.scoring.catalog import ModelCatalog
-from medserve.scoring.predictor import Predictor
+from medserve.monitoring.recorder import Answered, PredictionRecorder
+from medserve.scoring.catalog import ModelCatalog, ServedModel
+from medserve.scoring.encoding import Record
+from medserve.scoring.predictor import Prediction, Predictor
 from medserve.security.api_keys import ApiKey, ApiKeyStore
 from medserve.security.ehr_jwt import EhrCaller, EhrTokenVerifier
 from medserve.security.rate_limit import RateLimiter
@@ -189,11 +193,31 @@ async def model_registry(request: Request) -> Registry:
 
 @dataclass(frozen=True)
 class Scoring:
-    """What a scoring route needs: the served models, the Predictor, the metrics."""
+    """What a scoring route needs: the served models, the Predictor, the metrics, and the
+    prediction log's recorder (None when MEDSERVE_PREDICTION_LOG is off)."""
 
     catalog: ModelCatalog
     predictor: Predictor
     metrics: ServiceMetrics
+    recorder: PredictionRecorder | None = None
+    subjects: SubjectPseudonyms | None = None
+
+    def answered(
+        self,
+        served: ServedModel,
+        records: Sequence[Record],
+        predictions: Sequence[Prediction],
+        channel: str,
+        subjects: Sequence[str | None] | None = None,
+    ) -> None:
+        """Hand what a channel answered to the prediction log (off the response path);
+        subject ids are keyed here, so no raw id leaves the request."""
+        if self.recorder is None:
+            return
+        keyed = None
+        if subjects is not None and self.subjects is not None:
+            keyed = [None if s is None else self.subjects(s) for s in subjects]
+        self.recorder.record(Answered(served, records, predictions, channel, keyed))
 
 
 @dataclass(frozen=True)

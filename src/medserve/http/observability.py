@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.exceptions import HTTPException
 
 from medserve.errors import RegistryError
@@ -155,6 +155,53 @@ class ServiceMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.drift_psi = Gauge(
+            "medserve_drift_psi",
+            "PSI of each feature (and of the predicted risk, feature '(risk)') in the "
+            "current window against the version's reference profile.",
+            ["model", "version", "feature"],
+            registry=self.registry,
+        )
+        self.drift_missing_shift = Gauge(
+            "medserve_drift_missing_shift",
+            "Change in each feature's share missing in the current window (window - reference).",
+            ["model", "version", "feature"],
+            registry=self.registry,
+        )
+        self.drift_alerts = Gauge(
+            "medserve_drift_alerts",
+            "Drift alerts raised in the current window (0 when quiet or suppressed).",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self.shadow_latency = Histogram(
+            "medserve_shadow_scoring_seconds",
+            "Time the shadow version took per answer (off the response path), by model name.",
+            ["model"],
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.predictions_unlogged = Gauge(
+            "medserve_predictions_unlogged",
+            "Predictions answered but not in the prediction log (queue full or write failed).",
+            registry=self.registry,
+        )
+
+    def drift(self, model: str, version: int, drift: dict[str, Any]) -> None:
+        """The gauges for ``model`` version ``version``'s current window."""
+        labels = (model, str(version))
+        self.drift_alerts.labels(*labels).set(len(drift.get("alerts", [])))
+        if drift.get("suppressed", True):
+            return
+        for feature, measured in drift.get("features", {}).items():
+            if measured.get("psi") is not None:
+                self.drift_psi.labels(*labels, feature).set(measured["psi"])
+            shift = (measured.get("missing") or {}).get("shift")
+            if shift is not None:
+                self.drift_missing_shift.labels(*labels, feature).set(shift)
+        risk_psi = (drift.get("risk") or {}).get("psi")
+        if risk_psi is not None:
+            self.drift_psi.labels(*labels, "(risk)").set(risk_psi)
 
 
 def _request_ids(headers: list[tuple[bytes, bytes]], writer: AuditWriter | None) -> tuple[str, str]:

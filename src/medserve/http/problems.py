@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from medserve.errors import (
     AuthError,
     DataError,
+    DuplicateOutcome,
     ExplanationUnavailable,
     Forbidden,
     IntegrityError,
@@ -27,6 +28,7 @@ from medserve.errors import (
     ModelNotFound,
     ModelUnavailable,
     PayloadTooLarge,
+    PredictionNotFound,
     PrefetchUnavailable,
     RateLimited,
     RegistryError,
@@ -65,6 +67,8 @@ HTTP_STATUSES: dict[type, int] = {
     ModelUnavailable: 503,
     PrefetchUnavailable: 412,
     ResourceNotFound: 404,
+    PredictionNotFound: 404,
+    DuplicateOutcome: 409,
     UpstreamUnavailable: 502,
     UpstreamTimeout: 504,
 }

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 JsonValue = str | float | int | bool | None
+# The longest subject id a caller may send (only its keyed pseudonym is kept).
+MAX_SUBJECT_CHARS = 256
 
 
 class PredictRequest(BaseModel):
@@ -48,6 +50,26 @@ class PredictRequest(BaseModel):
         description="Also return each record's explanation: per-column contributions, "
         "base value and a one-sentence summary.",
     )
+    subjects: list[str | None] | None = Field(
+        default=None,
+        description="Optional: per record, an id of its patient (or encounter) in your "
+        "system, so outcomes can later be sent by that id and time instead of by "
+        "prediction id. Only a keyed pseudonym of it is kept; one per record, in order.",
+    )
+
+    @model_validator(mode="after")
+    def _one_subject_per_record(self) -> PredictRequest:
+        if self.subjects is not None:
+            if len(self.subjects) != len(self.records):
+                raise ValueError(
+                    f"subjects has {len(self.subjects)} entries for {len(self.records)} "
+                    "records: send one per record, in order (null where there is none)"
+                )
+            if any(s is not None and not 0 < len(s) <= MAX_SUBJECT_CHARS for s in self.subjects):
+                raise ValueError(
+                    f"each subject is a non-empty id of at most {MAX_SUBJECT_CHARS} characters"
+                )
+        return self
 
 
 class SentenceEffect(BaseModel):
@@ -78,6 +100,10 @@ class Explanation(BaseModel):
 
 
 class Prediction(BaseModel):
+    prediction_id: str = Field(
+        description="This prediction's id: send it back with the observed outcome "
+        "(POST /v1/models/{name}/feedback)."
+    )
     risk: float = Field(ge=0, le=1, description="Probability of the event.")
     label: Literal[0, 1] = Field(description="1 when risk ≥ the model's threshold.")
     risk_band: str

@@ -5,8 +5,9 @@ threshold its label, the service's bands its band, and, when asked, the explaine
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,18 +62,31 @@ class Explanation:
         return found
 
 
+def new_prediction_id() -> str:
+    """A fresh prediction id: 32 hex characters, random (uuid4), so it says nothing."""
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """One record's answer: risk of the event, label at the model's threshold, risk band."""
+    """One record's answer: risk of the event, label at the model's threshold, risk band,
+    and the id that outcome feedback and monitoring name it by (on every channel: REST's
+    ``prediction_id``, the RiskAssessment's identifier, the card's uuid)."""
 
     risk: float
     label: int
     band: str
     explanation: Explanation | None = None
+    prediction_id: str = field(default_factory=new_prediction_id)
 
     def to_dict(self) -> dict[str, object]:
         """As the REST API answers it."""
-        answer: dict[str, object] = {"risk": self.risk, "label": self.label, "risk_band": self.band}
+        answer: dict[str, object] = {
+            "prediction_id": self.prediction_id,
+            "risk": self.risk,
+            "label": self.label,
+            "risk_band": self.band,
+        }
         if self.explanation is not None:
             answer["explanation"] = self.explanation.to_dict()
         return answer

@@ -25,7 +25,8 @@ from sqlalchemy import Engine, bindparam, func, insert, select, update
 from medserve.errors import ConfigError
 from medserve.storage.tables import ApiKeyRow
 
-Role = Literal["predictor", "trainer", "auditor", "admin"]
+# ``outcomes`` sends observed outcomes for earlier predictions, and may not predict.
+Role = Literal["predictor", "trainer", "auditor", "admin", "outcomes"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
 TOKEN_PREFIX = "ms"

@@ -1,6 +1,7 @@
 """Every table medserve keeps (SQLAlchemy 2.0 declarative), portable to SQLite and PostgreSQL:
 model versions, API keys, the hash-chained audit trail, FHIR bindings, CDS Hooks cards
-and their feedback, and the EHR token ids already seen.
+and their feedback, the EHR token ids already seen, and monitoring's tables: the
+prediction log and its outcomes, reference profiles, windows of counts and shadows.
 
 The schema itself is created and changed only by the Alembic migrations in
 ``migrations/versions``; these classes must stay in step with them.
@@ -13,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -95,7 +97,7 @@ class ModelVersionRow(Base):
     mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
-ROLE_CHECK = "role IN ('predictor', 'trainer', 'auditor', 'admin')"
+ROLE_CHECK = "role IN ('predictor', 'trainer', 'auditor', 'admin', 'outcomes')"
 HEAD_ID = 1
 
 
@@ -223,3 +225,85 @@ class EhrTokenIdRow(Base):
     issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PredictionRow(Base):
+    """One scored prediction, as monitoring reads it: who answered (model, version, and
+    whether it was the served answer or a shadow's), when, through which channel, and
+    what it said. Never a feature value or a raw identifier: ``subject`` is a keyed
+    pseudonym of an id the caller chose to send."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        UniqueConstraint("prediction_id", "shadow", name="uq_predictions_id_shadow"),
+        Index("ix_predictions_model_made", "model", "made_at"),
+        Index("ix_predictions_subject", "model", "subject", "made_at"),
+        Index("ix_predictions_made", "made_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[int] = mapped_column(Integer)
+    # A shadow's risk for the same patient: logged, never answered.
+    shadow: Mapped[bool] = mapped_column(Boolean)
+    made_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    channel: Mapped[str] = mapped_column(String(16))
+    risk: Mapped[float] = mapped_column(Float)
+    label: Mapped[int] = mapped_column(Integer)
+    band: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class OutcomeRow(Base):
+    """The observed outcome of one earlier prediction (0 or 1), once."""
+
+    __tablename__ = "prediction_outcomes"
+    __table_args__ = (
+        CheckConstraint("outcome IN (0, 1)", name="ck_prediction_outcomes_outcome"),
+        Index("ix_prediction_outcomes_model", "model"),
+    )
+
+    prediction_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[int] = mapped_column(Integer)
+    observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReferenceProfileRow(Base):
+    """A version's training data as drift compares against it: per feature its bins or
+    levels and missingness, and its predicted-risk distribution. Aggregates only."""
+
+    __tablename__ = "reference_profiles"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DriftCountRow(Base):
+    """One process's counts of what a version scored in one window, in its reference
+    profile's binning (cumulative, replaced on each write; windows sum the writers)."""
+
+    __tablename__ = "drift_counts"
+    __table_args__ = (Index("ix_drift_counts_model_window", "model", "window_start"),)
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    writer: Mapped[str] = mapped_column(String(32), primary_key=True)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ShadowRow(Base):
+    """The candidate version scored silently beside a name's production version."""
+
+    __tablename__ = "model_shadows"
+
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[int] = mapped_column(Integer)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    set_by: Mapped[str] = mapped_column(String(255))

@@ -140,6 +140,9 @@ async def call_service(
             ]
         )
         scoring.metrics.records.labels(service.model, str(served.version.version)).inc()
+        scoring.answered(
+            served, [patient.record], [assessment.prediction], "cds", [patient.patient_id]
+        )
         return cards_response([card])
 
     return JSONResponse(await run_in_threadpool(work))

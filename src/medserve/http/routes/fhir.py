@@ -93,6 +93,9 @@ async def _answer(
         subject.patient = clinical.pseudonyms(patient.patient_id)
         assessment = assess(scoring.predictor, served, patient)
         scoring.metrics.records.labels(name, str(served.version.version)).inc()
+        scoring.answered(
+            served, [patient.record], [assessment.prediction], "fhir", [patient.patient_id]
+        )
         return assessment_resource(assessment, occurrence=now)
 
     try:

@@ -117,6 +117,7 @@ async def predict(
 
     def respond(served: ServedModel, predictions: list[Prediction]) -> JSONResponse:
         metrics.records.labels(name, str(served.version.version)).inc(len(records))
+        scoring.answered(served, records, predictions, "rest", body.subjects)
         return JSONResponse(
             {
                 "model": name,

@@ -1,0 +1,86 @@
+"""Refitting a stored model on a local site's data, when asked for (`medserve recalibrate
+… --refit`): the same family, features, outcome definition, seed and validation as the
+parent, trained anew on the local rows and registered as the next version of the name
+(a candidate), its parent in the lineage, with its own training report.
+
+Recalibration is the default local update because it keeps what the development data
+taught the model and only corrects its calibration; refitting replaces that with what a
+(usually smaller) local sample says, so it is never done unless asked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from medserve.config import Settings
+from medserve.data import ReadOptions
+from medserve.errors import ConfigError, DataError, option
+from medserve.flows.common import load_model
+from medserve.flows.prepare import TrainRequest
+from medserve.flows.tables import Table, read_source
+from medserve.flows.train import TrainOutcome, train_and_register
+from medserve.modeling.families.blend import NAME as BLEND
+from medserve.modeling.families.onnx import NAME as ONNX
+from medserve.modeling.families.transformer import NAME as TRANSFORMERS
+from medserve.storage import Registry
+
+NOT_REFITTED = (ONNX, TRANSFORMERS)
+
+
+def refit_stored(
+    settings: Settings,
+    ref: str,
+    data: Table,
+    *,
+    target: str | None = None,
+    positive: str | None = None,
+    positive_if: str | None = None,
+    read: ReadOptions | None = None,
+    source_name: str | None = None,
+    seed: int | None = None,
+    progress: Callable[..., None] | None = None,
+) -> TrainOutcome:
+    """Train ``ref``'s family again on ``data`` (its features only) and register it as the
+    next version of the name, with ``parent`` in its lineage."""
+    with Registry(settings) as registry:
+        parent, model = load_model(registry, ref)
+    if parent.family in NOT_REFITTED:
+        raise ConfigError(
+            f"{parent.ref} is an imported {parent.family} model: medserve does not train it; "
+            f"recalibrate it without {option('refit')}, or import a model refitted elsewhere"
+        )
+    source = read_source(data, source_name, read=read)
+    frame = source.frame
+    outcome = model.schema.outcome
+    column = target or (outcome.column if outcome is not None else None)
+    if column is None or column not in frame.columns:
+        raise DataError(
+            f"{source.name} has no outcome column {column!r}: name it with {option('target')}"
+        )
+    features = model.schema.feature_names
+    absent = [name for name in features if name not in frame.columns]
+    if absent:
+        raise DataError(
+            f"{source.name} lacks the model's feature(s) {', '.join(map(repr, absent))}: "
+            "refitting trains on the same features"
+        )
+    if positive is None and positive_if is None and outcome is not None:
+        positive, positive_if = outcome.positive, outcome.positive_if
+    family = parent.family
+    if family == BLEND:  # a blend is what `auto` chose: choose again on the local data
+        family = str(parent.params.get("requested_family") or "auto")
+    text = [spec.name for spec in model.schema.features if spec.type == "text"]
+    request = TrainRequest(
+        data=frame,
+        name=parent.name,
+        target=column,
+        positive=positive,
+        positive_if=positive_if,
+        family=family,
+        seed=int(parent.params.get("seed", 0)) if seed is None else seed,
+        validation=str(parent.params.get("validation") or "cv"),
+        ignore=[name for name in frame.columns if name not in features and name != column],
+        text=text or None,
+        source_name=source.name,
+        parent=parent.ref,
+    )
+    return train_and_register(settings, request, progress)

@@ -1,0 +1,1 @@
+"""After go-live: reference profiles, windows of counts, drift, live performance and shadow comparison; aggregates only, never rows."""  # noqa: E501

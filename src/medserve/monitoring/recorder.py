@@ -1,0 +1,271 @@
+"""The prediction log's writer: every channel hands it what it answered, and a thread of
+its own logs each prediction, adds the records to this window's counts in the version's
+reference-profile binning, and scores the name's shadow version on the same records.
+
+None of that is on the response path: ``record`` only puts the answer on a queue (a full
+queue drops it, counted, rather than slow a clinician's answer down). The records stay in
+memory only until the thread has counted them; their values are never written. The thread
+writes in batches: one transaction for the log rows of many requests, and each window's
+counts (this process's own row, replaced: storage/drift_counts.py) at most every
+``counts_every_s`` seconds and on ``flush``.
+
+Unlike the audit trail, the log does not fail closed: a prediction is answered even when
+its log row cannot be written (the loss is counted and logged, without values), because
+an unanswered clinician is worse than a gap in monitoring. Feedback for a prediction whose
+row was lost is refused as unknown."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from medserve.errors import MedserveError
+from medserve.monitoring.profile import ReferenceProfile
+from medserve.monitoring.windows import batch_counts, merge_counts
+from medserve.scoring.catalog import ServedModel
+from medserve.scoring.encoding import Record
+from medserve.scoring.predictor import Prediction, Predictor
+from medserve.storage.drift_counts import Counts, DriftCounts, WindowKey
+from medserve.storage.predictions import LoggedPrediction, PredictionLog
+from medserve.storage.profiles import ProfileStore
+
+log = logging.getLogger("medserve.monitoring")
+# Answers waiting to be logged, at most; beyond it they are dropped (and counted).
+MAX_QUEUED = 10_000
+# Answers logged in one transaction, at most.
+MAX_BATCH = 500
+# How long a version's reference profile (or its absence) is trusted before a re-read.
+PROFILE_REFRESH_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """What one call answered: the records it scored, and how, through which channel.
+    ``subjects`` are pseudonyms (already keyed) of the caller's subject ids, per record."""
+
+    served: ServedModel
+    records: Sequence[Record]
+    predictions: Sequence[Prediction]
+    channel: str
+    subjects: Sequence[str | None] | None = None
+    made_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+WindowObserver = Callable[[WindowKey, ReferenceProfile, Counts], None]
+
+
+class PredictionRecorder:
+    """Logs answers, counts windows and scores shadows, in one background thread.
+
+    ``shadow_for(name)`` is the version scored silently beside ``name``'s (None when there
+    is none); ``on_window`` is told each window's counts after they are saved (drift
+    alerts and gauges hang on it)."""
+
+    def __init__(
+        self,
+        predictions: PredictionLog,
+        counts: DriftCounts,
+        profiles: ProfileStore,
+        predictor: Predictor,
+        *,
+        window_s: int,
+        shadow_for: Callable[[str], ServedModel | None] | None = None,
+        on_window: WindowObserver | None = None,
+        on_shadow: Callable[[str, float], None] | None = None,
+        counts_every_s: float = 1.0,
+        max_queued: int = MAX_QUEUED,
+    ) -> None:
+        self._predictions = predictions
+        self._counts = counts
+        self._profiles = profiles
+        self._predictor = predictor
+        self._window_s = window_s
+        self._shadow_for = shadow_for
+        self._on_window = on_window
+        self._on_shadow = on_shadow
+        self._counts_every_s = counts_every_s
+        self.writer = uuid.uuid4().hex
+        self._queue: queue.Queue[Answered | None] = queue.Queue(max_queued)
+        self._windows: dict[WindowKey, Counts] = {}
+        self._unsaved: set[WindowKey] = set()
+        self._profile_cache: dict[tuple[str, int], tuple[float, ReferenceProfile | None]] = {}
+        self._submitted = 0
+        self._done = 0
+        self._progress = threading.Condition()
+        self.dropped = 0
+        self.lost = 0
+        self._thread = threading.Thread(target=self._run, name="medserve-monitor", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def record(self, answered: Answered) -> None:
+        """Queue ``answered`` to be logged; never blocks."""
+        if self._closed:
+            return
+        with self._progress:
+            try:
+                self._queue.put_nowait(answered)
+            except queue.Full:
+                self.dropped += len(answered.predictions)
+                return
+            self._submitted += 1
+
+    def flush(self, timeout_s: float | None = 10.0) -> bool:
+        """Wait until everything queued so far is logged and its counts saved; False on
+        timeout."""
+        with self._progress:
+            self._queue.put(None)  # a marker: save the counts now
+            self._submitted += 1
+            target = self._submitted
+            return self._progress.wait_for(lambda: self._done >= target, timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        if self._closed:
+            return
+        self.flush(timeout_s)
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+    def window_start(self, moment: datetime) -> datetime:
+        seconds = int(moment.timestamp()) // self._window_s * self._window_s
+        return datetime.fromtimestamp(seconds, UTC)
+
+    def _run(self) -> None:
+        last_saved = time.monotonic()
+        while not self._closed:
+            try:
+                first = self._queue.get(timeout=self._counts_every_s)
+            except queue.Empty:
+                first = None
+                batch: list[Answered | None] = []
+            else:
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+            answers = [item for item in batch if item is not None]
+            marker = len(answers) < len(batch)
+            try:
+                self._log(answers)
+                if marker or time.monotonic() - last_saved >= self._counts_every_s:
+                    self._save_counts()
+                    last_saved = time.monotonic()
+            except Exception:  # the thread must outlive any one bad batch
+                log.exception("monitoring batch failed")
+            finally:
+                with self._progress:
+                    self._done += len(batch)
+                    self._progress.notify_all()
+
+    def _log(self, answers: list[Answered]) -> None:
+        if not answers:
+            return
+        rows: list[LoggedPrediction] = []
+        for answered in answers:
+            rows.extend(self._rows(answered, answered.served, answered.predictions, shadow=False))
+            self._count(answered)
+            rows.extend(self._shadow_rows(answered))
+        try:
+            self._predictions.write(rows)
+        except MedserveError as error:
+            self.lost += sum(1 for row in rows if not row.shadow)
+            log.error("predictions not logged", extra={"fields": {"why": error.message}})
+
+    @staticmethod
+    def _rows(
+        answered: Answered,
+        served: ServedModel,
+        predictions: Sequence[Prediction],
+        *,
+        shadow: bool,
+    ) -> list[LoggedPrediction]:
+        subjects = answered.subjects or [None] * len(predictions)
+        return [
+            LoggedPrediction(
+                prediction_id=prediction.prediction_id,
+                model=served.version.name,
+                model_version=served.version.version,
+                shadow=shadow,
+                made_at=answered.made_at,
+                channel=answered.channel,
+                risk=prediction.risk,
+                label=prediction.label,
+                band=prediction.band,
+                subject=subject,
+            )
+            for prediction, subject in zip(predictions, subjects, strict=True)
+        ]
+
+    def _shadow_rows(self, answered: Answered) -> list[LoggedPrediction]:
+        """The shadow's risks for the same records under the same prediction ids; none
+        when the name has no shadow, or the records do not fit the shadow's schema."""
+        if self._shadow_for is None:
+            return []
+        name = answered.served.version.name
+        try:
+            shadow = self._shadow_for(name)
+            if shadow is None or shadow.version.version == answered.served.version.version:
+                return []
+            started = time.perf_counter()
+            self._predictor.validate(shadow, answered.records)
+            scored = self._predictor.scored(shadow, answered.records)
+        except MedserveError as error:
+            log.warning("shadow not scored", extra={"fields": {"model": name, "why": error.code}})
+            return []
+        if self._on_shadow is not None:
+            self._on_shadow(name, time.perf_counter() - started)
+        same_ids = [
+            Prediction(p.risk, p.label, p.band, prediction_id=served.prediction_id)
+            for p, served in zip(scored, answered.predictions, strict=True)
+        ]
+        return self._rows(answered, shadow, same_ids, shadow=True)
+
+    def _count(self, answered: Answered) -> None:
+        version = answered.served.version
+        profile = self._profile(version.name, version.version)
+        if profile is None:
+            return
+        counts = batch_counts(
+            profile,
+            answered.served.schema,
+            answered.records,
+            [p.risk for p in answered.predictions],
+        )
+        key = (version.name, version.version, self.window_start(answered.made_at))
+        self._windows[key] = merge_counts(self._windows.get(key, {}), counts)
+        self._unsaved.add(key)
+
+    def _profile(self, name: str, version: int) -> ReferenceProfile | None:
+        cached = self._profile_cache.get((name, version))
+        if cached is not None and time.monotonic() - cached[0] < PROFILE_REFRESH_S:
+            return cached[1]
+        document = self._profiles.get(name, version)
+        profile = None if document is None else ReferenceProfile.from_dict(document)
+        self._profile_cache[(name, version)] = (time.monotonic(), profile)
+        return profile
+
+    def _save_counts(self) -> None:
+        if not self._unsaved:
+            return
+        changed = {key: self._windows[key] for key in self._unsaved}
+        self._counts.save(self.writer, changed)
+        self._unsaved.clear()
+        if self._on_window is not None:
+            for key, counts in changed.items():
+                profile = self._profile(key[0], key[1])
+                if profile is not None:
+                    self._on_window(key, profile, counts)
+        # Windows that ended before the last one are saved for good; the last one stays,
+        # for answers still queued when it ended (a new row would replace its counts).
+        current = self.window_start(datetime.now(UTC)).timestamp()
+        for key in [k for k in self._windows if k[2].timestamp() < current - self._window_s]:
+            del self._windows[key]
