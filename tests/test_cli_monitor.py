@@ -198,11 +198,29 @@ def test_purge_removes_what_is_older_than_the_cutoff(home, patients):
     assert run_json("monitor", "heart")["log"]["predictions"] == 0
 
 
-def test_purge_refuses_a_negative_age(home):
-    result = run("predictions", "purge", "--older-than-days", "-1")
-    assert_clean_failure(result, "--older-than-days must be 0 or more days", code=2)
+@pytest.mark.parametrize("days", ["-1", "99999999"])
+def test_purge_refuses_an_age_out_of_range(home, days):
+    result = run("predictions", "purge", "--older-than-days", days)
+    assert_clean_failure(result, "--older-than-days must be 0 to 36500 days", code=2)
 
 
 def test_an_unknown_model_is_one_line_and_exit_code_3(home):
     result = run("monitor", "nosuch")
     assert_clean_failure(result, "no model named 'nosuch'", code=3)
+
+
+def test_after_a_shadow_stops_the_view_compares_the_last_one_alone(home, patients):
+    older = datetime.now(UTC) - timedelta(days=3)
+    log_rows(home, patients, shadow_version=2, made_at=older)
+    # A later shadow, version 3 (since archived), on other patients: it alone is compared.
+    later_at = older + timedelta(days=1)
+    later = log_rows(home, patients.head(40), made_at=later_at)
+    with Registry(Settings(home=home)) as registry:
+        PredictionLog(registry.engine).write(
+            [
+                LoggedPrediction(i, "heart", 3, True, later_at, "rest", 0.5, 1, "x")
+                for i in later
+            ]
+        )
+    shadow = run_json("monitor", "heart")["shadow"]
+    assert shadow["version"] == 3 and shadow["n"] == 40

@@ -112,3 +112,40 @@ def test_the_parents_fhir_bindings_carry_over(home, sites, tmp_path):
     run_json("recalibrate", "heart", "--data", sites / "va.csv")
     shown = run_json("fhir", "bind", "heart:2")
     assert shown["stored"] is True and shown["binding"] == binding
+
+
+def test_the_parents_reference_profile_carries_over_with_its_risks_mapped(home, sites):
+    from medserve.monitoring.profile import ReferenceProfile
+    from medserve.storage.profiles import ProfileStore
+
+    result = run_json("recalibrate", "heart", "--data", sites / "va.csv")
+    with Registry(Settings(home=home)) as registry:
+        store = ProfileStore(registry.engine)
+        parent = ReferenceProfile.from_dict(store.get("heart", 1))
+        child = ReferenceProfile.from_dict(store.get("heart", 2))
+    assert child.features == parent.features  # the same training data
+    assert child.risk_fractions == parent.risk_fractions
+    intercept, slope = result["intercept"], result["slope"]
+    expected = expit(intercept + slope * logit(np.array(parent.risk_edges)))
+    assert np.allclose(child.risk_edges, expected, rtol=1e-6)
+
+
+def test_refit_trains_the_same_family_on_the_local_data_with_its_parent(home, sites):
+    result = run_json("recalibrate", "heart", "--data", sites / "va.csv", "--refit")
+    assert result["ref"] == "heart:2" and result["stage"] == "candidate"
+    with Registry(Settings(home=home)) as registry:
+        parent, child = registry.get("heart:1"), registry.get("heart:2")
+    assert child.family == parent.family == "logistic"
+    assert child.lineage["parent"] == "heart:1" and child.lineage["refit"] is True
+    assert child.data_sha256 != parent.data_sha256  # trained on VA, not the development sites
+    assert child.schema["columns"] and {
+        c["name"] for c in child.schema["columns"] if c["role"] == "feature"
+    } == {c["name"] for c in parent.schema["columns"] if c["role"] == "feature"}
+    assert "recalibration" not in child.lineage
+
+
+def test_without_refit_nothing_is_refitted(home, sites):
+    result = run_json("recalibrate", "heart", "--data", sites / "va.csv")
+    with Registry(Settings(home=home)) as registry:
+        child = registry.get(result["version"])
+    assert "refit" not in child.lineage and child.lineage["recalibration"]

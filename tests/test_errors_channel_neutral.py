@@ -22,7 +22,9 @@ from medserve.flows import TrainRequest
 from medserve.flows.evaluate import evaluate_stored
 from medserve.flows.fhir_binding import store as store_binding
 from medserve.flows.imports import import_model, importable_families
+from medserve.flows.monitor import purge as purge_predictions
 from medserve.flows.predict import predict_file
+from medserve.flows.refit import refit_stored
 from medserve.storage import Registry
 
 SRC = Path(medserve.__file__).parent
@@ -143,7 +145,15 @@ def test_every_option_an_error_names_is_a_flag_and_a_library_parameter():
     assert {cli_option(name) for name in named} <= command_line_flags()
     parameters = {field.name for field in dataclasses.fields(TrainRequest)}
     parameters |= {field.name for field in dataclasses.fields(ReadOptions)}  # TrainRequest.read
-    functions = (evaluate_stored, predict_file, Registry.archive, Registry.delete, store_binding)
+    functions = (
+        evaluate_stored,
+        predict_file,
+        Registry.archive,
+        Registry.delete,
+        store_binding,
+        purge_predictions,
+        refit_stored,
+    )
     for function in functions:
         parameters |= set(inspect.signature(function).parameters)
     # import_model(settings, name, schema_file=…, onnx=PATH | transformers=PATH)

@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     prediction_retention_days: int = Field(
         default=365,
         ge=1,
+        le=36_500,
         description="Days the prediction log, its outcomes and drift windows are kept; "
         "`medserve predictions purge` removes older ones.",
     )

@@ -5,6 +5,7 @@ byte-identical and is compared with it on the same patients once outcomes arrive
 
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
@@ -149,6 +150,7 @@ def test_shadow_scoring_leaves_production_answers_byte_identical(sites_service, 
     service = sites_service()
     headers = {"X-Request-Id": "same-request"}
     before = _score(service, records, headers=headers)
+    assert service.app.state.scoring.recorder.flush(10)  # logged before there is a shadow
     set_shadow(service.settings, "sites:2", "test")
     import time
 
@@ -182,3 +184,64 @@ def test_shadow_scoring_leaves_production_answers_byte_identical(sites_service, 
     assert "AUROC" in shadow["sentence"]
     low, high = shadow["auroc_difference"]["ci95"]
     assert low <= shadow["auroc_difference"]["estimate"] <= high
+
+
+class _Receiver:
+    """A webhook receiver on a free loopback port: keeps each JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        received: list[dict] = []
+        self.received = received
+        self.arrived = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                length = int(self.headers["Content-Length"])
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+                outer.arrived.set()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        outer = self
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_alerts_reach_the_webhook_as_aggregates_only(sites_service, heart_sites):
+    receiver = _Receiver()
+    try:
+        service = sites_service(monitor_webhook_url=receiver.url)
+        swiss = heart_sites[heart_sites["dataset"] == "Switzerland"]
+        _score(service, _records(swiss))
+        assert service.app.state.scoring.recorder.flush(10)
+        assert receiver.arrived.wait(10)
+        import time
+
+        time.sleep(0.5)  # the rest of this window's alerts
+    finally:
+        receiver.close()
+    alerts = receiver.received
+    assert alerts and {a["model"] for a in alerts} == {"sites"}
+    assert set(alerts[0]) == {
+        "event", "model", "version", "window_start", "window_end", "n", "metric", "feature",
+        "value", "threshold", "message",
+    }  # fmt: skip
+    assert len({(a["metric"], a["feature"]) for a in alerts}) == len(alerts)  # each once
+    sent = json.dumps(alerts)
+    for record in _records(swiss.head(20)):
+        for value in record.values():
+            if isinstance(value, str) and len(value) > 3:
+                assert f'"{value}"' not in sent  # no level sent as a value of a record

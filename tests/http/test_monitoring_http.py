@@ -180,3 +180,48 @@ def test_feedback_for_another_models_prediction_is_unknown(service, heart_record
             json={"outcomes": [{"prediction_id": prediction["prediction_id"], "outcome": 1}]},
         )
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "field, moment",
+    [("at", "0001-01-01T00:00:00+05:00"), ("at", "9999-12-31T23:00:00-05:00"),
+     ("observed_at", "0001-01-01T00:00:00+05:00"), ("at", "2026-12-02T09:30:00")],
+)  # fmt: skip
+def test_a_time_no_clinic_keeps_is_422_not_a_crash(service, heart_records, field, moment):
+    with service.client() as client:
+        (prediction,) = _predict(client, heart_records[:1], subjects=["S1"])
+    item = (
+        {"subject": "S1", "at": moment, "outcome": 1}
+        if field == "at"
+        else {"prediction_id": prediction["prediction_id"], "observed_at": moment, "outcome": 1}
+    )
+    with service.client("outcomes") as client:
+        response = client.post("/v1/models/heart/feedback", json={"outcomes": [item]})
+    assert response.status_code == 422, response.text
+    assert _rows(service, OutcomeRow) == []
+
+
+def test_outcomes_still_arrive_for_a_model_whose_versions_are_all_archived(
+    service, heart_records
+):
+    with service.client() as client:
+        (prediction,) = _predict(client, heart_records[:1])
+    _flush(service)
+    service.app.state.registry.archive("heart:1", force=True)
+    with service.client("outcomes") as client:
+        response = client.post(
+            "/v1/models/heart/feedback",
+            json={"outcomes": [{"prediction_id": prediction["prediction_id"], "outcome": 0}]},
+        )
+    assert response.status_code == 200, response.text
+
+
+def test_subject_ids_are_case_sensitive_as_fhir_ids_are(service, heart_records):
+    with service.client() as client:
+        (lower,) = _predict(client, heart_records[:1], subjects=["pat-abc"])
+        (upper,) = _predict(client, heart_records[1:2], subjects=["PAT-ABC"])
+    with service.client("outcomes") as client:
+        stored = client.post(
+            "/v1/models/heart/feedback", json={"outcomes": [{"subject": "pat-abc", "outcome": 1}]}
+        )
+    assert stored.json()["prediction_ids"] == [lower["prediction_id"]] != [upper["prediction_id"]]

@@ -43,7 +43,10 @@ def key_fingerprint(key: bytes) -> str:
 
 
 def normalise(value: object, kind: str) -> str:
-    """The form that is hashed: case, spaces and punctuation that do not change who it is."""
+    """The form that is hashed: case, spaces and punctuation that do not change who it is;
+    kind ``exact``, the value as given (ids a system keeps case-sensitive, as FHIR's)."""
+    if kind == "exact":
+        return str(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # a record number read as 123.0 from Parquet is 123
     text = " ".join(str(value).split())

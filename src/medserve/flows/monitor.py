@@ -41,19 +41,23 @@ SUBJECT_PURPOSE = "monitor-subject"
 DRIFT_WINDOWS_SHOWN = 14
 # Performance windows shown (each monitor_window_s long... times this factor).
 PERFORMANCE_WINDOWS = 6
+# The longest retention (and purge cutoff) in days: 100 years.
+MAX_RETENTION_DAYS = 36_500
 # Ids named in an error, at most.
 IDS_NAMED = 5
 
 
 class SubjectPseudonyms:
     """The keyed pseudonym the prediction log names a caller's subject id by: its own
-    purpose key, so it links a subject's predictions to their outcome and nothing else."""
+    purpose key, so it links a subject's predictions to their outcome and nothing else.
+    The id is hashed exactly as sent: FHIR ids are case-sensitive, so 'pat-a' and
+    'PAT-A' are two patients."""
 
     def __init__(self, key: bytes) -> None:
         self._key = key
 
     def __call__(self, subject: str) -> str:
-        return pseudonym(self._key, subject, "subject")
+        return pseudonym(self._key, subject, "exact")
 
 
 @dataclass(frozen=True)
@@ -258,17 +262,20 @@ class Monitoring:
         versions: dict[int, ModelVersion],
         shadow: tuple[int, datetime] | None,
     ) -> dict[str, Any] | None:
-        shadowed = {r.prediction_id: r for r in scored if r.shadow}
+        shadows = [r for r in scored if r.shadow]
         if shadow is not None:
-            shadowed = {i: r for i, r in shadowed.items() if r.model_version == shadow[0]}
+            compared_version: int | None = shadow[0]
+        else:  # none now: the last one that ran (never several versions mixed as one)
+            compared_version = shadows[-1].model_version if shadows else None
+        shadowed = {r.prediction_id: r for r in shadows if r.model_version == compared_version}
         pairs = [
             (row, shadowed[row.prediction_id])
             for row in scored
             if not row.shadow and row.prediction_id in shadowed
         ]
-        if shadow is None and not pairs:
+        if compared_version is None:
             return None
-        shadow_version = shadow[0] if shadow else pairs[0][1].model_version
+        shadow_version = compared_version
         production_versions = sorted({p.model_version for p, _ in pairs})
         y = np.array([p.outcome for p, _ in pairs], dtype=int)
         compared = compare_with_shadow(
@@ -361,8 +368,10 @@ def purge(settings: Settings, older_than_days: int | None = None) -> Purged:
     """Remove predictions, their outcomes and drift windows older than the retention
     (``prediction_retention_days``, or ``older_than_days``)."""
     days = settings.prediction_retention_days if older_than_days is None else older_than_days
-    if days < 0:
-        raise ConfigError(f"{option('older_than_days')} must be 0 or more days")
+    if not 0 <= days <= MAX_RETENTION_DAYS:
+        raise ConfigError(
+            f"{option('older_than_days')} must be 0 to {MAX_RETENTION_DAYS} days (100 years)"
+        )
     before = datetime.now(UTC) - timedelta(days=days)
     with Registry(settings) as registry:
         predictions, outcomes = PredictionLog(registry.engine).purge(before)

@@ -18,12 +18,8 @@ from medserve.flows.common import load_model
 from medserve.flows.prepare import TrainRequest
 from medserve.flows.tables import Table, read_source
 from medserve.flows.train import TrainOutcome, train_and_register
-from medserve.modeling.families.blend import NAME as BLEND
-from medserve.modeling.families.onnx import NAME as ONNX
-from medserve.modeling.families.transformer import NAME as TRANSFORMERS
+from medserve.modeling.families.imported import is_imported
 from medserve.storage import Registry
-
-NOT_REFITTED = (ONNX, TRANSFORMERS)
 
 
 def refit_stored(
@@ -43,10 +39,10 @@ def refit_stored(
     next version of the name, with ``parent`` in its lineage."""
     with Registry(settings) as registry:
         parent, model = load_model(registry, ref)
-    if parent.family in NOT_REFITTED:
+    if is_imported(model.pipeline):
         raise ConfigError(
             f"{parent.ref} is an imported {parent.family} model: medserve does not train it; "
-            f"recalibrate it without {option('refit')}, or import a model refitted elsewhere"
+            "recalibrate it instead of refitting, or import a model refitted elsewhere"
         )
     source = read_source(data, source_name, read=read)
     frame = source.frame
@@ -65,9 +61,6 @@ def refit_stored(
         )
     if positive is None and positive_if is None and outcome is not None:
         positive, positive_if = outcome.positive, outcome.positive_if
-    family = parent.family
-    if family == BLEND:  # a blend is what `auto` chose: choose again on the local data
-        family = str(parent.params.get("requested_family") or "auto")
     text = [spec.name for spec in model.schema.features if spec.type == "text"]
     request = TrainRequest(
         data=frame,
@@ -75,7 +68,7 @@ def refit_stored(
         target=column,
         positive=positive,
         positive_if=positive_if,
-        family=family,
+        family=parent.family,
         seed=int(parent.params.get("seed", 0)) if seed is None else seed,
         validation=str(parent.params.get("validation") or "cv"),
         ignore=[name for name in frame.columns if name not in features and name != column],

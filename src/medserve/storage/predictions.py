@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, select
 from sqlalchemy import exc as sa_exc
@@ -90,21 +91,12 @@ class PredictionLog:
 
     def served_ids(self, model: str, prediction_ids: Sequence[str]) -> set[str]:
         """The ids among ``prediction_ids`` that ``model`` answered (not as a shadow)."""
-        found: set[str] = set()
-        unique = list(dict.fromkeys(prediction_ids))
-        try:
-            with self._engine.connect() as connection:
-                for start in range(0, len(unique), LOOKUP_CHUNK):
-                    chunk = unique[start : start + LOOKUP_CHUNK]
-                    statement = select(PredictionRow.prediction_id).where(
-                        PredictionRow.prediction_id.in_(chunk),
-                        PredictionRow.model == model,
-                        PredictionRow.shadow.is_(False),
-                    )
-                    found.update(connection.execute(statement).scalars())
-        except sa_exc.SQLAlchemyError as error:
-            raise RegistryError(f"could not read the prediction log: {one_line(error)}") from None
-        return found
+        return self._found(
+            PredictionRow.prediction_id,
+            prediction_ids,
+            PredictionRow.model == model,
+            PredictionRow.shadow.is_(False),
+        )
 
     def latest_for_subject(self, model: str, subject: str, at: datetime) -> str | None:
         """The id of ``model``'s latest served prediction for ``subject`` made at or
@@ -128,18 +120,21 @@ class PredictionLog:
 
     def reported(self, prediction_ids: Sequence[str]) -> set[str]:
         """The ids among ``prediction_ids`` that already have an outcome."""
+        return self._found(OutcomeRow.prediction_id, prediction_ids)
+
+    def _found(self, column: Any, ids: Sequence[str], *conditions: Any) -> set[str]:
+        """The ids among ``ids`` in ``column`` (where ``conditions`` hold), looked up in
+        chunks of LOOKUP_CHUNK."""
         found: set[str] = set()
-        unique = list(dict.fromkeys(prediction_ids))
+        unique = list(dict.fromkeys(ids))
         try:
             with self._engine.connect() as connection:
                 for start in range(0, len(unique), LOOKUP_CHUNK):
                     chunk = unique[start : start + LOOKUP_CHUNK]
-                    statement = select(OutcomeRow.prediction_id).where(
-                        OutcomeRow.prediction_id.in_(chunk)
-                    )
+                    statement = select(column).where(column.in_(chunk), *conditions)
                     found.update(connection.execute(statement).scalars())
         except sa_exc.SQLAlchemyError as error:
-            raise RegistryError(f"could not read the outcomes: {one_line(error)}") from None
+            raise RegistryError(f"could not read the prediction log: {one_line(error)}") from None
         return found
 
     def add_outcomes(self, model: str, outcomes: Sequence[ReportedOutcome]) -> None:

@@ -5,7 +5,7 @@ just answered can be given its outcome, and is counted, at once."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from medserve.errors import RegistryError
+from medserve.errors import ModelNotFound, RegistryError
 from medserve.flows.monitor import Monitoring, OutcomeReport, record_outcomes
 from medserve.http.deps import (
     AuditSubject,
@@ -33,6 +33,8 @@ OutcomesKey = Annotated[ApiKey, Depends(require_role("outcomes", "predictor"))]
 MonitorKey = Annotated[ApiKey, Depends(require_role("trainer", "auditor"))]
 # Outcomes in one request, at most.
 MAX_OUTCOMES = 10_000
+# Times an outcome may carry: anything else is a typo, not a clinical date.
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
 # How long a request waits for this process's queued predictions to be logged.
 FLUSH_WAIT_S = 5.0
 
@@ -67,8 +69,16 @@ class OutcomeIn(BaseModel):
         if self.prediction_id is not None and self.at is not None:
             raise ValueError("`at` goes with `subject`; a prediction_id names its prediction")
         for moment in (self.at, self.observed_at):
-            if moment is not None and moment.tzinfo is None:
+            if moment is None:
+                continue
+            if moment.tzinfo is None:
                 raise ValueError("times need a UTC offset, e.g. 2026-12-02T09:30:00Z")
+            try:
+                year = moment.astimezone(UTC).year
+            except OverflowError:
+                year = 0
+            if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+                raise ValueError(f"times must lie in the years {EARLIEST_YEAR} to {LATEST_YEAR}")
         return self
 
 
@@ -137,7 +147,10 @@ async def feedback(
                 "be matched to a prediction"
             )
         _flush(request)
-        subject.model_version = registry.get(name).version  # 404 for a name never registered
+        versions = registry.versions(name)
+        if not versions:  # outcomes still come for an archived model: any version will do
+            raise ModelNotFound(f"no model named '{name}'; see GET /v1/models")
+        subject.model_version = next((v.version for v in versions if v.stage == "production"), None)
         ids = record_outcomes(PredictionLog(registry.engine), name, reports, scoring.subjects)
         return JSONResponse({"model": name, "stored": len(ids), "prediction_ids": ids})
 

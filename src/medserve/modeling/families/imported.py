@@ -90,6 +90,11 @@ class ImportedEstimator(ClassifierMixin, BaseEstimator):
         raise NotImplementedError
 
 
+def is_imported(pipeline: Pipeline) -> bool:
+    """True for a model fitted elsewhere (ONNX, transformers): medserve cannot refit it."""
+    return isinstance(pipeline.named_steps.get("model"), ImportedEstimator)
+
+
 def imported_pipeline(estimator: ImportedEstimator) -> Pipeline:
     """The pipeline of an imported model: the prepared frame straight to its estimator."""
     return Pipeline([("preprocess", "passthrough"), ("model", estimator)])

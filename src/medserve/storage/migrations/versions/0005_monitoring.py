@@ -85,6 +85,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # 0004 knows no `outcomes` role: its keys go (they could not be used there).
+    op.execute("DELETE FROM api_keys WHERE role = 'outcomes'")
     _role_check(OLD_ROLES)
     op.drop_table("model_shadows")
     op.drop_index("ix_drift_counts_model_window", "drift_counts")
