@@ -149,3 +149,10 @@ def test_without_refit_nothing_is_refitted(home, sites):
     with Registry(Settings(home=home)) as registry:
         child = registry.get(result["version"])
     assert "refit" not in child.lineage and child.lineage["recalibration"]
+
+
+def test_the_python_api_refits_when_asked(home, sites):
+    model = medserve.load("heart", home=home)
+    local = model.recalibrate(pd.read_csv(sites / "va.csv"), refit=True)
+    assert local.ref == "heart:2" and local.lineage["parent"] == "heart:1"
+    assert local.lineage["refit"] is True

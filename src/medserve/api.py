@@ -44,6 +44,7 @@ from medserve.flows.common import load_model
 from medserve.flows.evaluate import EvaluationOutcome, evaluate_stored
 from medserve.flows.predict import refuse_unseen_levels, risk_scores
 from medserve.flows.recalibrate import recalibrate_stored
+from medserve.flows.refit import refit_stored
 from medserve.flows.tables import Table, read_source
 from medserve.flows.train import TrainOutcome, TrainRequest, train_and_register
 from medserve.modeling import TrainedModel
@@ -366,14 +367,22 @@ class Model:
         method: str = "auto",
         seed: int = 0,
         source_name: str | None = None,
+        refit: bool = False,
     ) -> Model:
         """Local updating, as `medserve recalibrate`: this model's risk recalibrated to the
         labelled rows of ``data`` (``method`` "auto", "intercept" or "slope"), registered as
-        a new candidate version with this one as its parent; returns it. Audited first."""
+        a new candidate version with this one as its parent; returns it. Audited first.
+        With ``refit``, the model is trained anew on ``data`` instead (`--refit`)."""
+        source = data if isinstance(data, pd.DataFrame) else Path(data)
+        if refit:
+            refitted = refit_stored(
+                self._settings, self.ref, source, target=target, source_name=source_name
+            )
+            return load(refitted.version.ref, settings=self._settings)
         outcome = recalibrate_stored(
             self._settings,
             self.ref,
-            data if isinstance(data, pd.DataFrame) else Path(data),
+            source,
             target=target,
             method=method,  # type: ignore[arg-type]
             seed=seed,
