@@ -224,3 +224,31 @@ def test_after_a_shadow_stops_the_view_compares_the_last_one_alone(home, patient
         )
     shadow = run_json("monitor", "heart")["shadow"]
     assert shadow["version"] == 3 and shadow["n"] == 40
+
+
+def test_outcomes_from_a_hospitals_export_are_stored_all_or_none(home, patients, tmp_path):
+    ids = log_rows(home, patients.head(20), with_outcomes=False)
+    outcomes = (patients.head(20)["num"] > 0).astype(int).tolist()
+    export = tmp_path / "outcomes.csv"
+    pd.DataFrame({"prediction_id": ids, "outcome": outcomes}).to_csv(export, index=False)
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"prediction_id": [ids[0], "f" * 32], "outcome": [1, 0]}).to_csv(bad, index=False)
+    refused = run("predictions", "outcomes", "heart", "--data", bad)
+    assert_clean_failure(refused, "logged no prediction with id", code=3)
+    assert run_json("monitor", "heart")["log"]["outcomes"] == 0  # nothing of it stored
+    stored = run_json("predictions", "outcomes", "heart", "--data", export)
+    assert stored["stored"] == 20 and stored["prediction_ids"] == ids
+    assert run_json("monitor", "heart")["log"]["outcomes"] == 20
+    again = run("predictions", "outcomes", "heart", "--data", export)
+    assert_clean_failure(again, "has an outcome already", code=1)
+    with Registry(Settings(home=home)) as registry:
+        records = list(export_records(registry.engine))
+    assert [r["n_records"] for r in records if r["route"] == "cli feedback"] == [2, 20, 20]
+
+
+def test_an_outcome_that_is_not_0_or_1_names_its_row(home, patients, tmp_path):
+    ids = log_rows(home, patients.head(2), with_outcomes=False)
+    export = tmp_path / "outcomes.csv"
+    pd.DataFrame({"prediction_id": ids, "outcome": ["1", "yes"]}).to_csv(export, index=False)
+    result = run("predictions", "outcomes", "heart", "--data", export)
+    assert_clean_failure(result, "row 2: outcome 'yes' is not 0 or 1", code=2)

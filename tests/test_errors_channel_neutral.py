@@ -23,6 +23,7 @@ from medserve.flows.evaluate import evaluate_stored
 from medserve.flows.fhir_binding import store as store_binding
 from medserve.flows.imports import import_model, importable_families
 from medserve.flows.monitor import purge as purge_predictions
+from medserve.flows.monitor import record_outcome_file
 from medserve.flows.predict import predict_file
 from medserve.flows.refit import refit_stored
 from medserve.storage import Registry
@@ -152,6 +153,7 @@ def test_every_option_an_error_names_is_a_flag_and_a_library_parameter():
         Registry.delete,
         store_binding,
         purge_predictions,
+        record_outcome_file,
         refit_stored,
     )
     for function in functions:

@@ -25,6 +25,7 @@ from medserve.errors import (
     IntegrityError,
     MedserveError,
     ModelNotFound,
+    PredictionNotFound,
     RegistryError,
 )
 from medserve.evaluation import Metric
@@ -42,6 +43,7 @@ EXIT_CODES: dict[type, int] = {
     ConfigError: 2,
     ExplanationUnavailable: 2,
     ModelNotFound: 3,
+    PredictionNotFound: 3,
     IntegrityError: 4,
     RegistryError: 5,
     AuthError: 6,

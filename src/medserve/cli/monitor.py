@@ -1,12 +1,15 @@
-"""`medserve monitor NAME` and `medserve predictions purge`: the monitoring view of a
+"""`medserve monitor NAME`, `medserve predictions outcomes NAME --data FILE` and
+`medserve predictions purge`: the monitoring view of a
 deployed model for a person (drift per window, live performance, the shadow compared with
-production, card feedback) and the retention purge of the prediction log.
+production, card feedback), outcomes from a hospital's export, and the retention purge of
+the prediction log.
 
 Thin shells over flows/monitor.py. Everything shown is an aggregate; a window or result
 with fewer than MEDSERVE_MONITOR_MIN_N rows reads "suppressed", never a number."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -22,6 +25,7 @@ from medserve.cli._common import (
     print_json,
     settings,
 )
+from medserve.cli.options import DecimalOption, EncodingOption, SepOption, read_options
 
 app = typer.Typer()
 predictions = typer.Typer(
@@ -240,3 +244,47 @@ def predictions_purge(
         f"{purged.windows} drift windows from before {purged.before.isoformat(timespec='seconds')}",
         soft_wrap=True,
     )
+
+
+@predictions.command("outcomes")
+@handle_errors
+def predictions_outcomes(
+    name: Annotated[str, typer.Argument(help="The model name.")],
+    data: Annotated[
+        Path, typer.Option("--data", help="A table of outcomes: one row per prediction.")
+    ],
+    id_column: Annotated[
+        str, typer.Option("--id-column", help="The column holding the prediction ids.")
+    ] = "prediction_id",
+    outcome_column: Annotated[
+        str, typer.Option("--outcome-column", help="The column holding the outcome (0 or 1).")
+    ] = "outcome",
+    subject_column: Annotated[
+        str | None,
+        typer.Option(
+            "--subject-column",
+            help="Instead of ids: the column of subject ids the predict calls carried; the "
+            "outcome goes to the subject's latest prediction at or before --at-column.",
+        ),
+    ] = None,
+    at_column: Annotated[
+        str | None, typer.Option("--at-column", help="With --subject-column: the time.")
+    ] = None,
+    sep: SepOption = None,
+    decimal: DecimalOption = None,
+    encoding: EncodingOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Send observed outcomes for earlier predictions from a file (as POST
+    /v1/models/NAME/feedback does): all stored or none."""
+    from medserve.flows.monitor import record_outcome_file
+
+    ids = record_outcome_file(
+        settings(), name, data, id_column=id_column, outcome_column=outcome_column,
+        subject_column=subject_column, at_column=at_column,
+        read=read_options(sep, decimal, encoding),
+    )  # fmt: skip
+    if as_json:
+        print_json({"model": name, "stored": len(ids), "prediction_ids": ids})
+        return
+    out.print(f"stored {len(ids)} outcomes for {name}; see `medserve monitor {name}`")

@@ -14,23 +14,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from medserve.config import Settings
+from medserve.data import ReadOptions
 from medserve.deid.pseudonym import pseudonym
 from medserve.errors import (
     ConfigError,
+    DataError,
     DuplicateOutcome,
     ModelNotFound,
     PredictionNotFound,
     option,
 )
+from medserve.flows.tables import Table, read_source
 from medserve.monitoring.drift import DriftThresholds, window_drift
 from medserve.monitoring.performance import live_performance, rolling_performance
 from medserve.monitoring.profile import ReferenceProfile
 from medserve.monitoring.shadow import compare_with_shadow
 from medserve.monitoring.windows import merge_counts
+from medserve.security.local_audit import record_local_action
 from medserve.storage.cds_cards import CardLog
 from medserve.storage.drift_counts import DriftCounts
+from medserve.storage.keystore import KeyStore
 from medserve.storage.predictions import PredictionLog, ReportedOutcome, ScoredOutcome
 from medserve.storage.profiles import ProfileStore
 from medserve.storage.registry import ModelVersion, Registry
@@ -149,6 +155,84 @@ def _prediction_id(
 def _named(ids: Sequence[str]) -> str:
     shown = ", ".join(f"'{i}'" for i in ids[:IDS_NAMED])
     return shown + (f" (and {len(ids) - IDS_NAMED} more)" if len(ids) > IDS_NAMED else "")
+
+
+OUTCOME_VALUES = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
+
+
+def record_outcome_file(
+    settings: Settings,
+    name: str,
+    data: Table,
+    *,
+    id_column: str = "prediction_id",
+    outcome_column: str = "outcome",
+    subject_column: str | None = None,
+    at_column: str | None = None,
+    read: ReadOptions | None = None,
+) -> list[str]:
+    """Outcomes from a table (a hospital's export: one row per prediction), as the
+    feedback route takes them: by ``id_column``, or by ``subject_column`` and
+    ``at_column``. All stored or none; audited (how many, never which) before storing."""
+    source = read_source(data, read=read)
+    frame = source.frame
+    by_subject = subject_column is not None
+    needed = [outcome_column, *([subject_column] if by_subject else [id_column])]
+    if at_column is not None:
+        needed.append(at_column)
+    missing = [str(c) for c in needed if c not in frame.columns]
+    if missing:
+        which = option("subject_column") if by_subject else option("id_column")
+        raise DataError(
+            f"{source.name} has no column {', '.join(map(repr, missing))}; name the columns "
+            f"with {option('outcome_column')} and {which}"
+        )
+    columns = (id_column, outcome_column, subject_column, at_column)
+    reports = [
+        _report_of(source.name, row, n, *columns)
+        for n, row in enumerate(frame.to_dict("records"), 1)
+    ]
+    if not reports:
+        raise DataError(f"{source.name} has no rows")
+    key = KeyStore(settings).purpose_key(SUBJECT_PURPOSE)
+    with Registry(settings) as registry:
+        versions = registry.versions(name)
+        if not versions:
+            _no_model(name)
+        record_local_action(
+            settings, registry.engine, "feedback", versions[-1], n_records=len(reports)
+        )
+        return record_outcomes(
+            PredictionLog(registry.engine), name, reports, SubjectPseudonyms(key)
+        )
+
+
+def _report_of(
+    source: str,
+    row: dict[str, Any],
+    n: int,
+    id_column: str,
+    outcome_column: str,
+    subject_column: str | None,
+    at_column: str | None,
+) -> OutcomeReport:
+    outcome = OUTCOME_VALUES.get(str(row[outcome_column]).strip())
+    if outcome is None:
+        raise DataError(
+            f"{source} row {n}: outcome {str(row[outcome_column])[:20]!r} is not 0 or 1"
+        )
+    at = None
+    if at_column is not None:
+        moment = pd.to_datetime(row[at_column], utc=True, errors="coerce")
+        if pd.isna(moment) or not 1900 <= moment.year <= 2200:
+            raise DataError(f"{source} row {n}: column '{at_column}' is not a date and time")
+        at = moment.to_pydatetime()
+    if subject_column is not None:
+        subject = row[subject_column]
+        if subject is None or (isinstance(subject, float) and np.isnan(subject)):
+            raise DataError(f"{source} row {n}: column '{subject_column}' is empty")
+        return OutcomeReport(outcome=outcome, subject=str(subject), at=at)
+    return OutcomeReport(outcome=outcome, prediction_id=str(row[id_column]), observed_at=at)
 
 
 class Monitoring:
