@@ -171,6 +171,12 @@ class Settings(BaseSettings):
         description="Where drift alerts are POSTed as JSON (aggregates only), e.g. a chat "
         "or paging webhook; unset: alerts go to the log and the gauges only.",
     )
+    ui_session_s: int = Field(
+        default=8 * 3600,
+        ge=60,
+        le=7 * 86_400,
+        description="How long a dashboard session lasts after sign-in, in seconds (8 h).",
+    )
     batching: dict[str, BatchPolicy | None] = Field(
         default_factory=dict,
         description="Dynamic batching per model name, as JSON: "

@@ -18,7 +18,7 @@ def test_opening_migrates_to_the_newest_schema(registry: Registry) -> None:
     assert "model_versions" in inspector.get_table_names()
     with registry.engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")).all() == [
-            ("0005",)
+            ("0006",)
         ]
 
 

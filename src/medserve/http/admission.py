@@ -52,14 +52,21 @@ from typing import Any
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
+from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Match
 
 from medserve.errors import AuthError, MedserveError, PayloadTooLarge, RateLimited
 from medserve.http.deps import (
     ADMITTED_KEY,
+    UI_OPEN_PATHS,
+    UI_SESSION,
+    UI_SIGN_IN,
+    UI_STATIC_PREFIX,
     EhrTokenRequirement,
     RoleRequirement,
     role_refusal,
+    session_cookie,
+    ui_path,
 )
 from medserve.http.observability import audit_unavailable, request_record
 from medserve.http.problems import error_problem, for_path, problem
@@ -67,6 +74,7 @@ from medserve.security.api_keys import ApiKey, ApiKeyStore
 from medserve.security.audit import AuditWriter
 from medserve.security.key_cache import RecentKeys
 from medserve.security.rate_limit import RateLimiter
+from medserve.security.sessions import UiSession, UiSessions
 
 # Why a request was refused before its key was known (for the audit trail).
 PREAUTH_REFUSAL = "medserve.preauth_refusal"
@@ -125,8 +133,10 @@ class CredentialsBeforeBody:
         recent_keys: RecentKeys,
         max_body_bytes: int,
         audit: Callable[[], AuditWriter | None],
+        sessions: UiSessions | None = None,
     ) -> None:
         self.app = app
+        self._sessions = sessions
         self._routes = routes
         self._open_paths = frozenset(open_paths)
         self._keys = keys
@@ -141,6 +151,9 @@ class CredentialsBeforeBody:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope["path"] in self._open_paths:
             await self.app(scope, receive, send)
+            return
+        if self._sessions is not None and ui_path(scope["path"]):
+            await self._admit_ui(scope, receive, send)
             return
         credentials = [value for name, value in scope["headers"] if name == b"authorization"]
         token = _bearer_token(credentials[0]) if len(credentials) == 1 else None
@@ -196,6 +209,68 @@ class CredentialsBeforeBody:
             return
         scope[ADMITTED_KEY] = key
         await self.app(scope, receive, send)
+
+    async def _admit_ui(self, scope: dict, receive: Callable, send: Callable) -> None:
+        """The dashboard: its session cookie instead of a bearer key. The sign-in page and
+        the static files are open; without a live session a page redirects to sign-in
+        (303) and anything else is 401; a live session's key is rate-limited, its role
+        checked against the route's, and admitted as a bearer key is."""
+        if scope["path"] in UI_OPEN_PATHS or scope["path"].startswith(UI_STATIC_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        assert self._sessions is not None
+        token = session_cookie(scope)
+        route, needs = self._match(scope)
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        session, error = await asyncio.get_running_loop().run_in_executor(
+            self._key_lookups, self._admit_session, token, address
+        )
+        response = None
+        if session is None:
+            scope[PREAUTH_REFUSAL] = (
+                ADDRESS_RATE_LIMITED if isinstance(error, RateLimited) else UNAUTHENTICATED
+            )
+            if scope["method"] in ("GET", "HEAD") and not isinstance(error, RateLimited):
+                response = RedirectResponse(UI_SIGN_IN, status_code=303)
+            else:
+                assert error is not None
+                response = error_problem(error)
+        else:
+            key = session.key
+            error = self._limit(key)
+            if error is None and needs is not None and needs.roles is not None:
+                error = role_refusal(key, needs.roles)
+            response = error_problem(error) if error is not None else None
+            if response is None:
+                response = self._refusal_of_a_known_key(scope)
+            if response is not None:
+                request_record(scope).key = key
+        if response is not None:
+            if route is not None:
+                scope["route"] = route
+            response.headers["Cache-Control"] = "no-store"
+            await response(scope, receive, send)
+            return
+        scope[ADMITTED_KEY] = session.key
+        scope[UI_SESSION] = session
+        await self.app(scope, receive, send)
+
+    def _admit_session(
+        self, token: str | None, address: str
+    ) -> tuple[UiSession | None, MedserveError | None]:
+        """On a key-lookup thread: the live session of ``token``, or why there is none (a
+        request without one counts against its address, as one without a key does)."""
+        assert self._sessions is not None
+        session = self._sessions.resolve(token)
+        if session is not None:
+            return session, None
+        try:
+            self._address_limiter.check(address)
+        except RateLimited as limited:
+            return None, limited
+        return None, AuthError("sign in first: the session is missing, has ended, or its key "
+                               "was revoked")  # fmt: skip
 
     async def _admit_ehr(
         self, scope: dict, receive: Callable, send: Callable, credentials: list, route: Any

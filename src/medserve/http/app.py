@@ -30,6 +30,9 @@ from medserve.http.routes import (
     predict,
     report,
 )
+from medserve.http.routes.ui import models as ui_models  # noqa: F401 (its routes join the router)
+from medserve.http.routes.ui import pages as ui_pages
+from medserve.http.routes.ui import session as ui_session  # noqa: F401 (likewise)
 from medserve.interop.fhir.client import FhirClient
 from medserve.monitoring.alerts import DriftWatch
 from medserve.monitoring.recorder import PredictionRecorder
@@ -42,6 +45,7 @@ from medserve.security.audit import AuditLog, AuditWriter
 from medserve.security.ehr_jwt import EhrTokenVerifier
 from medserve.security.key_cache import RecentKeys
 from medserve.security.rate_limit import MemoryRateLimiter, RateLimiter
+from medserve.security.sessions import UiSessions
 from medserve.storage import Registry
 from medserve.storage.bindings import BindingStore
 from medserve.storage.cds_cards import CardLog
@@ -133,6 +137,7 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     app.state.settings = settings
     app.state.registry = registry
     app.state.keys = ApiKeyStore(registry.engine)
+    app.state.ui_sessions = UiSessions(registry.engine, app.state.keys, settings.ui_session_s)
     app.state.key_lookups = key_lookups
     app.state.recent_keys = RecentKeys(settings.key_cache_s)
     app.state.audit = audit_writer
@@ -161,6 +166,7 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     app.include_router(fhir.router)
     app.include_router(cds_hooks.router)
     app.include_router(monitoring.router)
+    app.include_router(ui_pages.router)  # the dashboard: ui.session and ui.models add to it
     # Inside RequestBookkeeping (added later, so outside): every refusal is counted there.
     app.add_middleware(
         CredentialsBeforeBody,
@@ -173,6 +179,7 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         recent_keys=app.state.recent_keys,
         max_body_bytes=settings.max_body_bytes,
         audit=lambda: app.state.audit,
+        sessions=app.state.ui_sessions,
     )
     app.add_middleware(
         RequestBookkeeping,

@@ -31,6 +31,7 @@ from medserve.scoring.predictor import Prediction, Predictor
 from medserve.security.api_keys import ApiKey, ApiKeyStore
 from medserve.security.ehr_jwt import EhrCaller, EhrTokenVerifier
 from medserve.security.rate_limit import RateLimiter
+from medserve.security.sessions import UiSession
 from medserve.storage import Registry
 from medserve.storage.cds_cards import CardLog
 
@@ -39,6 +40,64 @@ bearer = HTTPBearer(auto_error=False, description="An API key: `medserve keys cr
 
 # Where the admission middleware (http/admission.py) leaves the key it has checked.
 ADMITTED_KEY = "medserve.admitted_key"
+# ... and, for the dashboard (/ui), the session it has checked.
+UI_SESSION = "medserve.ui_session"
+UI_PREFIX = "/ui"
+UI_SIGN_IN = "/ui/login"
+UI_STATIC_PREFIX = "/ui/static/"
+# Dashboard paths open without a session: the sign-in page (GET, and its POST).
+UI_OPEN_PATHS = frozenset({UI_SIGN_IN})
+SESSION_COOKIE = "medserve_session"
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "x-csrf-token"
+
+
+def ui_path(path: str) -> bool:
+    """True for the dashboard's paths (/ui and below)."""
+    return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
+
+
+def session_cookie(scope: dict) -> str | None:
+    """The dashboard session's token from the request's Cookie header, or None."""
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                key, _, token = part.strip().partition("=")
+                if key == SESSION_COOKIE and token:
+                    return token
+    return None
+
+
+async def ui_session(request: Request) -> UiSession:
+    """The signed-in dashboard session (the admission middleware checked it); 401 when a
+    route is reached without one."""
+    session = request.scope.get(UI_SESSION)
+    if session is None:
+        raise AuthError("sign in first: the session is missing or has ended")
+    request_record(request.scope).key = session.key
+    return session
+
+
+UiUser = Annotated[UiSession, Depends(ui_session)]
+
+
+async def csrf_checked(request: Request, session: UiUser) -> UiSession:
+    """The session, once the request's CSRF token (form field ``csrf`` or header
+    X-CSRF-Token) is the session's; 403 otherwise. Every dashboard form that changes
+    something takes it."""
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if not session.csrf_matches(sent):
+        raise Forbidden("the form's CSRF token is missing or wrong: reload the page and retry")
+    return session
+
+
+CsrfChecked = Annotated[UiSession, Depends(csrf_checked)]
 
 
 async def authenticated(

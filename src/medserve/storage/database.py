@@ -18,7 +18,7 @@ from medserve.core.files import create_private
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration (tests/storage/test_migrations.py holds it to the scripts): a
 # database already there opens without importing Alembic (~0.3 s of a server's start).
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 SQLITE_BUSY_TIMEOUT_S = 30
 
 
