@@ -76,9 +76,11 @@ class Running:
         lifespan = app.router.lifespan_context(app)
         self._stack.enter_context(self.portal.wrap_async_context_manager(lifespan))
 
-    def client(self, headers: dict[str, str]) -> httpx.Client:
+    def client(
+        self, headers: dict[str, str], base_url: str = "http://testserver"
+    ) -> httpx.Client:
         transport = PortalTransport(self.app, self.portal)
-        return httpx.Client(transport=transport, base_url="http://testserver", headers=headers)
+        return httpx.Client(transport=transport, base_url=base_url, headers=headers)
 
     def stop(self) -> None:
         self._stack.close()

@@ -226,7 +226,7 @@ def test_alerts_reach_the_webhook_as_aggregates_only(sites_service, heart_sites)
         service = sites_service(monitor_webhook_url=receiver.url)
         swiss = heart_sites[heart_sites["dataset"] == "Switzerland"]
         _score(service, _records(swiss))
-        assert service.app.state.scoring.recorder.flush(10)
+        assert service.app.state.scoring.recorder.flush(10, measure=True)
         assert receiver.arrived.wait(10)
         import time
 

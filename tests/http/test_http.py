@@ -23,6 +23,13 @@ from medserve.storage import Registry
 from medserve.storage.keystore import KeyStore
 
 UNPROTECTED = {"/healthz", "/readyz"}
+# The dashboard's open paths: its sign-in page and its stylesheet (tests/http/
+# test_dashboard_http.py walks the rest, which a session cookie admits, never a key).
+UI_OPEN = {"/ui/login", "/ui/static/{name}"}
+
+
+def dashboard(template: str) -> bool:
+    return template == "/ui" or template.startswith("/ui/")
 
 
 @dataclass(frozen=True)
@@ -86,8 +93,10 @@ def test_health_checks_need_no_credential(service):
         assert ready == {"status": "ready", "models": 2, "unavailable": 0}  # counts, no names
 
 
-def test_every_other_route_refuses_missing_wrong_and_revoked_keys(service):
-    """Walks app.routes so that a new route cannot slip in unprotected."""
+def test_every_other_route_refuses_missing_wrong_and_revoked_keys(start_service):
+    """Walks app.routes so that a new route cannot slip in unprotected (with no limit per
+    address: the walk sends more refused requests than a minute's allowance)."""
+    service = start_service(unauthenticated_per_minute=0)
     routes = list(walk_routes(service.app.routes))
     assert {route.path for route in routes} >= {"/v1/models", "/metrics", "/openapi.json"}
     admin = ApiKeyStore(service.app.state.registry.engine)
@@ -100,7 +109,7 @@ def test_every_other_route_refuses_missing_wrong_and_revoked_keys(service):
         "revoked": {"Authorization": f"Bearer {revoked}"},
     }
     protected = [
-        (route.path, method) for route in routes if route.path not in UNPROTECTED
+        (route.path, method) for route in routes if route.path not in UNPROTECTED | UI_OPEN
         for method in route.methods
     ]  # fmt: skip
     checked = []
@@ -110,6 +119,11 @@ def test_every_other_route_refuses_missing_wrong_and_revoked_keys(service):
                 response = client.request(
                     method, concrete(template), headers=headers, json={"records": [{}]}
                 )
+                if dashboard(template):  # no session: a page goes to sign-in, the rest 401
+                    expected_status = 303 if method == "GET" else 401
+                    assert response.status_code == expected_status, (method, template, label)
+                    checked.append((template, method, label))
+                    continue
                 assert response.status_code == 401, (method, template, label)
                 expected = (
                     "application/fhir+json" if "/fhir" in template else ("application/problem+json")
@@ -118,7 +132,8 @@ def test_every_other_route_refuses_missing_wrong_and_revoked_keys(service):
                 assert response.headers["www-authenticate"] == "Bearer"
                 checked.append((template, method, label))
     # Every protected route and method was refused with every kind of bad credential.
-    assert {template for template, _ in protected} == {r.path for r in routes} - UNPROTECTED
+    walked = {r.path for r in routes} - UNPROTECTED - UI_OPEN
+    assert {template for template, _ in protected} == walked
     assert len(protected) >= 8
     assert len(checked) == len(set(checked)) == len(protected) * len(credentials)
 
@@ -131,7 +146,7 @@ def test_every_route_but_health_declares_an_audit_subject_and_leaves_one_record(
     service = reported_service
     routes = list(walk_routes(service.app.routes))
     undeclared = {r.path for r in routes if not declares_audit_subject(r.dependant)}
-    assert undeclared == UNPROTECTED
+    assert undeclared == UNPROTECTED | {"/ui/static/{name}"}  # a stylesheet: no subject
     sent: dict[str, tuple[str, str]] = {}
     with service.client("admin") as client:
         # A prediction for the feedback route to give an outcome to (audited as any).
@@ -146,7 +161,7 @@ def test_every_route_but_health_declares_an_audit_subject_and_leaves_one_record(
             "POST",
         )
         for number, route in enumerate(routes):
-            if clinical(route.path):
+            if clinical(route.path) or dashboard(route.path):
                 continue
             for method in sorted(route.methods):
                 request_id = f"walk-{number}-{method}"

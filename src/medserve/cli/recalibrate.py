@@ -29,6 +29,7 @@ from medserve.cli.options import (
     read_options,
 )
 from medserve.data import ReadOptions
+from medserve.errors import ConfigError
 
 app = typer.Typer()
 
@@ -68,6 +69,8 @@ def recalibrate(
     from medserve.flows.recalibrate import SHOWN, recalibrate_stored
 
     if refit:
+        if method != "auto":
+            raise ConfigError("--method chooses a recalibration; --refit trains anew: give one")
         _refit(model, data, target, positive, positive_if, read_options(sep, decimal, encoding),
                as_json)  # fmt: skip
         return

@@ -311,6 +311,11 @@ class Monitoring:
             ],
         }
 
+    def _resamples(self, n: int) -> int:
+        """Bootstrap resamples for ``n`` rows: 500, fewer for many rows (the view's cost
+        grows with rows × resamples; at 10,000 rows 200 still give stable 95% CIs)."""
+        return max(100, min(500, 2_000_000 // max(n, 1)))
+
     def _performance(
         self,
         served: list[ScoredOutcome],
@@ -326,7 +331,10 @@ class Monitoring:
             y = np.array([row.outcome for row in rows], dtype=int)
             risk = np.array([row.risk for row in rows], dtype=float)
             by_version[str(version)] = {
-                "overall": live_performance(y, risk, threshold, min_n=self.settings.monitor_min_n),
+                "overall": live_performance(
+                    y, risk, threshold, min_n=self.settings.monitor_min_n,
+                    n_resamples=self._resamples(len(y)),
+                ),  # fmt: skip
                 "windows": rolling_performance(
                     [row.made_at for row in rows],
                     y,
@@ -336,6 +344,7 @@ class Monitoring:
                     now=now,
                     n_windows=PERFORMANCE_WINDOWS,
                     min_n=self.settings.monitor_min_n,
+                    n_resamples=self._resamples(len(y)),
                 ),
             }
         return {"versions": by_version}
@@ -371,6 +380,7 @@ class Monitoring:
             else 0.5,
             threshold_shadow=_threshold(versions, shadow_version),
             min_n=self.settings.monitor_min_n,
+            n_resamples=self._resamples(len(y)),
         )
         return {
             "version": shadow_version,

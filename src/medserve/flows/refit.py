@@ -1,7 +1,9 @@
 """Refitting a stored model on a local site's data, when asked for (`medserve recalibrate
 … --refit`): the same family, features, outcome definition, seed and validation as the
 parent, trained anew on the local rows and registered as the next version of the name
-(a candidate), its parent in the lineage, with its own training report.
+(a candidate), its parent in the lineage, with its own training report. The parent's
+threshold rule, folds and missing tokens carry over; the columns' types are inferred
+again from the local data (a column may read differently there). Audited first.
 
 Recalibration is the default local update because it keeps what the development data
 taught the model and only corrects its calibration; refitting replaces that with what a
@@ -19,6 +21,7 @@ from medserve.flows.prepare import TrainRequest
 from medserve.flows.tables import Table, read_source
 from medserve.flows.train import TrainOutcome, train_and_register
 from medserve.modeling.families.imported import is_imported
+from medserve.security.local_audit import record_local_action
 from medserve.storage import Registry
 
 
@@ -62,6 +65,10 @@ def refit_stored(
     if positive is None and positive_if is None and outcome is not None:
         positive, positive_if = outcome.positive, outcome.positive_if
     text = [spec.name for spec in model.schema.features if spec.type == "text"]
+    rule = model.threshold_rule
+    missing = {
+        spec.name: spec.missing_tokens for spec in model.schema.features if spec.missing_tokens
+    }
     request = TrainRequest(
         data=frame,
         name=parent.name,
@@ -71,9 +78,17 @@ def refit_stored(
         family=parent.family,
         seed=int(parent.params.get("seed", 0)) if seed is None else seed,
         validation=str(parent.params.get("validation") or "cv"),
+        cv=int(model.info.get("cv_folds") or 5),
+        # The same definition of "flagged" as the parent's, and the same missing tokens.
+        threshold_for=None if rule.kind == "youden" else f"{rule.kind}={rule.target}",
+        missing=missing or None,
         ignore=[name for name in frame.columns if name not in features and name != column],
         text=text or None,
         source_name=source.name,
         parent=parent.ref,
     )
+    with Registry(settings) as registry:
+        # The local rows are read to train on: the trail says who, which model, how many,
+        # before anything is trained or registered (no record, no refit: fail closed).
+        record_local_action(settings, registry.engine, "refit", parent, n_records=len(frame))
     return train_and_register(settings, request, progress)

@@ -52,7 +52,7 @@ from typing import Any
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
-from starlette.responses import RedirectResponse
+from starlette.responses import HTMLResponse, RedirectResponse
 from starlette.routing import BaseRoute, Match
 
 from medserve.errors import AuthError, MedserveError, PayloadTooLarge, RateLimited
@@ -69,7 +69,7 @@ from medserve.http.deps import (
     ui_path,
 )
 from medserve.http.observability import audit_unavailable, request_record
-from medserve.http.problems import error_problem, for_path, problem
+from medserve.http.problems import error_problem, for_path, http_status, problem
 from medserve.security.api_keys import ApiKey, ApiKeyStore
 from medserve.security.audit import AuditWriter
 from medserve.security.key_cache import RecentKeys
@@ -241,7 +241,7 @@ class CredentialsBeforeBody:
             error = self._limit(key)
             if error is None and needs is not None and needs.roles is not None:
                 error = role_refusal(key, needs.roles)
-            response = error_problem(error) if error is not None else None
+            response = _ui_refusal(scope, error) if error is not None else None
             if response is None:
                 response = self._refusal_of_a_known_key(scope)
             if response is not None:
@@ -362,6 +362,22 @@ class CredentialsBeforeBody:
         if partial_needs is not None and partial_needs.ehr_token:
             return partial, partial_needs
         return partial, None
+
+
+def _ui_refusal(scope: dict, error: MedserveError) -> Any:
+    """A dashboard page refused to a signed-in person (a role that may not, too many
+    requests): an HTML page with the dashboard's private headers; anything but a page
+    read, problem+json."""
+    if scope["method"] not in ("GET", "HEAD"):
+        return error_problem(error)
+    from medserve.reporting.dashboard import CONTENT_SECURITY_POLICY, render_page
+
+    html = render_page(
+        "error.html.j2", role=None, key_name=None, csrf=None, csrf_field="csrf",
+        title="Not for this key", message=error.message,
+    )  # fmt: skip
+    headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Frame-Options": "DENY"}
+    return HTMLResponse(html, status_code=http_status(error), headers=headers)
 
 
 def _bearer_token(value: bytes) -> str | None:

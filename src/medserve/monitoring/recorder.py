@@ -48,6 +48,8 @@ MAX_BATCH = 500
 BATCH_WAIT_S = 0.05
 # How often the windows' drift is measured (gauges, alerts), at most; and on every flush.
 DRIFT_EVERY_S = 30.0
+# Markers a flush puts on the queue: save the counts; save them and measure drift.
+SAVE, MEASURE = "save", "measure"
 # A shadow that cannot score is said in the log at most this often per model and reason.
 SHADOW_WARN_EVERY_S = 60.0
 # How long a version's reference profile (or its absence) is trusted before a re-read.
@@ -103,7 +105,7 @@ class PredictionRecorder:
         self._on_shadow = on_shadow
         self._counts_every_s = counts_every_s
         self.writer = uuid.uuid4().hex
-        self._queue: queue.Queue[Answered | None] = queue.Queue(max_queued)
+        self._queue: queue.Queue[Answered | str] = queue.Queue(max_queued)
         self._windows: dict[WindowKey, Counts] = {}
         self._unsaved: set[WindowKey] = set()
         self._unmeasured: set[WindowKey] = set()
@@ -139,13 +141,14 @@ class PredictionRecorder:
             self._submitted += 1
             self._queued_records += n
 
-    def flush(self, timeout_s: float | None = 10.0) -> bool:
-        """Wait until everything queued so far is logged and its counts saved; False on
-        timeout. Never blocks longer than ``timeout_s`` (a full queue gets no marker: its
-        counts are saved every ``counts_every_s`` all the same)."""
+    def flush(self, timeout_s: float | None = 10.0, *, measure: bool = False) -> bool:
+        """Wait until everything queued so far is logged and its counts saved (and, with
+        ``measure``, drift measured on them); False on timeout. Never blocks longer than
+        ``timeout_s`` (a full queue gets no marker: its counts are saved every
+        ``counts_every_s`` all the same)."""
         with self._progress:
             try:
-                self._queue.put_nowait(None)  # a marker: save the counts, measure drift
+                self._queue.put_nowait(MEASURE if measure else SAVE)
                 self._submitted += 1
             except queue.Full:
                 pass
@@ -159,7 +162,7 @@ class PredictionRecorder:
             if self._closing:
                 return
             self._closing = True
-        self.flush(timeout_s)
+        self.flush(timeout_s, measure=True)  # the last windows' alerts and gauges too
         self._stop.set()
         self._thread.join(timeout_s)
         left = 0
@@ -168,7 +171,7 @@ class PredictionRecorder:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
+            if isinstance(item, Answered):
                 left += len(item.predictions)
         if left:
             self.dropped += left
@@ -182,13 +185,14 @@ class PredictionRecorder:
         last_saved = last_measured = time.monotonic()
         while not self._stop.is_set():
             batch = self._next_batch()
-            answers = [item for item in batch if item is not None]
+            answers = [item for item in batch if isinstance(item, Answered)]
             marker = len(answers) < len(batch)
+            asked = MEASURE in batch
             try:
                 self._log(answers)
                 now = time.monotonic()
                 if marker or now - last_saved >= self._counts_every_s:
-                    measure = marker or now - last_measured >= self._drift_every_s
+                    measure = asked or now - last_measured >= self._drift_every_s
                     self._save_counts(measure=measure)
                     last_saved = now
                     if measure:
@@ -201,7 +205,7 @@ class PredictionRecorder:
                     self._queued_records -= sum(len(a.records) for a in answers)
                     self._progress.notify_all()
 
-    def _next_batch(self) -> list[Answered | None]:
+    def _next_batch(self) -> list[Answered | str]:
         """The answers queued within ``BATCH_WAIT_S`` of the first (up to MAX_BATCH, or
         until a flush marker): one transaction and one count for many requests, even when
         they come one at a time. Empty after ``counts_every_s`` with nothing queued."""
@@ -211,14 +215,14 @@ class PredictionRecorder:
             return []
         batch = [first]
         deadline = time.monotonic() + BATCH_WAIT_S
-        while first is not None and len(batch) < MAX_BATCH:
+        while isinstance(first, Answered) and len(batch) < MAX_BATCH:
             left = deadline - time.monotonic()
             try:
                 item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
             batch.append(item)
-            if item is None:
+            if not isinstance(item, Answered):
                 break
         return batch
 

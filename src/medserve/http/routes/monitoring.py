@@ -106,9 +106,11 @@ class FeedbackResponse(BaseModel):
     prediction_ids: list[str]
 
 
-def _flush(request: Request) -> None:
+def _flush(request: Request, *, measure: bool = False) -> None:
+    """This process's queued predictions logged (and, with ``measure``, their windows'
+    drift measured: the gauges and alerts as of now)."""
     recorder = request.app.state.scoring.recorder
-    if recorder is not None and not recorder.flush(FLUSH_WAIT_S):
+    if recorder is not None and not recorder.flush(FLUSH_WAIT_S, measure=measure):
         raise RegistryError(
             "the prediction log is behind (it could not catch up in time); try again shortly"
         )
@@ -169,7 +171,7 @@ async def monitoring(
     subject.model = name
 
     def work() -> JSONResponse:
-        _flush(request)
+        _flush(request, measure=True)
         view = Monitoring(settings, registry).view(name)
         subject.model_version = view["production_version"]
         return JSONResponse(view)
