@@ -251,3 +251,26 @@ def test_sign_in_with_the_keyboard_alone(tab, served):
     page.keyboard.press("Enter")
     page.wait_for_url(f"{served.url}/ui/models")
     assert page.get_by_text("Signed in as dashboard-predictor (predictor)").is_visible()
+
+
+def test_what_if_follows_each_change_with_the_risk_and_its_waterfall(tab, served, shots):
+    page = tab.page
+    sign_in(page, served, served.predictor)
+    page.goto(f"{served.url}/ui/models/heart")
+    page.get_by_role("link", name="What if…").click()
+    page.wait_for_url(f"{served.url}/ui/models/heart/whatif")
+    page.get_by_label("age", exact=False).first.fill("63")
+    page.get_by_label("sex", exact=False).first.select_option("Male")
+    result = page.locator("#result h2")
+    result.wait_for()  # no button pressed: the page's script scored the change
+    first = result.inner_text()
+    assert first.startswith("Risk ") and "%" in first
+    assert page.locator("#result svg.waterfall rect").count() >= 2
+    page.get_by_label("cp", exact=False).first.select_option("asymptomatic")
+    page.wait_for_function(
+        "first => document.querySelector('#result h2').innerText !== first", arg=first
+    )
+    page.get_by_label("age", exact=False).first.fill("900")
+    page.locator("#result [role=alert]").wait_for()
+    assert "plausible range" in page.locator("#result").inner_text()
+    page.screenshot(path=shots / "what-if.png", full_page=True)

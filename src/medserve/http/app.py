@@ -30,9 +30,13 @@ from medserve.http.routes import (
     predict,
     report,
 )
-from medserve.http.routes.ui import models as ui_models  # noqa: F401 (its routes join the router)
+from medserve.http.routes.ui import audit as ui_audit  # noqa: F401 (its routes join the router)
+from medserve.http.routes.ui import keys as ui_keys  # noqa: F401 (likewise, each of these)
+from medserve.http.routes.ui import models as ui_models  # noqa: F401
+from medserve.http.routes.ui import monitoring as ui_monitoring  # noqa: F401
 from medserve.http.routes.ui import pages as ui_pages
-from medserve.http.routes.ui import session as ui_session  # noqa: F401 (likewise)
+from medserve.http.routes.ui import session as ui_session  # noqa: F401
+from medserve.http.routes.ui import whatif as ui_whatif  # noqa: F401
 from medserve.interop.fhir.client import FhirClient
 from medserve.monitoring.alerts import DriftWatch
 from medserve.monitoring.recorder import PredictionRecorder

@@ -10,7 +10,10 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 # The dashboard's own files, served under /ui/static/ (nothing is fetched from elsewhere).
-STATIC_FILES = {"ui.css": "text/css; charset=utf-8"}
+STATIC_FILES = {
+    "ui.css": "text/css; charset=utf-8",
+    "whatif.js": "text/javascript; charset=utf-8",
+}
 # Scripts and styles only from the app itself; no inline script; framed only by itself.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
