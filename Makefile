@@ -4,6 +4,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian's Chromium drives the browser tests (Playwright never downloads a browser).
 CHROMIUM := /usr/bin/chromium
+# axe-core (npm), injected into the dashboard's pages by the browser tests.
+AXE_VERSION := 4.14.1
+AXE := build/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: setup demo test test-fast lint bench anchors-venv clean
 
@@ -17,12 +20,15 @@ $(CHROMIUM):
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
-setup: $(STAMP) $(CHROMIUM)
+$(AXE):
+	npm install --silent --no-audit --no-fund --prefix build/axe axe-core@$(AXE_VERSION)
+
+setup: $(STAMP) $(CHROMIUM) $(AXE)
 
 demo: $(STAMP)
 	$(BIN)/medserve demo
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(AXE)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q

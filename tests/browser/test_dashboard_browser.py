@@ -138,6 +138,7 @@ def tab(browser, served) -> Iterator[Tab]:
     # links no icon). Anything else (a script error, say) fails the test.
     others = [e for e in opened.errors if not e.startswith("Failed to load resource")]
     assert others == []
+    assert not any("favicon" in url for url in opened.requests)  # the pages link no icon
 
 
 def sign_in(page, served: Served, key: str) -> None:
@@ -274,3 +275,70 @@ def test_what_if_follows_each_change_with_the_risk_and_its_waterfall(tab, served
     page.locator("#result [role=alert]").wait_for()
     assert "plausible range" in page.locator("#result").inner_text()
     page.screenshot(path=shots / "what-if.png", full_page=True)
+
+
+AXE = Path(__file__).resolve().parents[2] / "build/axe/node_modules/axe-core/axe.min.js"
+# What a keyboard user must reach on each page: its links, buttons and fields.
+INTERACTIVE = (
+    "a[href], button, input:not([type=hidden]), select, textarea, iframe, "
+    "[tabindex]:not([tabindex='-1'])"
+)
+PAGES = (
+    "/ui/login", "/ui/models", "/ui/models/heart", "/ui/models/heart?a=1&b=2",
+    "/ui/models/heart/versions/2/archive", "/ui/models/heart/whatif",
+    "/ui/models/heart/monitoring", "/ui/audit", "/ui/keys",
+)  # fmt: skip
+
+
+def _axe_violations(page) -> list[str]:
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        ".filter(v => ['serious', 'critical'].includes(v.impact))"
+        ".map(v => `${v.id}: ${v.nodes.map(n => n.target.join(' ')).join(', ')}`)"
+    )
+    return list(found)
+
+
+def _keyboard_reaches_everything(page) -> list[str]:
+    """The controls that Tab never reaches from the top of the page."""
+    wanted = page.evaluate(
+        f"() => [...document.querySelectorAll(\"{INTERACTIVE}\")]"
+        ".filter(el => el.offsetParent !== null || el.localName === 'iframe').length"
+    )
+    page.evaluate("() => { document.activeElement && document.activeElement.blur(); }")
+    page.evaluate("() => window.__reached = new Set()")
+    for _ in range(wanted + 3):
+        page.keyboard.press("Tab")
+        page.evaluate(
+            "() => document.activeElement && document.activeElement !== document.body"
+            " && window.__reached.add(document.activeElement)"
+        )
+    missing = page.evaluate(
+        f"() => [...document.querySelectorAll(\"{INTERACTIVE}\")]"
+        ".filter(el => el.offsetParent !== null || el.localName === 'iframe')"
+        ".filter(el => !window.__reached.has(el)).map(el => el.outerHTML.slice(0, 80))"
+    )
+    return list(missing)
+
+
+def test_every_page_passes_axe_and_the_keyboard_reaches_every_control(browser, served, shots):
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: `make setup` installs axe-core (npm)")
+    # axe is injected as a script of the test's own: the page's CSP would refuse it.
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, bypass_csp=True)
+    page = context.new_page()
+    try:
+        page.goto(f"{served.url}/ui/login")
+        assert _axe_violations(page) == [], "/ui/login"
+        assert _keyboard_reaches_everything(page) == [], "/ui/login"
+        sign_in(page, served, served.admin)
+        for path in PAGES[1:]:
+            response = page.goto(f"{served.url}{path}")
+            assert response is not None and response.status == 200, path
+            assert _axe_violations(page) == [], path
+            assert _keyboard_reaches_everything(page) == [], path
+            name = path.strip("/").replace("/", "-").replace("?", "-").replace("&", "-")
+            page.screenshot(path=shots / f"{name}.png", full_page=True)
+    finally:
+        context.close()

@@ -44,6 +44,12 @@ class RecentKeys:
                 return None
             return key
 
+    def forget(self, key_id: str) -> None:
+        """Trust ``key_id`` no more in this process (it was just revoked here)."""
+        with self._lock:
+            for digest in [d for d, (key, _) in self._keys.items() if key.id == key_id]:
+                del self._keys[digest]
+
     def put(self, token: str, key: ApiKey) -> None:
         if self.ttl_s <= 0:
             return
