@@ -155,10 +155,12 @@ def test_html_in_names_and_values_is_escaped(tmp_path, heart_csv, serve_app):
     service = serve_app(create_app(settings), settings)
     with service.client(role=None) as client:
         sign_in(client, service.keys["admin"])
-        pages = [client.get(p) for p in ("/ui/models", "/ui/models/hostile",
-                                         "/ui/models/hostile/versions/1/report")]  # fmt: skip
+        paths = ("/ui/models", "/ui/models/hostile", "/ui/models/hostile/versions/1/report",
+                 "/ui/models/hostile/whatif", "/ui/models/hostile/monitoring", "/ui/audit")
+        pages = [client.get(p) for p in paths]  # fmt: skip
     for page in pages:
         assert page.status_code == 200, page.text
         for raw in (HOSTILE, "<img src=x onerror=1>", "<b>Male</b>"):
             assert raw not in page.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[1].text
+    assert "&lt;img src=x onerror=1&gt;" in pages[3].text  # the what-if form's label
