@@ -11,21 +11,12 @@ import pytest
 from sqlalchemy import update
 
 from medserve.storage.tables import AuditRecordRow
+from support.dashboard import csrf_of, sign_in
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 TOKEN = re.compile(r"ms_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 HOSTILE = "<script>x</script>"
-
-
-def sign_in(client, key: str):
-    form = client.get("/ui/login")
-    token = re.search(r'name="sign_in_token" value="([^"]+)"', form.text).group(1)
-    return client.post("/ui/login", data={"api_key": key, "sign_in_token": token})
-
-
-def csrf_of(page) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
 
 
 def audit_rows(page) -> list[str]:

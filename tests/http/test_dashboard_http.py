@@ -5,7 +5,6 @@ not is refused even for a URL typed by hand; HTML in names and values is escaped
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -16,18 +15,9 @@ from medserve.config import Settings
 from medserve.flows import TrainRequest, train_and_register
 from medserve.http.app import create_app
 from medserve.storage.tables import UiSessionRow
+from support.dashboard import csrf_of, sign_in
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def sign_in(client, key: str):
-    form = client.get("/ui/login")
-    token = re.search(r'name="sign_in_token" value="([^"]+)"', form.text).group(1)
-    return client.post("/ui/login", data={"api_key": key, "sign_in_token": token})
-
-
-def csrf_of(page) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
 
 
 def stage(service, ref: str) -> str:

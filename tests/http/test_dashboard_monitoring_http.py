@@ -11,15 +11,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from support.dashboard import sign_in
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 PAGE = "/ui/models/heart/monitoring"
-
-
-def sign_in(client, key: str):
-    form = client.get("/ui/login")
-    token = re.search(r'name="sign_in_token" value="([^"]+)"', form.text).group(1)
-    return client.post("/ui/login", data={"api_key": key, "sign_in_token": token})
 
 
 def monitoring_page(service, role: str, path: str = PAGE):

@@ -6,7 +6,7 @@ URL typed by hand). Plain ``def`` routes: they read the registry."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -158,59 +158,38 @@ def _confirm(session: UiSession, name: str, version: int, action: str) -> HTMLRe
     )  # fmt: skip
 
 
-@router.get("/models/{name}/versions/{version}/promote")
-def confirm_promote(
+Action = Annotated[Literal["promote", "archive"], Path(description="promote or archive")]
+
+
+@router.get("/models/{name}/versions/{version}/{action}")
+def confirm_staging(
     session: UiUser,
     key: AdminOnly,
     subject: AuditSubject,
     version: VersionPath,
+    action: Action,
     name: str = ModelName,
 ) -> HTMLResponse:
+    """The confirmation page: what promoting (or archiving) the version will do."""
     subject.model, subject.model_version = name, version
-    return _confirm(session, name, version, "promote")
+    return _confirm(session, name, version, action)
 
 
-@router.get("/models/{name}/versions/{version}/archive")
-def confirm_archive(
-    session: UiUser,
-    key: AdminOnly,
-    subject: AuditSubject,
-    version: VersionPath,
-    name: str = ModelName,
-) -> HTMLResponse:
-    subject.model, subject.model_version = name, version
-    return _confirm(session, name, version, "archive")
-
-
-@router.post("/models/{name}/versions/{version}/promote")
-def promote(
+@router.post("/models/{name}/versions/{version}/{action}")
+def stage_version(
     session: CsrfChecked,
     key: AdminOnly,
     subject: AuditSubject,
     registry: RegistryDep,
     version: VersionPath,
+    action: Action,
     name: str = ModelName,
 ) -> Response:
+    """Promote (or archive) the version, once confirmed with the session's CSRF token."""
     subject.model, subject.model_version = name, version
+    ref = f"{name}:{version}"
     try:
-        registry.promote(f"{name}:{version}")
-    except MedserveError as error:
-        return _refused(session, error)
-    return RedirectResponse(f"/ui/models/{name}", status_code=303, headers=PRIVATE_HEADERS)
-
-
-@router.post("/models/{name}/versions/{version}/archive")
-def archive(
-    session: CsrfChecked,
-    key: AdminOnly,
-    subject: AuditSubject,
-    registry: RegistryDep,
-    version: VersionPath,
-    name: str = ModelName,
-) -> Response:
-    subject.model, subject.model_version = name, version
-    try:
-        registry.archive(f"{name}:{version}")
+        registry.promote(ref) if action == "promote" else registry.archive(ref)
     except MedserveError as error:
         return _refused(session, error)
     return RedirectResponse(f"/ui/models/{name}", status_code=303, headers=PRIVATE_HEADERS)
