@@ -154,3 +154,37 @@ def test_html_in_names_and_values_is_escaped(tmp_path, heart_csv, serve_app):
             assert raw not in page.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[1].text
     assert "&lt;img src=x onerror=1&gt;" in pages[3].text  # the what-if form's label
+
+
+def test_forged_sign_in_forms_count_against_the_address(start_service):
+    service = start_service(unauthenticated_per_minute=3)
+    with service.client(role=None) as client:
+        statuses = [
+            client.post("/ui/login", data={"api_key": "x", "sign_in_token": "forged"}).status_code
+            for _ in range(5)
+        ]
+        as_json = client.post("/ui/login", json={"api_key": service.keys["admin"]})
+    assert statuses[:3] == [403] * 3 and statuses[-1] == 429
+    assert as_json.status_code == 415
+
+
+def test_signing_in_again_ends_the_browsers_earlier_session(service):
+    with service.client(role=None) as client:
+        sign_in(client, service.keys["admin"])
+        first = client.cookies.get("medserve_session")
+        sign_in(client, service.keys["admin"])
+        assert client.get("/ui/models").status_code == 200
+    with service.client(role=None) as replay:
+        replay.cookies.set("medserve_session", first, path="/ui")
+        assert replay.get("/ui/models").status_code == 303
+
+
+def test_an_unknown_model_or_version_is_a_page_not_a_problem_document(service):
+    with service.client(role=None) as client:
+        sign_in(client, service.keys["admin"])
+        model = client.get("/ui/models/nosuch")
+        version = client.get("/ui/models/heart/versions/99/promote")
+    for page in (model, version):
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+        assert page.headers["cache-control"] == "no-store"
+    assert "Promote heart:99?" not in version.text

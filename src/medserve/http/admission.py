@@ -216,6 +216,17 @@ class CredentialsBeforeBody:
         (303) and anything else is 401; a live session's key is rate-limited, its role
         checked against the route's, and admitted as a bearer key is."""
         if scope["path"] in UI_OPEN_PATHS or scope["path"].startswith(UI_STATIC_PREFIX):
+            refusal = self._refusal_of_a_known_key(scope) if _sends_body(scope) else None
+            if refusal is None and _sends_body(scope) and not _form_body(scope):
+                refusal = problem(
+                    415, "the sign-in form is sent as application/x-www-form-urlencoded",
+                    kind="unsupported-media-type", code="unsupported_media_type",
+                )  # fmt: skip
+            if refusal is not None:  # a body too large, a wrong type, or no audit trail
+                if not _small_body(scope):
+                    refusal.headers["Connection"] = "close"
+                await refusal(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         assert self._sessions is not None
@@ -362,6 +373,11 @@ class CredentialsBeforeBody:
         if partial_needs is not None and partial_needs.ehr_token:
             return partial, partial_needs
         return partial, None
+
+
+def _form_body(scope: dict) -> bool:
+    media = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
+    return media == b"application/x-www-form-urlencoded"
 
 
 def _ui_refusal(scope: dict, error: MedserveError) -> Any:

@@ -19,6 +19,11 @@
         window.location.assign("/ui/login");
         return null;
       }
+      var type = response.headers.get("Content-Type") || "";
+      if ((response.status !== 200 && response.status !== 422) || type.indexOf("text/html") !== 0) {
+        return "<p class=\"error\" role=\"alert\">Not scored (the server said " +
+          String(response.status) + "): reload the page and try again.</p>";
+      }
       return response.text();
     }).then(function (html) {
       if (html !== null && mine === sent) { result.innerHTML = html; }

@@ -95,7 +95,10 @@ def model_page(
     b: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> HTMLResponse:
     subject.model = name
-    versions = registry.versions(name)
+    try:
+        versions = registry.versions(name)
+    except ModelNotFound as error:
+        return _refused(session, error)
     if not versions:
         return _refused(session, ModelNotFound(f"no model named '{name}'"))
     by_number = {v.version: v for v in versions}
@@ -166,12 +169,17 @@ def confirm_staging(
     session: UiUser,
     key: AdminOnly,
     subject: AuditSubject,
+    registry: RegistryDep,
     version: VersionPath,
     action: Action,
     name: str = ModelName,
 ) -> HTMLResponse:
     """The confirmation page: what promoting (or archiving) the version will do."""
     subject.model, subject.model_version = name, version
+    try:
+        registry.get(f"{name}:{version}")
+    except MedserveError as error:
+        return _refused(session, error)
     return _confirm(session, name, version, action)
 
 

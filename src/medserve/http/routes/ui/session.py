@@ -62,6 +62,18 @@ def _sign_in_page(request: Request, *, error: str | None = None, status_code: in
     return response
 
 
+def _over_the_limit(request: Request):
+    """The sign-in page with 429 when this address has failed too often; else None."""
+    client = request.client.host if request.client else "unknown"
+    try:
+        request.app.state.unauthenticated_limiter.check(client)
+    except RateLimited as limited:
+        response = _sign_in_page(request, error=limited.message, status_code=429)
+        response.headers["Retry-After"] = str(limited.retry_after_s)
+        return response
+    return None
+
+
 @router.get("", include_in_schema=False)
 async def ui_home(subject: AuditSubject) -> RedirectResponse:
     return RedirectResponse(HOME, status_code=303, headers={"Cache-Control": "no-store"})
@@ -83,25 +95,26 @@ async def sign_in(
 ):
     """An API key in, a session cookie out (303 to the models); a wrong key, the sign-in
     page again with 401."""
+    state = request.app.state
     expected = request.cookies.get(SIGN_IN_COOKIE, "")
     if not expected or not hmac.compare_digest(expected.encode(), sign_in_token.encode()):
+        limited = _over_the_limit(request)  # a forged form counts as a wrong key does
+        if limited is not None:
+            return limited
         return _sign_in_page(
             request, error="The sign-in form expired: please sign in again.", status_code=403
         )
-    state = request.app.state
     key = await run_in_threadpool(state.keys.authenticate, api_key.strip())
     if key is None:
-        client = request.client.host if request.client else "unknown"
-        try:
-            state.unauthenticated_limiter.check(client)
-        except RateLimited as limited:
-            response = _sign_in_page(request, error=limited.message, status_code=429)
-            response.headers["Retry-After"] = str(limited.retry_after_s)
-            return response
+        limited = _over_the_limit(request)
+        if limited is not None:
+            return limited
         return _sign_in_page(
             request, error="That API key is not valid or has been revoked.", status_code=401
         )
     request_record(request.scope).key = key  # the sign-in is audited with the key
+    # A session this browser had ends: one sign-in, one live session.
+    await run_in_threadpool(sessions.close, session_cookie(request.scope))
     token, _ = await run_in_threadpool(sessions.open, key)
     response = RedirectResponse(HOME, status_code=303, headers=PRIVATE_HEADERS)
     response.set_cookie(
