@@ -21,6 +21,7 @@ from medserve.flows.prepare import TrainRequest
 from medserve.flows.tables import Table, read_source
 from medserve.flows.train import TrainOutcome, train_and_register
 from medserve.modeling.families.imported import is_imported
+from medserve.modeling.threshold import ThresholdRule
 from medserve.security.local_audit import record_local_action
 from medserve.storage import Registry
 
@@ -65,7 +66,7 @@ def refit_stored(
     if positive is None and positive_if is None and outcome is not None:
         positive, positive_if = outcome.positive, outcome.positive_if
     text = [spec.name for spec in model.schema.features if spec.type == "text"]
-    rule = model.threshold_rule
+    rule = ThresholdRule.described(model.threshold_rule)
     missing = {
         spec.name: spec.missing_tokens for spec in model.schema.features if spec.missing_tokens
     }
@@ -80,7 +81,7 @@ def refit_stored(
         validation=str(parent.params.get("validation") or "cv"),
         cv=int(model.info.get("cv_folds") or 5),
         # The same definition of "flagged" as the parent's, and the same missing tokens.
-        threshold_for=None if rule.kind == "youden" else f"{rule.kind}={rule.target}",
+        threshold_for=rule.spelled(),
         missing=missing or None,
         ignore=[name for name in frame.columns if name not in features and name != column],
         text=text or None,

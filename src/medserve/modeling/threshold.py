@@ -32,6 +32,17 @@ class ThresholdRule:
             )
         return cls(kind=match.group(1), target=float(match.group(2)))
 
+    @classmethod
+    def described(cls, text: str | None) -> ThresholdRule:
+        """The rule ``describe`` wrote (as a trained model keeps it); Youden's when the text
+        names no floor."""
+        match = re.search(r"with (sensitivity|specificity) ≥ ([0-9.]+)", text or "")
+        return cls(kind=match.group(1), target=float(match.group(2))) if match else cls()
+
+    def spelled(self) -> str:
+        """The rule as ``parse`` reads it: youden, sensitivity=0.90, specificity=0.95."""
+        return "youden" if self.kind == "youden" else f"{self.kind}={self.target}"
+
     def describe(self) -> str:
         if self.kind == "youden":
             return "maximises Youden's J (sensitivity + specificity − 1) on out-of-fold predictions"

@@ -164,6 +164,10 @@ class PredictionRecorder:
             self._closing = True
         self.flush(timeout_s, measure=True)  # the last windows' alerts and gauges too
         self._stop.set()
+        try:
+            self._queue.put_nowait(SAVE)  # wake the thread now, not at its next timeout
+        except queue.Full:
+            pass
         self._thread.join(timeout_s)
         left = 0
         while True:
