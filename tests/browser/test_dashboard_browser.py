@@ -18,10 +18,9 @@ from medserve.config import Settings
 from medserve.flows import TrainRequest, train_and_register
 from medserve.http.app import create_app
 from medserve.security.api_keys import ApiKeyStore
+from support.browser import CHROMIUM_ARGS, chromium_or_skip
 from support.servers import ThreadServer, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # Headings of the model report: seen in the frame, they show that it holds the report.
 REPORT_HEADINGS = ["Discrimination", "Calibration", "Model"]
 
@@ -64,11 +63,7 @@ class Tab:
 
 @pytest.fixture(scope="module")
 def chromium_path() -> Path:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: `make setup` installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is missing: run `make setup` (apt-get install chromium)")
-    return CHROMIUM
+    return chromium_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ fetched from anywhere, and the page fits the window."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +14,10 @@ from medserve.config import Settings
 from medserve.flows import TrainRequest, train_and_register
 from medserve.http.app import create_app
 from medserve.security.api_keys import ApiKeyStore
+from support.browser import CHROMIUM_ARGS, chromium_or_skip
 from support.reports import PLOT_NAMES
 from support.servers import ThreadServer, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 HEADINGS = [
     "Intended use and limitations",
     "Data",
@@ -63,11 +61,7 @@ class Served:
 
 @pytest.fixture(scope="module")
 def chromium_path() -> Path:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: `make setup` installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is missing: run `make setup` (apt-get install chromium)")
-    return CHROMIUM
+    return chromium_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -281,15 +281,11 @@ class Monitoring:
     ) -> dict[str, Any]:
         since = now - window * DRIFT_WINDOWS_SHOWN
         found = self.counts.windows(name, since, merge_counts)
-        profiles: dict[int, ReferenceProfile | None] = {}
+        # Each version's profile read once: for its windows and for the versions without.
+        profiles = {version: self._profile(name, version) for version in versions}
         shown = []
         for (version, start), counts in sorted(found.items(), key=lambda i: i[0][1], reverse=True):
-            if version not in profiles:
-                document = self.profiles.get(name, version)
-                profiles[version] = (
-                    None if document is None else ReferenceProfile.from_dict(document)
-                )
-            profile = profiles[version]
+            profile = profiles[version] if version in profiles else self._profile(name, version)
             if profile is None:
                 continue
             shown.append(
@@ -300,7 +296,7 @@ class Monitoring:
                     **window_drift(profile, counts, thresholds(self.settings)),
                 }
             )
-        without = sorted(v for v in versions if self.profiles.get(name, v) is None)
+        without = sorted(v for v, profile in profiles.items() if profile is None)
         return {
             "windows": shown,
             "versions_without_profile": without,
@@ -310,6 +306,10 @@ class Monitoring:
                 for alert in w.get("alerts", [])
             ],
         }
+
+    def _profile(self, name: str, version: int) -> ReferenceProfile | None:
+        document = self.profiles.get(name, version)
+        return None if document is None else ReferenceProfile.from_dict(document)
 
     def _resamples(self, n: int) -> int:
         """Bootstrap resamples for ``n`` rows: 500, fewer for many rows (the view's cost
