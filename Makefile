@@ -20,7 +20,13 @@ $(CHROMIUM):
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
-$(AXE):
+NPM := /usr/bin/npm
+
+$(NPM):
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm
+
+$(AXE): | $(NPM)
 	npm install --silent --no-audit --no-fund --prefix build/axe axe-core@$(AXE_VERSION)
 
 setup: $(STAMP) $(CHROMIUM) $(AXE)
