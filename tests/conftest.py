@@ -102,3 +102,29 @@ def heart(heart_csv: Path) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def heart_schema(heart: pd.DataFrame) -> Schema:
     return infer_schema(heart, target="num", positive_if=">0")
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[object]:
+    """One small local Ray (2 CPUs) for every test marked ``ray``, started on first use and
+    stopped at the end of the session; the ``ray`` module."""
+    ray = pytest.importorskip("ray", reason="the extra medserve[ray] is not installed")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis on 127.0.0.1:6379 (its database 15, emptied for each test), for tests
+    marked ``redis``."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=3)
+    client.flushdb()
+    client.close()
+    return REDIS_TEST_URL

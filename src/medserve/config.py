@@ -177,6 +177,22 @@ class Settings(BaseSettings):
         le=7 * 86_400,
         description="How long a dashboard session lasts after sign-in, in seconds (8 h).",
     )
+    shared_state_url: SecretStr | None = Field(
+        default=None,
+        description="Redis URL (redis://host:6379/0) holding the request limits that "
+        "replicas share; unset: each process counts its own. Required by "
+        "`medserve serve --engine ray` and by `--workers` above 1.",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="The Ray cluster to join (`auto`, or ray://head:10001); unset: a local "
+        "Ray started for the command with ray_num_cpus CPUs.",
+    )
+    ray_num_cpus: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPUs of the local Ray a command starts; unset: every CPU of the machine.",
+    )
     batching: dict[str, BatchPolicy | None] = Field(
         default_factory=dict,
         description="Dynamic batching per model name, as JSON: "

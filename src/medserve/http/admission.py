@@ -55,7 +55,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.responses import HTMLResponse, RedirectResponse
 from starlette.routing import BaseRoute, Match
 
-from medserve.errors import AuthError, MedserveError, PayloadTooLarge, RateLimited
+from medserve.errors import AuthError, MedserveError, PayloadTooLarge, RateLimited, RegistryError
 from medserve.http.deps import (
     ADMITTED_KEY,
     UI_OPEN_PATHS,
@@ -242,7 +242,7 @@ class CredentialsBeforeBody:
             scope[PREAUTH_REFUSAL] = (
                 ADDRESS_RATE_LIMITED if isinstance(error, RateLimited) else UNAUTHENTICATED
             )
-            if scope["method"] in ("GET", "HEAD") and not isinstance(error, RateLimited):
+            if scope["method"] in ("GET", "HEAD") and isinstance(error, AuthError):
                 response = RedirectResponse(UI_SIGN_IN, status_code=303)
             else:
                 assert error is not None
@@ -278,7 +278,7 @@ class CredentialsBeforeBody:
             return session, None
         try:
             self._address_limiter.check(address)
-        except RateLimited as limited:
+        except (RateLimited, RegistryError) as limited:  # over it, or a shared store down
             return None, limited
         return None, AuthError("sign in first: the session is missing, has ended, or its key "
                                "was revoked")  # fmt: skip
@@ -321,7 +321,7 @@ class CredentialsBeforeBody:
             return key, self._limit(key)
         try:
             self._address_limiter.check(address)
-        except RateLimited as limited:
+        except (RateLimited, RegistryError) as limited:  # over it, or a shared store down
             return None, limited
         return None, AuthError(
             "missing credential: send 'Authorization: Bearer <API key>'"
@@ -346,11 +346,12 @@ class CredentialsBeforeBody:
             )
         return None
 
-    def _limit(self, key: ApiKey) -> RateLimited | None:
-        """The key's own rate limit: None, or why this request is over it."""
+    def _limit(self, key: ApiKey) -> MedserveError | None:
+        """The key's own rate limit: None, or why this request is over it (or cannot be
+        counted: a shared limit's store that is down refuses, 503)."""
         try:
             self._key_limiter.check(key.id)
-        except RateLimited as limited:
+        except (RateLimited, RegistryError) as limited:
             return limited
         return None
 

@@ -102,11 +102,7 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
             "MEDSERVE_PUBLIC_URL is unset: CDS Hooks calls are answered only from this "
             "machine, not through a proxy; set it to the URL EHRs call"
         )
-    unauthenticated_limiter = MemoryRateLimiter(
-        settings.unauthenticated_per_minute,
-        counted="requests without a valid API key",
-        per="address",
-    )
+    rate_limiter, unauthenticated_limiter = _limiters(settings, rate_limiter)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -160,8 +156,6 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
     app.state.ehr_tokens = ehr_tokens
     app.state.ehr_verifications = ehr_verifications
     app.state.unauthenticated_limiter = unauthenticated_limiter
-    if rate_limiter is None:
-        rate_limiter = MemoryRateLimiter(settings.rate_limit_per_minute)
     app.state.rate_limiter = rate_limiter
     install_problem_handlers(app)
     for router in (health.router, models.router, predict.router, metrics.router, metadata.router):
@@ -193,6 +187,32 @@ def create_app(settings: Settings, rate_limiter: RateLimiter | None = None) -> F
         max_body_bytes=settings.max_body_bytes,
     )
     return app
+
+
+def _limiters(
+    settings: Settings, rate_limiter: RateLimiter | None
+) -> tuple[RateLimiter, RateLimiter]:
+    """The per-key limit (``rate_limiter`` when given) and the per-address limit for
+    requests without a valid key: counted in Redis, with every replica, when
+    ``shared_state_url`` is set; else in this process."""
+    unauthenticated = {
+        "counted": "requests without a valid API key",
+        "per": "address",
+    }
+    if settings.shared_state_url is None:
+        return (
+            rate_limiter or MemoryRateLimiter(settings.rate_limit_per_minute),
+            MemoryRateLimiter(settings.unauthenticated_per_minute, **unauthenticated),
+        )
+    from medserve.security.shared_rate_limit import RedisRateLimiter, redis_client
+
+    client = redis_client(settings.shared_state_url.get_secret_value())
+    return (
+        rate_limiter or RedisRateLimiter(client, settings.rate_limit_per_minute, scope="key"),
+        RedisRateLimiter(
+            client, settings.unauthenticated_per_minute, scope="address", **unauthenticated
+        ),
+    )
 
 
 def _clinical(settings: Settings, registry: Registry, keystore: KeyStore) -> Clinical:

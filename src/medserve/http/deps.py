@@ -178,7 +178,6 @@ class EhrTokenRequirement:
 
     async def __call__(self, request: Request) -> EhrCaller:
         state = request.app.state
-        client = request.client
         try:
             audience = called_url(state.settings, request)
             return await asyncio.get_running_loop().run_in_executor(
@@ -192,7 +191,7 @@ class EhrTokenRequirement:
         except AuthError:
             # As for a request without a valid API key: each refusal counts against the
             # client's address, and past its limit it is told to wait (429).
-            state.unauthenticated_limiter.check(client.host if client else "unknown")
+            await count_address(request)
             raise
 
 
@@ -313,3 +312,17 @@ RegistryDep = Annotated[Registry, Depends(model_registry)]
 ScoringDep = Annotated[Scoring, Depends(scoring)]
 ClinicalDep = Annotated[Clinical, Depends(clinical)]
 MetricsDep = Annotated[ServiceMetrics, Depends(service_metrics)]
+
+
+async def count_address(request: Request) -> None:
+    """Count a request without a valid credential against its client's address: RateLimited
+    (429) past the limit. A shared limit (Redis) is counted on the key-lookup threads."""
+    state = request.app.state
+    limiter: RateLimiter = state.unauthenticated_limiter
+    address = request.client.host if request.client else "unknown"
+    if limiter.blocking:
+        await asyncio.get_running_loop().run_in_executor(
+            state.key_lookups, limiter.check, address
+        )
+    else:
+        limiter.check(address)

@@ -1,6 +1,6 @@
 """Request limits per key (an API key's id, or a client address for requests without a
-valid key) behind one small interface: the in-process limiter serves one replica; a
-shared one (Redis, PostgreSQL) can take its place when the service scales out."""
+valid key) behind one small interface: the in-process limiter serves one replica; the
+shared one (``shared_rate_limit``, in Redis) takes its place when the service scales out."""
 
 from __future__ import annotations
 
@@ -62,10 +62,17 @@ class MemoryRateLimiter:
                 self._window, self._counts = window, {}
             count = self._counts.get(key_id, 0)
             if count >= self.per_minute:
-                retry_after = max(1, math.ceil((window + 1) * WINDOW_S - now))
-                raise RateLimited(
-                    f"rate limit of {self.per_minute} {self._counted} per minute reached for "
-                    f"this {self._per}; retry in {retry_after} s",
-                    retry_after,
-                )
+                raise limit_reached(self.per_minute, self._counted, self._per, now)
             self._counts[key_id] = count + 1
+
+
+def limit_reached(per_minute: int, counted: str, per: str, now: float) -> RateLimited:
+    """The refusal once ``per_minute`` requests were counted in the window holding
+    ``now``: retry when the next window starts."""
+    window_end = (int(now // WINDOW_S) + 1) * WINDOW_S
+    retry_after = max(1, math.ceil(window_end - now))
+    return RateLimited(
+        f"rate limit of {per_minute} {counted} per minute reached for this {per}; "
+        f"retry in {retry_after} s",
+        retry_after,
+    )

@@ -26,6 +26,7 @@ from medserve.http.deps import (
     UI_SIGN_IN,
     AuditSubject,
     CsrfChecked,
+    count_address,
     session_cookie,
 )
 from medserve.http.observability import request_record
@@ -62,11 +63,10 @@ def _sign_in_page(request: Request, *, error: str | None = None, status_code: in
     return response
 
 
-def _over_the_limit(request: Request):
+async def _over_the_limit(request: Request):
     """The sign-in page with 429 when this address has failed too often; else None."""
-    client = request.client.host if request.client else "unknown"
     try:
-        request.app.state.unauthenticated_limiter.check(client)
+        await count_address(request)
     except RateLimited as limited:
         response = _sign_in_page(request, error=limited.message, status_code=429)
         response.headers["Retry-After"] = str(limited.retry_after_s)
@@ -98,7 +98,7 @@ async def sign_in(
     state = request.app.state
     expected = request.cookies.get(SIGN_IN_COOKIE, "")
     if not expected or not hmac.compare_digest(expected.encode(), sign_in_token.encode()):
-        limited = _over_the_limit(request)  # a forged form counts as a wrong key does
+        limited = await _over_the_limit(request)  # a forged form counts as a wrong key does
         if limited is not None:
             return limited
         return _sign_in_page(
@@ -106,7 +106,7 @@ async def sign_in(
         )
     key = await run_in_threadpool(state.keys.authenticate, api_key.strip())
     if key is None:
-        limited = _over_the_limit(request)
+        limited = await _over_the_limit(request)
         if limited is not None:
             return limited
         return _sign_in_page(
