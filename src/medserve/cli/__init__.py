@@ -8,6 +8,7 @@ import typer
 
 from medserve.cli import (
     audit,
+    db,
     deid,
     demo,
     evaluate,
@@ -66,6 +67,7 @@ def _root(
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
+app.add_typer(db.app, name="db")
 app.add_typer(fhir.app, name="fhir")
 app.add_typer(monitor.predictions, name="predictions")
 

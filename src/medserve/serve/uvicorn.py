@@ -23,8 +23,13 @@ def start_server(
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
     log_level: str = "info",
+    *,
+    workers: int = 1,
 ) -> None:
-    """Open everything (a broken registry stops here), tell the operator, then serve."""
+    """Open everything (a broken registry stops here), tell the operator, then serve: in
+    this process, or in ``workers`` processes that each build the app
+    (``serve.factory``) and share the registry, the master key file and, in Redis, the
+    request limits (required: else each worker would admit a key's whole limit)."""
     import uvicorn
 
     from medserve.http.app import create_app
@@ -33,6 +38,11 @@ def start_server(
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise ConfigError("give both a TLS certificate file and a TLS key file, or neither")
+    if workers > 1 and config.shared_state_url is None:
+        raise ConfigError(
+            f"{workers} workers would each count a key's requests on its own: set "
+            "MEDSERVE_SHARED_STATE_URL=redis://host:6379/0 so that they count together"
+        )
     logging.config.dictConfig(logging_config(log_level.upper()))
     keystore = KeyStore(config)
     if keystore.created_key_file is not None:
@@ -54,8 +64,14 @@ def start_server(
         )
     scheme = "https" if ssl_certfile else "http"
     notify("info", f"listening on {scheme}://{host}:{port} (OpenAPI: /openapi.json, with a key)")
+    if workers > 1:
+        # This process's app checked the registry and the models; the workers build their own.
+        app_.state.registry.close()
+        notify("info", f"{workers} worker processes")
     uvicorn.run(
-        app_,
+        "medserve.serve.factory:worker_app" if workers > 1 else app_,
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
         host=host,
         port=port,
         log_config=logging_config(log_level.upper()),
