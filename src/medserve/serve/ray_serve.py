@@ -18,8 +18,10 @@ Secrets never travel through Ray: a replica is told the driver's settings withou
 (``replica_settings``) and reads them from its own environment (on a local Ray, the
 command's; on a cluster, the pod's, from a Kubernetes Secret): the master key, the FHIR
 token, and a database or Redis URL that holds a password (one without, whose password
-comes from elsewhere, PGPASSWORD or a client certificate, is told). Each replica's own dynamic batching (scoring/batching.py)
-coalesces concurrent requests for heavy models, as in one process.
+comes from elsewhere, PGPASSWORD or a client certificate, is told).
+
+Each replica's own dynamic batching (scoring/batching.py) coalesces concurrent requests
+for heavy models, as in one process.
 """
 
 from __future__ import annotations
