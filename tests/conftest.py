@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,16 +116,29 @@ def ray_local() -> Iterator[object]:
     ray.shutdown()
 
 
-REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
+def _redis_test_url() -> str:
+    """Database 15 of the Redis on 127.0.0.1:6379, or one below per parallel test worker
+    (pytest-xdist's gw0, gw1, …), so that no worker empties another's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return f"redis://127.0.0.1:6379/{15 - int(worker.removeprefix('gw') or 0) % 8}"
 
 
 @pytest.fixture
 def redis_url() -> str:
-    """The Redis on 127.0.0.1:6379 (its database 15, emptied for each test), for tests
+    """A Redis database for this test (``_redis_test_url``), emptied for it, for tests
     marked ``redis``."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=3)
+    url = _redis_test_url()
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
     client.flushdb()
     client.close()
-    return REDIS_TEST_URL
+    return url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``), every test that starts or joins Ray runs
+    on one worker: one local Ray for them all, as in a serial run."""
+    for item in items:
+        if item.get_closest_marker("ray") is not None:
+            item.add_marker(pytest.mark.xdist_group("ray"))
