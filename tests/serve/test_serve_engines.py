@@ -5,6 +5,7 @@ to set; uvicorn's worker processes share one registry, one audit chain and one l
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -144,3 +145,97 @@ def test_uvicorn_workers_share_one_registry_audit_and_limit(tmp_path, heart_csv,
         records = [r for r in audit.export() if r["key_id"] == key.id]
         assert len(records) == 30
         assert audit.verify().ok
+
+
+def test_scaling_is_fixed_or_autoscaled_between_floor_and_ceiling() -> None:
+    from medserve.serve.ray_serve import Scaling
+
+    assert Scaling(3, 3).options() == {"num_replicas": 3}
+    autoscaling = Scaling(2, 6).options()["autoscaling_config"]
+    assert (autoscaling["min_replicas"], autoscaling["initial_replicas"]) == (2, 2)
+    assert autoscaling["max_replicas"] == 6
+
+
+def test_the_kuberay_builder_checks_what_the_command_checks(env, monkeypatch) -> None:
+    from medserve.errors import ConfigError
+    from medserve.serve.ray_serve import app_builder
+
+    monkeypatch.setenv("MEDSERVE_HOME", env["MEDSERVE_HOME"])
+    with pytest.raises(ConfigError, match="needs a PostgreSQL registry"):
+        app_builder({"replicas": "2"})
+
+
+def test_replicas_are_told_no_secret(tmp_path) -> None:
+    from medserve.serve.ray_serve import replica_settings
+
+    told = replica_settings(
+        Settings(
+            home=tmp_path,
+            database_url="postgresql+psycopg://medserve:pw@db/medserve",
+            shared_state_url="redis://127.0.0.1:6379/0",
+            master_key="c2VjcmV0",
+            fhir_server_token="t0ken",
+            rate_limit_per_minute=5,
+        )
+    )
+    assert told == {
+        "home": str(tmp_path.resolve()),
+        "shared_state_url": "redis://127.0.0.1:6379/0",  # no password in it
+        "rate_limit_per_minute": 5,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_the_ray_engine_serves_from_the_command_line_and_stops_on_sigterm(
+    tmp_path, heart_csv, postgres_url, redis_url
+) -> None:
+    pytest.importorskip("ray")
+    settings = Settings(home=tmp_path / "home", database_url=postgres_url)
+    train_and_register(
+        settings,
+        TrainRequest(
+            data=heart_csv, name="heart", target="num", positive_if=">0", family="logistic", cv=3
+        ),
+    )
+    with Registry(settings) as registry:
+        _, token = ApiKeyStore(registry.engine).create("predictor", name="ray cli")
+    port = free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "MEDSERVE_HOME": str(settings.home),
+        "MEDSERVE_DATABASE_URL": postgres_url,
+        "MEDSERVE_SHARED_STATE_URL": redis_url,
+        "MEDSERVE_RAY_NUM_CPUS": "2",
+    }
+    log_path = tmp_path / "ray-serve.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "medserve", "serve", "--engine", "ray", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and server.poll() is None:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            headers = {"Authorization": f"Bearer {token}"}
+            answer = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=headers)
+            assert answer.status_code == 200, log_path.read_text()
+            assert [m["name"] for m in answer.json()["models"]] == ["heart"]
+        finally:
+            server.send_signal(signal.SIGTERM)
+            code = server.wait(timeout=90)
+    text = log_path.read_text()
+    assert code == 0, text
+    assert "on Ray Serve, 1 replica\n" in text, text
+    assert "stopping: replicas finish their requests" in text
+    assert "Traceback" not in text

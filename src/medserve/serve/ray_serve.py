@@ -171,6 +171,22 @@ def deployment(settings: Settings, scaling: Scaling, cpus: int) -> Any:
     ).bind(replica_settings(settings))
 
 
+def app_builder(args: dict[str, str]) -> Any:
+    """The application for ``serve run`` and KubeRay's ``serveConfigV2`` (import_path
+    ``medserve.serve.ray_serve:app_builder``; args ``replicas``, ``max_replicas``): the
+    settings from the environment, checked as ``medserve serve --engine ray`` checks them."""
+    import ray
+
+    settings = Settings()
+    check_shared(settings)
+    try:
+        replicas = int(args.get("replicas", 1))
+        scaling = Scaling(replicas, int(args.get("max_replicas", replicas)))
+    except ValueError as error:
+        raise ConfigError(f"replicas and max_replicas must be whole numbers ({error})") from None
+    return deployment(settings, scaling, cluster_cpus(ray))
+
+
 def run(settings: Settings, host: str, port: int, scaling: Scaling) -> Any:
     """Deploy the app on the current Ray (``ray_session``) and wait for its replicas; the
     Serve handle. Ray Serve's proxy listens on ``host:port``."""
@@ -201,19 +217,20 @@ def start_server(
             f"created master key {keystore.created_key_file}: back it up; "
             "without it the models cannot be decrypted",
         )
+    stopped = threading.Event()
     with ray_session(settings):
         from ray import serve
 
+        # Before the deployment: a stop asked for while replicas start still stops cleanly.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopped.set())
         run(settings, host, port, scaling)
         described = (
-            f"{scaling.replicas} replicas"
+            f"{scaling.replicas} replica{'s' if scaling.replicas > 1 else ''}"
             if scaling.replicas == scaling.max_replicas
             else f"{scaling.replicas} to {scaling.max_replicas} replicas (autoscaling)"
         )
         notify("info", f"listening on http://{host}:{port} on Ray Serve, {described}")
-        stopped = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stopped.set())
         stopped.wait()
         notify("info", "stopping: replicas finish their requests, then write their audit")
         serve.shutdown()
