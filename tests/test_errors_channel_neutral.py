@@ -15,6 +15,7 @@ from pathlib import Path
 import typer.main
 
 import medserve
+from medserve.api import train as api_train
 from medserve.cli import app
 from medserve.cli._common import cli_option
 from medserve.data.io import ReadOptions
@@ -26,6 +27,8 @@ from medserve.flows.monitor import purge as purge_predictions
 from medserve.flows.monitor import record_outcome_file
 from medserve.flows.predict import predict_file
 from medserve.flows.refit import refit_stored
+from medserve.scale.batch import predict_on_ray
+from medserve.serve.ray_serve import Scaling
 from medserve.storage import Registry
 
 SRC = Path(medserve.__file__).parent
@@ -146,9 +149,12 @@ def test_every_option_an_error_names_is_a_flag_and_a_library_parameter():
     assert {cli_option(name) for name in named} <= command_line_flags()
     parameters = {field.name for field in dataclasses.fields(TrainRequest)}
     parameters |= {field.name for field in dataclasses.fields(ReadOptions)}  # TrainRequest.read
+    parameters |= {field.name for field in dataclasses.fields(Scaling)}  # serve on Ray
     functions = (
+        api_train,  # engine: where the search fits (scale.training)
         evaluate_stored,
         predict_file,
+        predict_on_ray,  # query: the SQL whose rows are scored
         Registry.archive,
         Registry.delete,
         store_binding,

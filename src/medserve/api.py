@@ -92,6 +92,7 @@ def train(
     deid: bool = False,
     text: list[str] | None = None,
     text_not_deidentified: bool = False,
+    engine: str = "local",
     home: str | Path | None = None,
     settings: Settings | None = None,
 ) -> Model:
@@ -107,7 +108,10 @@ def train(
     ("DataFrame" by default). A DataFrame needs ``name`` (or ``source_name``). ``deid``
     de-identifies the table first (HIPAA Safe Harbor, as `medserve train --deid`); ``text``
     names free-text columns (notes) the text family reads, which must have been
-    de-identified unless ``text_not_deidentified`` (the report then says so).
+    de-identified unless ``text_not_deidentified`` (the report then says so). ``engine``
+    is where the search fits: ``local`` (this process) or ``ray`` (Ray tasks, on the Ray
+    this process has initialised, else ``settings.ray_address`` or a local Ray; the same
+    model either way).
 
     Raises ``DataError``, ``SchemaError`` or ``ConfigError`` for data or options that do
     not fit, ``RegistryError`` when the registry cannot be written."""
@@ -135,7 +139,10 @@ def train(
         text=text,
         text_not_deidentified=text_not_deidentified,
     )
-    outcome = train_and_register(settings, request)
+    from medserve.scale.training import training_engine  # Ray only when asked for
+
+    with training_engine(settings, engine) as parallel:
+        outcome = train_and_register(settings, request, parallel=parallel)
     trained = load(outcome.version.ref, settings=settings)
     trained.training = outcome
     return trained

@@ -120,10 +120,19 @@ def train(
     sep: SepOption = None,
     decimal: DecimalOption = None,
     encoding: EncodingOption = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Where the model search fits: local (this process) or ray (the folds and "
+            "families as Ray tasks, on MEDSERVE_RAY_ADDRESS or a local Ray of every CPU); "
+            "the same model either way."
+        ),
+    ] = "local",
     as_json: JsonFlag = False,
 ) -> None:
     """Train, validate internally, register a risk model and write its report."""
     from medserve.flows import TrainRequest, parse_missing, train_and_register
+    from medserve.scale.training import training_engine
 
     request = TrainRequest(
         data=data,
@@ -151,8 +160,12 @@ def train(
         text=text or None,
         text_not_deidentified=text_not_deidentified,
     )
-    with ProgressBar(enabled=not as_json) as progress:
-        outcome = train_and_register(settings(), request, progress)
+    config = settings()
+    with (
+        training_engine(config, engine) as parallel,
+        ProgressBar(enabled=not as_json) as progress,
+    ):
+        outcome = train_and_register(config, request, progress, parallel=parallel)
     if as_json:
         print_json(outcome.to_json())
         return

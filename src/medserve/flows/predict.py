@@ -63,24 +63,16 @@ def predict_file(
     Otherwise a value out of the plausible range is scored; a level never seen in training
     is refused unless ``score_unseen_levels`` (then it is scored as no known level, and
     explanations say so); a value that cannot be read is always refused."""
-    if strict and score_unseen_levels:
-        raise ConfigError(
-            f"{option('strict')} refuses what the HTTP API refuses, unseen levels included; "
-            f"drop {option('score_unseen_levels')} or {option('strict')}"
-        )
+    check_strictness(strict, score_unseen_levels)
     out = check_output(out)  # before any work: a folder, or one that is not there
     with Registry(settings) as registry:
         version, model = load_model(registry, ref)
         # An .npy of exactly the model's features is scored without a label column.
         frame = read_source(data, read=read, npy_features=len(model.schema.features)).frame
-        problems = frame_problems(RecordValidator(model.schema), frame)
-        if strict:
-            refuse_problems(problems)
         with notes_cached(settings):  # a model that reads notes: encoded once, kept encrypted
-            scored = score_frame(
+            scored, problems = score_batch(
                 settings.bands_for(version.name, model.threshold), model, frame,
-                explain=explain, score_unseen_levels=score_unseen_levels,
-                validation=rules_broken(problems, len(frame)),
+                explain=explain, score_unseen_levels=score_unseen_levels, strict=strict,
             )  # fmt: skip
         # Patients' records were scored: the trail says who, with which model, how many,
         # before the scores are written (no record, no file: fail closed).
@@ -93,6 +85,54 @@ def predict_file(
         n_flagged=len({problem.record for problem in problems}),
         notices=table_notices(frame) + ([notice] if notice else []),
     )
+
+
+def score_batch(
+    bands: RiskBands,
+    model: TrainedModel,
+    frame: pd.DataFrame,
+    *,
+    explain: bool = False,
+    score_unseen_levels: bool = False,
+    strict: bool = False,
+) -> tuple[pd.DataFrame, list[RecordProblem]]:
+    """``frame`` scored as ``predict_file`` scores a file (`validation`, `risk`, `label`,
+    with ``explain`` the explanation columns), and the HTTP API's problems in its rows
+    (record = row position). The one scoring step of a whole file here and of each batch
+    on Ray (``scale.batch``), so both write the same columns."""
+    problems = frame_problems(RecordValidator(model.schema), frame)
+    if strict:
+        refuse_problems(problems)
+    scored = score_frame(
+        bands,
+        model,
+        frame,
+        explain=explain,
+        score_unseen_levels=score_unseen_levels,
+        validation=rules_broken(problems, len(frame)),
+    )
+    return scored, problems
+
+
+def flagged_notice(n_flagged: int, n_rows: int) -> str | None:
+    """The notice of rows the HTTP API would refuse, counted from the `validation` column
+    alone (when the problems themselves were found elsewhere: on Ray's workers)."""
+    if not n_flagged:
+        return None
+    return (
+        f"{n_flagged} of {n_rows} rows hold values the HTTP API refuses (422) and were "
+        "scored anyway (the validation column names the rules); their risks deserve less trust"
+    )
+
+
+def check_strictness(strict: bool, score_unseen_levels: bool) -> None:
+    """ConfigError for ``strict`` with ``score_unseen_levels``: one refuses what the other
+    would score."""
+    if strict and score_unseen_levels:
+        raise ConfigError(
+            f"{option('strict')} refuses what the HTTP API refuses, unseen levels included; "
+            f"drop {option('score_unseen_levels')} or {option('strict')}"
+        )
 
 
 def refuse_problems(problems: list[RecordProblem]) -> None:

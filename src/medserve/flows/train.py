@@ -48,6 +48,7 @@ from medserve.flows.prepare import (
 )
 from medserve.flows.register import check_registry, register
 from medserve.modeling import TrainedModel, get_family, train_model
+from medserve.modeling.parallel import Parallel
 from medserve.modeling.train import MIN_EVENTS, CandidateResult, Progress, TrainResult
 from medserve.modeling.validation import Validation
 from medserve.monitoring.profile import ReferenceProfile, build_profile
@@ -110,13 +111,19 @@ class Assessment:
 
 
 def train_and_register(
-    settings: Settings, request: TrainRequest, progress: Progress | None = None
+    settings: Settings,
+    request: TrainRequest,
+    progress: Progress | None = None,
+    *,
+    parallel: Parallel | None = None,
 ) -> TrainOutcome:
-    """Read, infer the schema, train and select, validate internally, register."""
+    """Read, infer the schema, train and select, validate internally, register. The
+    search's fits run through ``parallel`` when given (Ray tasks: ``scale.training``);
+    the model and its report are the same."""
     prepared = prepare(settings, request)
     check_registry(settings, prepared.name)
     with notes_cached(settings):  # notes are encoded once, kept encrypted (features.text)
-        result = fit(prepared, progress)
+        result = fit(prepared, progress, parallel=parallel)
         assessment = assess(prepared, result)
         # What drift is measured against once it serves: aggregates of its training data.
         profile = reference_profile(result.model, prepared.frame)
@@ -154,12 +161,16 @@ def reference_profile(model: TrainedModel, frame: pd.DataFrame) -> ReferenceProf
     return build_profile(model.schema, frame, model.predict_risk(frame))
 
 
-def fit(prepared: Prepared, progress: Progress | None = None) -> TrainResult:
+def fit(
+    prepared: Prepared, progress: Progress | None = None, *, parallel: Parallel | None = None
+) -> TrainResult:
     """Search the candidates, blend and select, recalibrate, choose the threshold, refit and
-    validate; the result's notices include the warnings raised."""
+    validate; the result's notices include the warnings raised (where the fits ran)."""
     warned: list[str] = []
     with warnings_as_notices("training", warned):
-        result = train_model(prepared.frame, prepared.schema, prepared.options, progress)
+        result = train_model(
+            prepared.frame, prepared.schema, prepared.options, progress, parallel=parallel
+        )
     return replace(result, notices=result.notices + warned)
 
 

@@ -2,12 +2,21 @@
 same folds, cheapest first, within a time limit, then a blend of those that finished.
 
 Every candidate's out-of-fold risk is kept: selection compares them, the blend is
-weighted on them, and ``--validation cv`` measures the chosen model on them."""
+weighted on them, and ``--validation cv`` measures the chosen model on them.
+
+Given a ``Parallel`` (``modeling.parallel``: Ray tasks, say), a candidate's folds are fitted
+at once, and each family's capacities (smallest first, under the same skip rule) are tried
+alongside the other families'; the results are put back in the candidates' order, so that
+selection is the sequential search's. There the time limit is checked before each
+candidate, not between its folds (the first candidate always finishes)."""
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +38,7 @@ from medserve.modeling.families import (
     get_family,
     weighted_blend,
 )
+from medserve.modeling.parallel import IN_PROCESS, Parallel
 
 # Mean CV AUROCs closer than this are a tie, broken by log-loss.
 AUROC_TIE = 0.002
@@ -117,46 +127,100 @@ class Budget:
         return self.seconds is not None and time.perf_counter() - self.started >= self.seconds
 
 
+@dataclass(frozen=True)
+class SearchData:
+    """What every fold's fit reads: the table, its labels, the folds (sent once to where the
+    fits run)."""
+
+    schema: Schema
+    X: pd.DataFrame
+    y: np.ndarray
+    folds: Sequence[tuple[np.ndarray, np.ndarray]]
+    seed: int
+
+
+@dataclass(frozen=True)
+class FoldFit:
+    """One fit: ``candidate`` on the training rows of fold number ``fold``."""
+
+    candidate: Candidate
+    fold: int
+
+
+@dataclass(frozen=True)
+class FoldScore:
+    """A fold's fit scored on its other rows: their risks (None when it failed) and AUROC."""
+
+    risk: np.ndarray | None
+    auroc: float
+    seconds: float
+    error: str | None = None
+
+
+def fit_fold(data: SearchData, task: FoldFit) -> FoldScore:
+    """``task``'s candidate fitted on its fold's training rows and scored on the others; a
+    candidate that cannot be fitted on them says why (the error), it does not raise."""
+    train_index, valid_index = data.folds[task.fold]
+    start = time.perf_counter()
+    try:
+        pipeline = clone(task.candidate.build(data.schema, data.seed))
+        # Warnings (a solver that did not converge) reach the caller: they are information.
+        pipeline.fit(data.X.iloc[train_index], data.y[train_index])
+        risk = pipeline.predict_proba(data.X.iloc[valid_index])[:, 1]
+        auroc = float(roc_auc_score(data.y[valid_index], risk))
+    except (ValueError, RuntimeError, MemoryError) as exc:
+        return FoldScore(None, float("nan"), time.perf_counter() - start, _failure(exc))
+    return FoldScore(risk, auroc, time.perf_counter() - start)
+
+
+def _failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 def cross_validate(
     candidate: Candidate,
-    schema: Schema,
-    X: pd.DataFrame,
-    y: np.ndarray,
-    folds: Sequence[tuple[np.ndarray, np.ndarray]],
-    seed: int,
+    data: SearchData,
     tick: Tick,
     budget: Budget,
     *,
     first: bool = False,
+    parallel: Parallel | None = None,
 ) -> CandidateResult:
     """The candidate fitted on each fold's training rows and scored on its other rows.
 
-    The time limit is checked between folds. The ``first`` candidate is the one the search
-    cannot do without: it is stopped only if its first fold alone outlasts the limit (a
-    limit too short to fit anything), and otherwise finishes."""
+    In turn (no ``parallel``), the time limit is checked between folds: the ``first``
+    candidate is the one the search cannot do without, stopped only if its first fold alone
+    outlasts the limit (a limit too short to fit anything), and otherwise finishes. With
+    ``parallel``, the folds are fitted at once and the limit is not checked here."""
     result = CandidateResult(family=candidate.label, candidate=candidate)
-    oof = np.zeros(len(y))
-    fold_auroc: list[float] = []
-    start = time.perf_counter()
-    try:
-        for train_index, valid_index in folds:
-            if budget.spent and (not first or len(fold_auroc) == 1):
+    n_folds = len(data.folds)
+    scores: list[FoldScore] = []
+    if parallel is None:
+        for fold in range(n_folds):
+            if budget.spent and (not first or len(scores) == 1):
                 result.error = (
                     f"stopped by the time limit ({budget.seconds:g} s) after "
-                    f"{len(fold_auroc)} of {len(folds)} folds"
+                    f"{len(scores)} of {n_folds} folds"
                 )
                 break
-            pipeline = clone(candidate.build(schema, seed))
-            # Warnings (a solver that did not converge) reach the caller: they are information.
-            pipeline.fit(X.iloc[train_index], y[train_index])
-            oof[valid_index] = pipeline.predict_proba(X.iloc[valid_index])[:, 1]
-            fold_auroc.append(roc_auc_score(y[valid_index], oof[valid_index]))
+            scores.append(fit_fold(data, FoldFit(candidate, fold)))
+            if scores[-1].error is not None:
+                break
             tick(f"cross-validating {candidate.label}")
-    except (ValueError, RuntimeError, MemoryError) as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
-    result.fit_seconds = (time.perf_counter() - start) / max(len(fold_auroc), 1)
+    else:
+        for score in parallel.map(fit_fold, data, [FoldFit(candidate, k) for k in range(n_folds)]):
+            scores.append(score)
+            if score.error is not None:
+                break  # the first fold that failed, as in turn
+            tick(f"cross-validating {candidate.label}")
+    fitted = [score for score in scores if score.error is None]
+    result.error = result.error or next((s.error for s in scores if s.error is not None), None)
+    result.fit_seconds = sum(score.seconds for score in scores) / max(len(fitted), 1)
     if result.error is None:
-        result.score(y, oof, fold_auroc)
+        oof = np.zeros(len(data.y))
+        for (_, valid_index), score in zip(data.folds, fitted, strict=True):
+            oof[valid_index] = score.risk
+        result.score(data.y, oof, [score.auroc for score in fitted])
     return result
 
 
@@ -250,9 +314,10 @@ def out_of_time(results: Sequence[CandidateResult], budget: Budget) -> ConfigErr
 
 
 class Search:
-    """The candidates cross-validated in turn on the same folds, within ``budget``, with
-    the progress bar's count (``progress(what, done, total)``; ``extra_steps`` are the
-    steps the caller ticks after the search)."""
+    """The candidates cross-validated on the same folds, within ``budget``, with the
+    progress bar's count (``progress(what, done, total)``; ``extra_steps`` are the steps the
+    caller ticks after the search): in turn, or through ``parallel`` (the module's
+    docstring), with the same results either way."""
 
     def __init__(
         self,
@@ -265,25 +330,32 @@ class Search:
         progress: Callable[[str, int, int], None] | None,
         *,
         extra_steps: int,
+        parallel: Parallel | None = None,
     ) -> None:
-        self.schema, self.X, self.y, self.folds, self.seed = schema, X, y, folds, seed
+        self.data = SearchData(schema, X, y, folds, seed)
         self.budget = budget
         self.progress = progress
         self.extra_steps = extra_steps
+        self.parallel = parallel
         self.done = 0
         self.total = 0
-        self.results: list[CandidateResult] = []  # every candidate's, in the order tried
+        self.results: list[CandidateResult] = []  # every candidate's, in the order given
+        self._ticking = threading.Lock()  # family chains tick from their own threads
 
     def tick(self, what: str) -> None:
-        self.done += 1
-        if self.progress:
-            self.progress(what, self.done, max(self.total, self.done))
+        with self._ticking:
+            self.done += 1
+            if self.progress:
+                self.progress(what, self.done, max(self.total, self.done))
 
-    def _skip_reason(self, candidate: Candidate, results: list[CandidateResult]) -> str | None:
-        """Why ``candidate`` is not tried, or None. Capacities are tried smallest first:
-        once one does worse on the folds than the one before it (or does not finish),
-        the larger ones are not tried."""
-        if results and self.budget.spent:
+    def _skip_reason(
+        self, candidate: Candidate, results: list[CandidateResult], *, first: bool
+    ) -> str | None:
+        """Why ``candidate`` is not tried, or None. The ``first`` candidate is tried whatever
+        the time. Capacities are tried smallest first: once one does worse on the folds than
+        the one before it (or does not finish), the larger ones are not tried; ``results``
+        are those tried before it (at least its family's)."""
+        if not first and self.budget.spent:
             return f"skipped: the time limit ({self.budget.seconds:g} s) was reached"
         smaller = _previous_variant(results, candidate)
         if smaller is None:
@@ -296,31 +368,75 @@ class Search:
             return f"skipped: {smaller.family} did worse than the smaller capacity before it"
         return None
 
+    def _try(
+        self,
+        candidate: Candidate,
+        tried: list[CandidateResult],
+        *,
+        first: bool,
+        parallel: Parallel | None,
+    ) -> CandidateResult:
+        """``candidate`` cross-validated, or skipped (``_skip_reason``)."""
+        skipped = self._skip_reason(candidate, tried, first=first)
+        if skipped is not None:
+            return CandidateResult(family=candidate.label, candidate=candidate, error=skipped)
+        return cross_validate(
+            candidate, self.data, self.tick, self.budget, first=first, parallel=parallel
+        )
+
     def run(self, candidates: list[Candidate]) -> list[CandidateResult]:
-        """Cross-validate ``candidates`` in turn (or skip them); their results."""
-        self.total = self.done + len(candidates) * len(self.folds) + self.extra_steps
+        """Cross-validate ``candidates`` (or skip them); their results, in their order."""
+        self.total = self.done + len(candidates) * len(self.data.folds) + self.extra_steps
         start = len(self.results)
-        for candidate in candidates:
-            skipped = self._skip_reason(candidate, self.results)
-            if skipped is not None:
+        if self.parallel is None:
+            for candidate in candidates:
                 self.results.append(
-                    CandidateResult(family=candidate.label, candidate=candidate, error=skipped)
+                    self._try(candidate, self.results, first=not self.results, parallel=None)
                 )
-                continue
-            self.results.append(
-                cross_validate(
-                    candidate,
-                    self.schema,
-                    self.X,
-                    self.y,
-                    self.folds,
-                    self.seed,
-                    self.tick,
-                    self.budget,
-                    first=not self.results,
-                )
-            )
+        else:
+            self.results.extend(self._run_families_at_once(candidates))
         return self.results[start:]
+
+    def _run_families_at_once(self, candidates: list[Candidate]) -> list[CandidateResult]:
+        """Each family's candidates in turn (so the skip rule sees its smaller capacities),
+        on a thread per family beside the others; the results in the candidates' order."""
+        earlier = list(self.results)
+        found: list[CandidateResult | None] = [None] * len(candidates)
+        chains: dict[str, list[int]] = {}
+        for index, candidate in enumerate(candidates):
+            chains.setdefault(candidate.family, []).append(index)
+
+        def run_chain(indices: list[int]) -> None:
+            tried = list(earlier)
+            for index in indices:
+                candidate = candidates[index]
+                # A family whose inputs are computed in this process (the notes' embeddings)
+                # is fitted here.
+                local = inputs_encoder(candidate.family) is not None
+                result = self._try(
+                    candidate,
+                    tried,
+                    first=index == 0 and not earlier,
+                    parallel=IN_PROCESS if local else self.parallel,
+                )
+                found[index] = result
+                tried.append(result)
+
+        # Each thread in a copy of this context: the notes' embedding store is a ContextVar.
+        with ThreadPoolExecutor(max_workers=max(len(chains), 1)) as threads:
+            running = [
+                threads.submit(contextvars.copy_context().run, run_chain, indices)
+                for indices in chains.values()
+            ]
+        for chain in running:
+            chain.result()  # a chain's exception, raised here
+        return [result for result in found if result is not None]
+
+
+def inputs_encoder(family: str) -> Callable[..., None] | None:
+    """The family's step that computes its inputs once, in this process, before the folds
+    read them (the text family's notes embeddings), or None."""
+    return getattr(get_family(family), "encode_inputs", None)
 
 
 def _previous_variant(

@@ -15,9 +15,20 @@ from contextlib import contextmanager
 from typing import Any
 
 from medserve.config import Settings
-from medserve.errors import ConfigError
+from medserve.errors import ConfigError, option
 
 RAY_EXTRA = "medserve[ray]"
+# Where a command's work runs: in this process, or on Ray.
+ENGINES = ("local", "ray")
+
+
+def check_engine(engine: str) -> str:
+    """``engine`` if it is one of ``ENGINES``, else a ConfigError naming them."""
+    if engine not in ENGINES:
+        raise ConfigError(
+            f"unknown engine '{engine}' ({option('engine')}); choose {' or '.join(ENGINES)}"
+        )
+    return engine
 
 
 def import_ray() -> Any:
@@ -26,7 +37,8 @@ def import_ray() -> Any:
         import ray
     except ImportError as error:
         raise ConfigError(
-            f"--engine ray needs Ray: pip install '{RAY_EXTRA}' ({error})"
+            f"the ray engine ({option('engine')} ray) needs Ray: "
+            f"pip install '{RAY_EXTRA}' ({error})"
         ) from None
     return ray
 

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from medserve.config import Settings
-from medserve.errors import ConfigError
+from medserve.errors import ConfigError, option
 from medserve.scale.cluster import cluster_cpus, ray_session
 from medserve.serve.uvicorn import GRACEFUL_SHUTDOWN_S, Notify
 
@@ -63,10 +63,11 @@ class Scaling:
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
-            raise ConfigError("--replicas must be at least 1")
+            raise ConfigError(f"{option('replicas')} must be at least 1")
         if self.max_replicas < self.replicas:
             raise ConfigError(
-                f"--max-replicas ({self.max_replicas}) is below --replicas ({self.replicas}); "
+                f"{option('max_replicas')} ({self.max_replicas}) is below "
+                f"{option('replicas')} ({self.replicas}); "
                 "give a ceiling at or above the floor"
             )
 
@@ -94,13 +95,15 @@ def check_shared(settings: Settings) -> None:
     url = settings.database_url
     if not url or url.startswith("sqlite"):
         raise ConfigError(
-            "--engine ray needs a PostgreSQL registry that every replica shares: set "
+            f"the ray engine ({option('engine')} ray) needs a PostgreSQL registry that every "
+            "replica shares: set "
             "MEDSERVE_DATABASE_URL=postgresql+psycopg://user@host/db (SQLite is one machine's "
             "file), then run `medserve db upgrade` once"
         )
     if settings.shared_state_url is None:
         raise ConfigError(
-            "--engine ray needs the request limits shared by every replica: set "
+            f"the ray engine ({option('engine')} ray) needs the request limits shared by "
+            "every replica: set "
             "MEDSERVE_SHARED_STATE_URL=redis://host:6379/0"
         )
     engine = open_engine(url)
