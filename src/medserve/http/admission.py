@@ -175,6 +175,8 @@ class CredentialsBeforeBody:
             if isinstance(error, RateLimited):
                 scope[PREAUTH_REFUSAL] = ADDRESS_RATE_LIMITED
                 response = error_problem(error)
+            elif isinstance(error, RegistryError):  # the key could not be looked up
+                response = error_problem(error)
             elif len(credentials) > 1:
                 scope[PREAUTH_REFUSAL] = DUPLICATE_CREDENTIALS
                 response = problem(
@@ -314,7 +316,10 @@ class CredentialsBeforeBody:
         valid key counts against its address."""
         key = self._recent.get(token) if token is not None else None
         if key is None and token is not None:
-            key = self._keys.authenticate(token)
+            try:
+                key = self._keys.authenticate(token)
+            except RegistryError as unreachable:  # the database is away: 503, not a 500
+                return None, unreachable
             if key is not None:
                 self._recent.put(token, key)
         if key is not None:

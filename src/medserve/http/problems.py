@@ -212,6 +212,10 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    if isinstance(error, MedserveError):
+        # Raised by a middleware (outside the routes' handlers), it reaches only this
+        # outermost one: it still gets its own status (a database outage is a 503).
+        return await _medserve_error(request, error)
     log.exception("unexpected error", extra={"fields": {"error": type(error).__name__}})
     answer = problem(500, "the server hit an unexpected error; it has been logged")
     return for_path(request.url.path, answer)

@@ -522,11 +522,18 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
 _STOP = object()
 
 
+def _unreachable(error: Exception) -> bool:
+    """Whether a failed append is down to the database: it cannot be reached (RegistryError
+    once it has answered, storage/database.py) or locked. It will pass once the database
+    is back."""
+    return isinstance(error, (RegistryError, OperationalError))
+
+
 def _may_be_one_entry(error: Exception) -> bool:
     """Whether a failed append may be down to one of its entries (a value the database
     refuses), so that writing the batch in parts can save the others. Not for a head that
     fails its check or a database that cannot be reached or locked: every part would fail."""
-    return not isinstance(error, (IntegrityError, OperationalError))
+    return not (isinstance(error, IntegrityError) or _unreachable(error))
 
 
 class AuditWriter:
@@ -538,14 +545,28 @@ class AuditWriter:
     writes batches of up to ``max_batch`` entries, waiting at most ``flush_interval_s``
     to fill one (by default not at all: what queued while the last batch committed is
     the next batch, so requests wait for one commit, not for a timer). A failing batch
-    is retried with back-off; if it still fails it is written in halves, down to single
-    entries, so only an entry that cannot be stored is lost. Losses are logged at once
-    (one line), make ``failure`` say why until a later write succeeds, and make the next
-    ``flush`` raise RegistryError. ``close`` writes everything submitted before it and
-    logs, never raises, what was lost.
+    is retried with back-off, for at most ``RETRY_BUDGET_S``; if it still fails it is
+    written in halves, down to single entries, so only an entry that cannot be stored is
+    lost. Losses are logged at once (one line), make ``failure`` say why, and make the next
+    ``flush`` raise RegistryError.
+
+    A failure ends when a later write succeeds. While failed, the writer tries each batch
+    once (requests are refused meanwhile, and their refusals should not wait out a
+    back-off). When the database could not be reached, the writer also checks, every
+    ``RECOVERY_PROBE_S`` while idle, whether it answers again and the chain can be
+    extended (``AuditLog.head_problem``), and ends the failure if so: a service that gets
+    no traffic during an outage (a load balancer took it out of rotation on its /readyz)
+    is ready again without a restart. Ending it only lets requests in: each still waits
+    for its own record, so none is answered unaudited. (A head that fails its check is
+    not probed for: it is repaired by hand, and the next write after that ends it.)
+    ``close`` writes everything submitted before it and logs, never raises, what was lost.
     """
 
     RETRY_DELAYS_S = (0.1, 0.2, 0.4, 0.8)
+    # Retrying stops once this long has passed since a batch's first try: against a
+    # server that does not answer at all, each try can take the connect timeout.
+    RETRY_BUDGET_S = 2.0
+    RECOVERY_PROBE_S = 0.5
 
     def __init__(self, log: AuditLog, flush_interval_s: float = 0.0, max_batch: int = 500) -> None:
         if max_batch < 1:
@@ -561,6 +582,7 @@ class AuditWriter:
         self._lost_reported = 0
         self._last_error: str | None = None
         self._failure: str | None = None
+        self._database_down = False  # the failure is the database's: probe for its return
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="medserve-audit-writer", daemon=True)
         self._thread.start()
@@ -578,8 +600,9 @@ class AuditWriter:
 
     @property
     def failure(self) -> str | None:
-        """Why the last write lost records (None once a later one succeeds), or that the
-        writer is closed: while it is set, audited requests are refused."""
+        """Why the last write lost records (None once a later one succeeds, or once the
+        database answers again after an outage), or that the writer is closed: while it
+        is set, audited requests are refused."""
         with self._state:
             if self._closed:
                 return "the audit writer is closed"
@@ -647,7 +670,7 @@ class AuditWriter:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            first = self._next()
             if first is _STOP:
                 break
             batch = [first]
@@ -664,10 +687,37 @@ class AuditWriter:
             self._write(batch)
         # submit() refuses entries once _STOP is queued, so nothing is left behind it.
 
+    def _next(self) -> Any:
+        """The next queued item; while failed and idle, probing for recovery meanwhile."""
+        while True:
+            with self._state:
+                probing = self._failure is not None and self._database_down
+            if not probing:
+                return self._queue.get()
+            try:
+                return self._queue.get(timeout=self.RECOVERY_PROBE_S)
+            except queue.Empty:
+                self._probe()
+
+    def _probe(self) -> None:
+        """End the failure if the database answers and the chain can be extended."""
+        try:
+            problem = self._log.head_problem()
+        # Any failure only means "not yet": the next probe tries again.
+        except Exception:  # noqa: BLE001
+            return
+        if problem is not None:
+            return  # the head is missing or altered: that failure stays until it is repaired
+        with self._state:
+            self._failure, self._database_down = None, False
+        logger.warning("the audit database answers again: audited requests are served")
+
     def _write(self, batch: list[tuple[AuditEntry, Future[int]]]) -> None:
         written: list[tuple[Future[int], int]] = []
         lost: list[tuple[Future[int], Exception]] = []
-        error = self._append(batch, self.RETRY_DELAYS_S, written)
+        with self._state:
+            failed = self._failure is not None
+        error = self._append(batch, () if failed else self.RETRY_DELAYS_S, written)
         if error is None:
             pass
         elif len(batch) == 1 or not _may_be_one_entry(error):
@@ -685,9 +735,10 @@ class AuditWriter:
                 self._failure = (
                     f"{len(lost)} audit records could not be written: {self._last_error}"
                 )
+                self._database_down = _unreachable(lost[-1][1])
                 logger.error("could not write %d audit records: %s", len(lost), self._last_error)
             else:
-                self._failure = None
+                self._failure, self._database_down = None, False
             self._finished += len(batch)
             self._state.notify_all()
         for future, seq in written:
@@ -723,6 +774,7 @@ class AuditWriter:
         """Write ``batch``, retrying after each delay; adds its (future, seq) pairs to
         ``written``, or returns the error of the last try when it never succeeded."""
         error: Exception | None = None
+        give_up_at = time.monotonic() + self.RETRY_BUDGET_S
         for delay_s in (*retry_delays_s, None):
             try:
                 seqs = self._log.append_many(entry for entry, _ in batch)
@@ -730,8 +782,9 @@ class AuditWriter:
             # forever; the error is logged and reported through the futures and flush().
             except Exception as failure:  # noqa: BLE001
                 error = failure
-                if delay_s is not None:
-                    time.sleep(delay_s)
+                if delay_s is None or time.monotonic() + delay_s > give_up_at:
+                    break
+                time.sleep(delay_s)
                 continue
             written.extend(zip((future for _, future in batch), seqs, strict=True))
             return None

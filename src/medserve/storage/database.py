@@ -2,30 +2,51 @@
 
 Everything dialect-specific lives here, so ``store`` reads the same on SQLite
 (the embedded default) and PostgreSQL (shared by replicas).
+
+A PostgreSQL server that goes away while medserve runs is an outage, not a bug: every
+statement then fails with RegistryError (HTTP 503, a one-line message), whoever issued
+it, instead of the driver's own error (a 500), and no connection attempt waits longer
+than the connect timeout. See ``open_engine``.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from medserve.core.files import create_private
+from medserve.errors import RegistryError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration (tests/storage/test_migrations.py holds it to the scripts): a
 # database already there opens without importing Alembic (~0.3 s of a server's start).
 HEAD_REVISION = "0006"
 SQLITE_BUSY_TIMEOUT_S = 30
+# How long a PostgreSQL connection attempt may take (libpq ``connect_timeout``) unless the
+# URL sets its own: a server that vanished without a reset would otherwise hold a request
+# for the operating system's TCP timeout (minutes).
+POSTGRES_CONNECT_TIMEOUT_S = 5
 
 
 def open_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL (readers never block writers) and a busy timeout."""
-    if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+    """An engine for ``url``; SQLite gets WAL (readers never block writers) and a busy timeout.
+
+    A server database (PostgreSQL) gets: a pre-ping, so a connection the server dropped is
+    replaced before use; a connect timeout; and, once it has answered, the outage rule
+    (``_outages_are_registry_errors``)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        _outages_are_registry_errors(engine)
+        return engine
     database = sqlite_path(url)
     if database is not None:
         # Owner-only from the start; SQLite gives its -wal, -shm and -journal files the
@@ -46,6 +67,42 @@ def open_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _outages_are_registry_errors(engine: Engine) -> None:
+    """Once the database has answered, losing it raises RegistryError, wherever it happens.
+
+    Losing it means: a connection attempt failed, or the server dropped a connection in
+    use. Every module would otherwise have to turn the driver's error into one a user can
+    act on, and one that forgets makes a 500 of an outage (the key lookup did). Before the
+    first answer the driver's errors are left alone: a wrong URL or a server not started
+    is for whoever opens the database to report, naming the URL (``Registry``). The
+    message names neither host nor user (clients read it) and no option. The pool's
+    pre-ping is left to do its work: a dead pooled connection is replaced, not reported.
+    """
+    answered = threading.Event()
+
+    @event.listens_for(engine, "connect")
+    def _answered(_dbapi_connection: Any, _record: Any) -> None:
+        answered.set()
+
+    @event.listens_for(engine, "handle_error")
+    def _outage(context: ExceptionContext) -> None:
+        if not answered.is_set() or context.is_pre_ping:
+            return
+        if context.is_disconnect:
+            how = "the connection to it was lost"
+        elif context.connection is None and isinstance(
+            context.sqlalchemy_exception, OperationalError
+        ):
+            how = "no connection to it could be made"
+        else:
+            return
+        # SQLAlchemy raises this in place of its own error, the driver's chained as cause,
+        # after invalidating the broken connection as usual.
+        raise RegistryError(
+            f"the registry database does not answer ({how}): try again once it is back"
+        )
 
 
 def sqlite_path(url: str) -> Path | None:
