@@ -288,20 +288,19 @@ def main() -> None:
             setup.account(steady, key_id)
             runs.append(steady)
 
-            killed = Run("ray, a replica killed")
-            key_id, token = setup.key("kill")
-            at = args.fault_seconds / 3
-            asyncio.run(
-                load(
-                    url,
-                    token,
-                    setup.record,
-                    args.fault_seconds,
-                    args.clients,
-                    killed,
-                    events=[(at, "kill", kill_a_replica)],
-                )  # fmt: skip
-            )
+            def under_fault(title: str, event: str, action) -> tuple[Run, str]:
+                """A load of --fault-seconds with ``action`` a third of the way in."""
+                faulted = Run(title)
+                key_id, token = setup.key(event)
+                at = args.fault_seconds / 3
+                events = [(at, event, action)]
+                asyncio.run(
+                    load(url, token, setup.record, args.fault_seconds, args.clients, faulted,
+                         events=events)  # fmt: skip
+                )
+                return faulted, key_id
+
+            killed, key_id = under_fault("ray, a replica killed", "kill", kill_a_replica)
             back = time.perf_counter()
             while replicas_running() < args.replicas and time.perf_counter() - back < 120:
                 time.sleep(0.5)
@@ -310,18 +309,8 @@ def main() -> None:
             runs.append(killed)
 
             if not args.no_postgres_restart:
-                restarted = Run("ray, PostgreSQL restarted")
-                key_id, token = setup.key("postgres")
-                asyncio.run(
-                    load(
-                        url,
-                        token,
-                        setup.record,
-                        args.fault_seconds,
-                        args.clients,
-                        restarted,
-                        events=[(at, "restart", restart_postgres)],
-                    )  # fmt: skip
+                restarted, key_id = under_fault(
+                    "ray, PostgreSQL restarted", "restart", restart_postgres
                 )
                 time.sleep(1)
                 setup.account(restarted, key_id)

@@ -5,9 +5,11 @@ what cannot work is refused in one line before Ray starts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import stat
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -170,8 +172,17 @@ def test_an_unseen_level_raised_in_an_actor_is_the_commands_one_line(
         ("rows.parquet", ("--query", "SELECT 1"), "--query runs on PostgreSQL"),
         ("postgresql://127.0.0.1/test", (), "name the rows to score with --query"),
         ("missing/*.parquet", (), "no file matches"),
+        ("postgresql://u:s3cret@127.0.0.1/test", ("--query", "SELECT 1"), "PGPASSWORD"),
     ],
-    ids=["csv", "csv-output", "csv-options", "query-on-a-file", "url-without-query", "glob"],
+    ids=[
+        "csv",
+        "csv-output",
+        "csv-options",
+        "query-on-a-file",
+        "url-without-query",
+        "glob",
+        "password-in-the-url",  # it would cross Ray in the read task's arguments
+    ],
 )
 def test_what_cannot_work_on_ray_is_refused_in_one_line(
     home, heart_csv, patients, tmp_path, monkeypatch, source, extra, message
@@ -183,7 +194,43 @@ def test_what_cannot_work_on_ray_is_refused_in_one_line(
     output = () if "-o" in extra else ("-o", "scores")
     result = run("predict", "heart", source, *output, *extra, "--engine", "ray")
     assert_clean_failure(result, message, code=2)
+    assert "s3cret" not in result.output
     assert audit_records(home) == []
+
+
+def test_the_scoring_actors_are_told_no_secret(home, shards, tmp_path, monkeypatch):
+    """What the actors are given crosses Ray (its object store, a cluster's control store):
+    secrets (the master key, the FHIR token) stay in each worker's own environment. A stand-in for Ray keeps what
+    ``map_batches`` is given."""
+    given = {}
+
+    class Dataset:
+        def map_batches(self, scorer, **options):
+            given.update(options["fn_constructor_kwargs"])
+            raise _Stop
+
+    fake_ray = SimpleNamespace(
+        cluster_resources=lambda: {"CPU": 2},
+        nodes=lambda: [{"Alive": True}],
+        data=SimpleNamespace(
+            read_parquet=lambda files: Dataset(),
+            DataContext=SimpleNamespace(get_current=lambda: SimpleNamespace()),
+            ActorPoolStrategy=lambda size: size,
+        ),
+    )
+    monkeypatch.setattr(
+        "medserve.scale.batch.ray_session", lambda settings: contextlib.nullcontext(fake_ray)
+    )
+    secret = "fhir-t0ken-of-the-ehr"
+    settings = Settings(home=home, fhir_server_token=secret)
+    with pytest.raises(_Stop):
+        predict_on_ray(settings, "heart", shards, tmp_path / "scores")
+    assert secret not in repr(given)
+    assert "fhir_server_token" not in given["told"] and given["told"]["home"] == str(home.resolve())
+
+
+class _Stop(Exception):
+    pass
 
 
 def test_a_query_is_refused_on_the_local_engine(home, heart_csv, tmp_path):

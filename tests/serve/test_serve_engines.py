@@ -183,6 +183,8 @@ def test_replicas_are_told_no_secret(tmp_path) -> None:
         "shared_state_url": "redis://127.0.0.1:6379/0",  # no password in it
         "rate_limit_per_minute": 5,
     }
+    in_query = Settings(home=tmp_path, shared_state_url="redis://127.0.0.1:6379/0?password=pw")
+    assert "shared_state_url" not in replica_settings(in_query)
 
 
 @pytest.mark.slow

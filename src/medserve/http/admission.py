@@ -275,7 +275,10 @@ class CredentialsBeforeBody:
         """On a key-lookup thread: the live session of ``token``, or why there is none (a
         request without one counts against its address, as one without a key does)."""
         assert self._sessions is not None
-        session = self._sessions.resolve(token)
+        try:
+            session = self._sessions.resolve(token)
+        except RegistryError as unreachable:  # the database is away: 503, not a traceback
+            return None, unreachable
         if session is not None:
             return session, None
         try:

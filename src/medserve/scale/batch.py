@@ -39,7 +39,7 @@ from medserve.flows.predict import (
     flagged_notice,
     score_batch,
 )
-from medserve.scale.cluster import cluster_cpus, ray_session
+from medserve.scale.cluster import cluster_cpus, ray_session, settings_told, worker_settings
 from medserve.security.local_audit import record_local_action
 from medserve.storage import Registry
 
@@ -76,13 +76,18 @@ def predict_on_ray(
         with ray_session(settings) as ray:
             check_shared_registry(settings, ray)
             cpus = cluster_cpus(ray)
+            if cpus < 2:
+                raise ConfigError(
+                    f"scoring on Ray needs 2 CPUs or more (this Ray has {cpus}): one scores "
+                    "while another reads; set MEDSERVE_RAY_NUM_CPUS=2 or score it locally"
+                )
             # An actor's own error (an unseen level) raised as itself, not as Ray Data's
             # "UDF failed", so that medserve_errors can say it in one line.
             ray.data.DataContext.get_current().raise_original_map_exception = True
             scored = read(ray, cpus).map_batches(
                 BatchScorer,
                 fn_constructor_kwargs={
-                    "settings": settings,
+                    "told": worker_settings(settings),  # no secret crosses Ray
                     "ref": version.ref,
                     "explain": explain,
                     "score_unseen_levels": score_unseen_levels,
@@ -124,8 +129,9 @@ class BatchScorer:
     """A Ray Data actor: loads the version once, then scores each pandas batch."""
 
     def __init__(
-        self, settings: Settings, ref: str, explain: bool, score_unseen_levels: bool
+        self, told: dict[str, Any], ref: str, explain: bool, score_unseen_levels: bool
     ) -> None:
+        settings = settings_told(told)
         with Registry(settings) as registry:
             version, self._model = load_model(registry, ref)
         self._settings = settings
@@ -223,7 +229,13 @@ def parquet_files(source: str) -> list[str]:
 def _sql_reader(url: str, query: str) -> Reader:
     """Rows of ``query``, read in a read-only transaction, then spread over the cluster (a
     query is read by one task: Ray's sharding needs MD5 sums PostgreSQL types as text)."""
-    connect = functools.partial(read_only_connection, _libpq_url(url))
+    libpq = _libpq_url(url)
+    if make_url(libpq).password is not None:  # the read task's arguments cross Ray
+        raise ConfigError(
+            f"{_safe_url(url)}: give the database's password in PGPASSWORD or ~/.pgpass "
+            "(read by the task that runs the query), not in the URL, which Ray would carry"
+        )
+    connect = functools.partial(read_only_connection, libpq)
     _check_query(connect, query)
 
     def read(ray: Any, cpus: int) -> Any:

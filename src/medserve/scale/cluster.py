@@ -13,11 +13,18 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
 
 from medserve.config import Settings
 from medserve.errors import ConfigError, option
 
 RAY_EXTRA = "medserve[ray]"
+# Settings never told to a Ray worker (``worker_settings``).
+SECRET_SETTINGS = frozenset({"master_key", "fhir_server_token"})
+# URLs told to a worker only when they hold no password.
+URL_SETTINGS = ("database_url", "shared_state_url")
 # Where a command's work runs: in this process, or on Ray.
 ENGINES = ("local", "ray")
 
@@ -80,3 +87,27 @@ def ray_session(settings: Settings) -> Iterator[Any]:
 def cluster_cpus(ray: Any) -> int:
     """CPUs the cluster offers (at least 1)."""
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """What a Ray worker (a replica, a scoring actor) is told of the driver's settings:
+    everything set but the secrets (a URL with a password is one), the home made absolute
+    (a worker's working directory may differ). Nothing told crosses Ray that a cluster's
+    object store or control store should not hold: a worker reads the master key, the
+    FHIR token and any URL with a password from its own environment."""
+    told = settings.model_dump(
+        mode="json", exclude={*SECRET_SETTINGS, *URL_SETTINGS}, exclude_defaults=True
+    )
+    told["home"] = str(settings.home.resolve())
+    for name in URL_SETTINGS:
+        value = getattr(settings, name)
+        url = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if url and urlsplit(url).password is None and "password" not in urlsplit(url).query:
+            told[name] = url
+    return told
+
+
+def settings_told(told: dict[str, Any]) -> Settings:
+    """On a worker: the settings ``worker_settings`` told it, the rest (the secrets) from
+    this process's environment."""
+    return Settings(**told)

@@ -81,17 +81,15 @@ class RedisRateLimiter:
         try:
             with self._client.pipeline(transaction=True) as pipe:
                 pipe.incr(counter)
-                pipe.expire(counter, WINDOW_S + EXPIRY_SLACK_S, nx=True)
+                # Every count renews the expiry (EXPIRE NX is Redis 7 only): the window's
+                # number is in the key, so a renewal only delays its cleanup.
+                pipe.expire(counter, WINDOW_S + EXPIRY_SLACK_S)
                 count = int(pipe.execute()[0])
         except (redis.RedisError, OSError) as error:  # fail closed
             raise RegistryError(
-                f"the shared rate limit (Redis) cannot be reached: {_one_line(error)}; "
+                # Clients read this: the error's class, not its text (Redis's host and port).
+                f"the shared rate limit (Redis) cannot be reached ({type(error).__name__}); "
                 "requests are refused until it is back"
-            ) from None
+            ) from error
         if count > self.per_minute:
             raise limit_reached(self.per_minute, self._counted, self._per, now)
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text or type(error).__name__

@@ -30,21 +30,15 @@ import signal
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
-
-from pydantic import SecretStr
 
 from medserve.config import Settings
 from medserve.errors import ConfigError, option
-from medserve.scale.cluster import cluster_cpus, ray_session
+from medserve.scale.cluster import cluster_cpus, ray_session, settings_told
+from medserve.scale.cluster import worker_settings as replica_settings
 from medserve.serve.uvicorn import GRACEFUL_SHUTDOWN_S, Notify
 
 APP_NAME = "medserve"
 DEPLOYMENT_NAME = "medserve-http"
-# Settings a replica reads from its own environment, never from the driver through Ray.
-SECRET_SETTINGS = frozenset({"master_key", "fhir_server_token"})
-# URLs told to a replica only when they hold no password.
-URL_SETTINGS = ("database_url", "shared_state_url")
 # Requests one replica takes at once before the proxy queues (the app is asynchronous:
 # scoring runs on threads, so a replica serves many requests concurrently).
 MAX_ONGOING_REQUESTS = 64
@@ -118,29 +112,13 @@ def check_shared(settings: Settings) -> None:
         )
 
 
-def replica_settings(settings: Settings) -> dict[str, Any]:
-    """What a replica is told of the driver's settings: everything set but the secrets
-    (a URL with a password is one), the home made absolute (a replica's working
-    directory may differ)."""
-    told = settings.model_dump(
-        mode="json", exclude={*SECRET_SETTINGS, *URL_SETTINGS}, exclude_defaults=True
-    )
-    told["home"] = str(settings.home.resolve())
-    for name in URL_SETTINGS:
-        value = getattr(settings, name)
-        url = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if url and urlsplit(url).password is None:
-            told[name] = url
-    return told
-
-
 def build_replica_app(told: dict[str, Any]) -> Any:
     """On a replica: the app for the driver's settings, its secrets from this process's
     environment. A replica that finds no PostgreSQL URL there refuses to start rather
     than open a registry of its own."""
     from medserve.http.app import create_app
 
-    settings = Settings(**told)
+    settings = settings_told(told)
     if not settings.database_url or settings.database_url.startswith("sqlite"):
         raise ConfigError(
             "this Ray replica has no MEDSERVE_DATABASE_URL (PostgreSQL) in its environment: "
