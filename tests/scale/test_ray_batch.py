@@ -200,8 +200,8 @@ def test_what_cannot_work_on_ray_is_refused_in_one_line(
 
 def test_the_scoring_actors_are_told_no_secret(home, shards, tmp_path, monkeypatch):
     """What the actors are given crosses Ray (its object store, a cluster's control store):
-    secrets (the master key, the FHIR token) stay in each worker's own environment. A stand-in for Ray keeps what
-    ``map_batches`` is given."""
+    secrets (the master key, the FHIR token) stay in each worker's own environment. A
+    stand-in for Ray keeps what ``map_batches`` is given."""
     given = {}
 
     class Dataset:
