@@ -42,6 +42,7 @@ from medserve.flows.predict import (
 from medserve.scale.cluster import cluster_cpus, ray_session, settings_told, worker_settings
 from medserve.security.local_audit import record_local_action
 from medserve.storage import Registry
+from medserve.storage.database import describe_url, one_line
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 # Rows per batch an actor scores: large enough that pandas and the model's vectorised
@@ -189,7 +190,7 @@ def source_reader(source: str | Path, query: str | None) -> Reader:
     if _is_postgres_url(text):
         if not query:
             raise ConfigError(
-                f"{_safe_url(text)}: name the rows to score with {option('query')} "
+                f"{describe_url(text)}: name the rows to score with {option('query')} "
                 '(e.g. "SELECT * FROM admissions")'
             )
         return _sql_reader(text, query)
@@ -232,7 +233,7 @@ def _sql_reader(url: str, query: str) -> Reader:
     libpq = _libpq_url(url)
     if make_url(libpq).password is not None:  # the read task's arguments cross Ray
         raise ConfigError(
-            f"{_safe_url(url)}: give the database's password in PGPASSWORD or ~/.pgpass "
+            f"{describe_url(url)}: give the database's password in PGPASSWORD or ~/.pgpass "
             "(read by the task that runs the query), not in the URL, which Ray would carry"
         )
     connect = functools.partial(read_only_connection, libpq)
@@ -261,8 +262,7 @@ def _check_query(connect: Callable[[], Any], query: str) -> None:
         with connect() as connection, connection.cursor() as cursor:
             cursor.execute(f"SELECT * FROM ({query}) AS rows_to_score LIMIT 0")
     except psycopg.Error as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise DataError(f"the {option('query')} could not be run: {reason}") from None
+        raise DataError(f"the {option('query')} could not be run: {one_line(error)}") from None
 
 
 def _is_postgres_url(text: str) -> bool:
@@ -275,16 +275,8 @@ def _libpq_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"{_safe_url(url)}: not a database URL") from None
+        raise ConfigError(f"{describe_url(url)}: not a database URL") from None
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _safe_url(url: str) -> str:
-    """``url`` with any password masked, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "the database URL"
 
 
 def check_shared_registry(settings: Settings, ray: Any) -> None:
